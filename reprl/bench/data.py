@@ -1,0 +1,176 @@
+"""`reprl bench data`: training tuples/s of reprl's shard stream next to a per-frame-JPEG-file loader on
+the same videos and cores; the time split into read / decode / augment / collate; peak memory per worker.
+
+Every figure is the median of `repeats` runs taken in this one process, so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
+from reprl.data.stream import StreamConfig, TupleStream
+from reprl.utils.timing import StageTimer, median_spread
+
+BENCH_TASKS = "reach,drawer-close,door-open,window-open,button-press,faucet-open,lever-pull,plate-slide"
+
+
+@dataclass
+class DataBenchConfig:
+    shards: str | None = None  # shard folder; default renders (once) a MetaWorld corpus into `cache`
+    cache: str = "runs/bench"
+    frame_size: int = 256  # frame size of the rendered corpus
+    image_size: int = 224  # training crop size
+    batch_size: int = 32
+    mode: str = "vip"
+    tuples_per_video: int = 1
+    workers: tuple[int, ...] = (1, 2)
+    batches: int = 20  # measured batches per run (after one warm-up batch)
+    repeats: int = 3
+    render_tasks: str = BENCH_TASKS
+    render_episodes: int = 2
+
+
+def ensure_corpus(cfg: DataBenchConfig) -> str:
+    if cfg.shards:
+        return cfg.shards
+    out = Path(cfg.cache) / f"data_corpus_{cfg.frame_size}"
+    if not (out / "index.json").exists():
+        from reprl.sim.corpus import CorpusConfig, render_corpus
+
+        render_corpus(CorpusConfig(tasks=cfg.render_tasks, episodes=cfg.render_episodes, size=cfg.frame_size,
+                                   workers=min(2, os.cpu_count() or 1), overwrite=True,
+                                   max_videos_per_shard=2), out, progress=False)
+    return str(out)
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _time_batches(it: Any, batches: int, batch_size: int) -> float:
+    """Tuples/s over `batches` batches after one warm-up batch."""
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def _stream(shards: str, cfg: DataBenchConfig, repeat: int) -> TupleStream:
+    scfg = StreamConfig(mode=cfg.mode, image_size=cfg.image_size, batch_size=cfg.batch_size,
+                        tuples_per_video=cfg.tuples_per_video, seed=repeat, shuffle_buffer=cfg.batch_size)
+    return TupleStream(shards, scfg)
+
+
+def _baseline_batches(ds: FrameFileTuples, batch_size: int) -> Any:
+    it = iter(ds)
+    while True:
+        yield torch.stack([next(it) for _ in range(batch_size)])
+
+
+def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[str, Any]:
+    """One process, one thread: what a single data-loader worker delivers, with reprl's stage split."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ours, shares, ref, ref_uint8 = [], [], [], []
+        for r in range(cfg.repeats):
+            stream = _stream(shards, cfg, r)
+            stream.timer = timer = StageTimer()
+            it = iter(stream)
+            next(it)
+            timer.reset()
+            start = time.perf_counter()
+            for _ in range(cfg.batches):
+                next(it)
+            elapsed = time.perf_counter() - start
+            ours.append(cfg.batches * cfg.batch_size / elapsed)
+            stage = {k: v / elapsed for k, v in timer.seconds.items()}
+            stage["other"] = max(0.0, 1.0 - sum(stage.values()))
+            shares.append(stage)
+            ref.append(_time_batches(_baseline_batches(FrameFileTuples(manifest, cfg.mode, cfg.image_size, r),
+                                                       cfg.batch_size), cfg.batches, cfg.batch_size))
+            ref_uint8.append(_time_batches(_baseline_batches(
+                FrameFileTuples(manifest, cfg.mode, cfg.image_size, r, reference_transforms=False),
+                cfg.batch_size), cfg.batches, cfg.batch_size))
+    finally:
+        torch.set_num_threads(threads)
+    split = {k: median_spread([s.get(k, 0.0) for s in shares])["median"] for k in
+             ("read", "decode", "augment", "collate", "other")}
+    return {"reprl": median_spread(ours), "framefiles_reference": median_spread(ref),
+            "framefiles_uint8": median_spread(ref_uint8), "stage_share": split}
+
+
+def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: int) -> dict[str, Any]:
+    """N data-loader worker processes feeding this process: total tuples/s and peak memory per worker."""
+    ours, ref, mem = [], [], []
+    for r in range(cfg.repeats):
+        loader = DataLoader(_stream(shards, cfg, r), batch_size=None, num_workers=workers, prefetch_factor=4)
+        it = iter(loader)
+        ours.append(_time_batches(it, cfg.batches, cfg.batch_size))
+        mem.extend(m for w in getattr(it, "_workers", []) if (m := _peak_rss_mb(w.pid)) is not None)
+        del it
+        base = DataLoader(FrameFileTuples(manifest, cfg.mode, cfg.image_size, r), batch_size=cfg.batch_size,
+                          num_workers=workers, prefetch_factor=4)
+        bit = iter(base)
+        ref.append(_time_batches(bit, cfg.batches, cfg.batch_size))
+        del bit
+    return {"workers": workers, "reprl": median_spread(ours), "framefiles_reference": median_spread(ref),
+            "peak_rss_mb_per_worker": max(mem) if mem else None}
+
+
+def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
+    shards = ensure_corpus(cfg)
+    manifest = export_frame_folders(shards, Path(cfg.cache) / f"frames_{Path(shards).name}")
+    from reprl.data.shards import read_index
+
+    index = read_index(shards)
+    result: dict[str, Any] = {
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "corpus": {"shards": shards, "videos": index["videos"], "frames": index["frames"]},
+        "cpu_count": os.cpu_count(),
+        "in_process": bench_in_process(shards, manifest, cfg),
+        "workers": [bench_workers(shards, manifest, cfg, n) for n in cfg.workers if n > 0],
+    }
+    ip = result["in_process"]
+    result["ratio_vs_framefiles"] = ip["reprl"]["median"] / ip["framefiles_reference"]["median"]
+    return result
+
+
+def format_data_bench(r: dict[str, Any]) -> str:
+    def fig(d: dict[str, Any]) -> str:
+        return f"{d['median']:7.1f}  [{d['min']:.0f}-{d['max']:.0f}]"
+
+    c = r["config"]
+    ip = r["in_process"]
+    lines = [
+        f"data: {c['mode']} tuples at {c['image_size']} px, batch {c['batch_size']}, tuples/video "
+        f"{c['tuples_per_video']}, corpus {r['corpus']['videos']} videos / {r['corpus']['frames']} frames, "
+        f"median [min-max] of {c['repeats']} runs, {r['cpu_count']} cores",
+        f"{'loader':44s} {'tuples/s':>22s}",
+        f"{'reprl shards, 1 process 1 thread (= 1 worker)':44s} {fig(ip['reprl'])}",
+        f"{'frame files, reference transforms, 1 thread':44s} {fig(ip['framefiles_reference'])}",
+        f"{'frame files, reprl uint8 crop, 1 thread':44s} {fig(ip['framefiles_uint8'])}",
+        f"ratio reprl / frame-file reference loader (1 worker): {r['ratio_vs_framefiles']:.2f}x",
+        "reprl time split: " + ", ".join(f"{k} {v:.0%}" for k, v in ip["stage_share"].items()),
+    ]
+    for w in r["workers"]:
+        mem = f", peak RSS/worker {w['peak_rss_mb_per_worker']:.0f} MB" if w["peak_rss_mb_per_worker"] else ""
+        ratio = w["reprl"]["median"] / w["framefiles_reference"]["median"]
+        lines.append(f"{w['workers']} workers: reprl {fig(w['reprl'])}, frame files {fig(w['framefiles_reference'])}"
+                     f" -> {ratio:.2f}x{mem}")
+    return "\n".join(lines)

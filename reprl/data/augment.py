@@ -1,0 +1,57 @@
+"""One random-resized-crop draw shared by all frames of a training tuple, on uint8 tensors.
+
+The parameters are drawn from a numpy Generator (not torch's global RNG) so streams are reproducible per
+(seed, rank, worker). The draw follows torchvision's RandomResizedCrop: up to 10 tries of an area in
+`scale` x frame area and a log-uniform aspect ratio in `ratio`, else a central crop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+
+def crop_params(height: int, width: int, rng: np.random.Generator, scale: tuple[float, float] = (0.2, 1.0),
+                ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random resized crop of a height x width frame."""
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def shared_random_crop(frames: torch.Tensor, size: int, rng: np.random.Generator,
+                       scale: tuple[float, float] = (0.2, 1.0)) -> torch.Tensor:
+    """Crop the same region from every frame and resize it to size x size.
+
+    frames: uint8 [F, 3, H, W] (one training tuple) -> uint8 [F, 3, size, size].
+    """
+    top, left, h, w = crop_params(frames.shape[-2], frames.shape[-1], rng, scale)
+    return TF.resized_crop(frames, top, left, h, w, [size, size], antialias=True)
+
+
+def center_square(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the shorter side to `size` and take the central square (no randomness): for validation."""
+    h, w = frames.shape[-2:]
+    if (h, w) != (size, size):
+        frames = TF.resize(frames, [size], antialias=True)
+        frames = TF.center_crop(frames, [size, size])
+    return frames

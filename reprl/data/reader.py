@@ -1,0 +1,226 @@
+"""Read reprl shards: expand URLs, iterate samples tolerantly, decode only the frames asked for.
+
+Used by the training stream, validation, `reprl embed` and evaluation. Any URL webdataset can open works:
+local paths, brace patterns (`shards/shard-{000000..000009}.tar`), `pipe:` commands, http(s) and object
+stores through `pipe:` (e.g. `pipe:aws s3 cp s3://bucket/shard-000000.tar -`). A shard folder with an
+index.json expands to its shards.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import mmap
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from reprl.errors import ReprlError
+
+log = logging.getLogger("reprl.data")
+
+
+def expand_urls(spec: str | Iterable[str]) -> list[str]:
+    """Shard URLs from a folder with index.json, a brace pattern, a `::`-joined list, or a list of these."""
+    import braceexpand
+
+    if not isinstance(spec, str):
+        return [u for item in spec for u in expand_urls(item)]
+    urls: list[str] = []
+    for part in spec.split("::"):
+        part = part.strip()
+        if not part:
+            continue
+        if os.path.isdir(part):
+            from reprl.data.shards import shard_urls
+
+            urls.extend(shard_urls(part))
+        else:
+            urls.extend(braceexpand.braceexpand(part))
+    if not urls:
+        raise ReprlError(f"no shards in {spec!r}: give a shard folder, a .tar path, or a brace pattern")
+    for u in urls:
+        if not u.startswith(("pipe:", "http://", "https://", "gs://", "s3://")) and not os.path.exists(u):
+            raise ReprlError(f"shard not found: {u}")
+    return urls
+
+
+class SkipCounter:
+    """Counts skipped items by reason; warns for the first few of each reason, then at powers of ten."""
+
+    def __init__(self, what: str = "samples") -> None:
+        self.what = what
+        self.counts: Counter[str] = Counter()
+
+    def note(self, reason: str, detail: str = "") -> None:
+        self.counts[reason] += 1
+        n = self.counts[reason]
+        if n <= 3 or (n >= 10 and str(n).strip("0") == "1"):
+            log.warning("skipped %s (%s, %d so far): %s", self.what, reason, n, detail)
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class ShardVideo:
+    """One video sample from a shard, frames still JPEG-encoded."""
+
+    key: str
+    frames: list[bytes]
+    meta: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+    arrays: dict[str, bytes] = field(default_factory=dict)
+    url: str = ""
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def decode(self, indices: Iterable[int] | None = None) -> torch.Tensor:
+        """Decode frames (all, or `indices` in the order given) -> uint8 [N, 3, H, W]."""
+        idx = list(range(len(self.frames))) if indices is None else list(indices)
+        return decode_frames([self.frames[i] for i in idx])
+
+    def array(self, name: str) -> np.ndarray:
+        """A per-step array stored beside the frames (actions, proprio, success, ...)."""
+        if name not in self.arrays:
+            raise KeyError(f"video {self.key} has no '{name}' array (has: {', '.join(sorted(self.arrays)) or 'none'})")
+        return np.load(io.BytesIO(self.arrays[name]), allow_pickle=False)
+
+
+def decode_frames(jpegs: list[bytes]) -> torch.Tensor:
+    """JPEG bytes -> uint8 [N, 3, H, W]. Raises ValueError for an undecodable frame or mixed sizes."""
+    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
+    try:
+        images = decode_jpeg(tensors, mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise ValueError(f"undecodable JPEG: {e}") from None
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"frames of different sizes in one video: {sorted(shapes)}")
+    return torch.stack(images)
+
+
+def parse_sample(raw: dict[str, Any]) -> ShardVideo:
+    """A raw sample (bytes-like per extension) -> ShardVideo. Raises ValueError on a malformed sample."""
+    frame_keys = sorted(k for k in raw if k.endswith(".jpg") or k == "jpg")
+    meta: dict[str, Any] = {}
+    if raw.get("json") is not None and len(raw["json"]):
+        try:
+            meta = json.loads(bytes(raw["json"]))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"bad json member: {e}") from None
+    text = bytes(raw["txt"]).decode("utf-8", errors="replace").strip() if raw.get("txt") is not None else None
+    arrays = {k[: -len(".npy")]: v for k, v in raw.items() if k.endswith(".npy")}
+    return ShardVideo(key=raw.get("__key__", ""), frames=[raw[k] for k in frame_keys], meta=meta, text=text or None,
+                      arrays=arrays, url=raw.get("__url__", ""))
+
+
+_ZERO_BLOCK = bytes(512)
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256 for large sizes
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _split_key(name: str) -> tuple[str, str]:
+    """'dir/abc.000001.jpg' -> ('dir/abc', '000001.jpg'), as webdataset groups members."""
+    slash = name.rfind("/") + 1
+    dot = name.find(".", slash)
+    return (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
+
+
+def iter_local_tar(path: str) -> Iterator[dict[str, Any]]:
+    """Samples of a local tar via mmap: headers are parsed directly and member data are zero-copy
+    memoryviews, so frames that are never decoded are never copied. Raises ValueError on corruption."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    view = memoryview(mm)
+    pos, long_name = 0, None
+    sample: dict[str, Any] = {}
+    while pos + 512 <= size:
+        hdr = mm[pos:pos + 512]
+        if hdr == _ZERO_BLOCK:
+            break
+        stored = _octal(hdr[148:156])
+        if stored != sum(hdr[:148]) + 256 + sum(hdr[156:]):
+            raise ValueError(f"corrupt tar header at byte {pos} of {path}")
+        length, kind = _octal(hdr[124:136]), hdr[156:157]
+        start = pos + 512
+        if start + length > size:
+            raise ValueError(f"truncated tar {path}: member at byte {pos} runs past the end")
+        pos = start + (length + 511) // 512 * 512
+        if kind == b"L":
+            long_name = bytes(view[start:start + length]).rstrip(b"\0").decode()
+            continue
+        if kind in (b"x", b"g"):
+            for rec in bytes(view[start:start + length]).decode("utf-8", "replace").split("\n"):
+                if " path=" in rec:
+                    long_name = rec.split(" path=", 1)[1]
+            continue
+        if kind not in (b"0", b"\0", b"7"):
+            continue
+        name = long_name or hdr[:100].split(b"\0", 1)[0].decode()
+        prefix = hdr[345:500].split(b"\0", 1)[0]
+        if not long_name and hdr[257:262] == b"ustar" and prefix:
+            name = prefix.decode() + "/" + name
+        long_name = None
+        key, ext = _split_key(name)
+        if sample and sample["__key__"] != key:
+            yield sample
+            sample = {}
+        if not sample:
+            sample = {"__key__": key, "__url__": path}
+        sample[ext] = view[start:start + length]
+    if sample:
+        yield sample
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url and not url.startswith("pipe:") and os.path.isfile(url)
+
+
+def iter_raw_samples(url: str, skips: SkipCounter) -> Iterator[dict[str, Any]]:
+    """Raw samples of one shard: mmap for local files, webdataset's streaming reader for pipes and URLs."""
+    if _is_local(url):
+        try:
+            yield from iter_local_tar(url)
+        except (ValueError, OSError, UnicodeDecodeError) as e:
+            skips.note("corrupt shard data", f"{url}: {e}")
+        return
+    from webdataset.tariterators import tarfile_samples
+
+    def handler(exn: Exception) -> bool:
+        skips.note("corrupt shard data", f"{url}: {exn!r}")
+        return True
+
+    yield from tarfile_samples(iter([{"url": url}]), handler=handler)
+
+
+def iter_videos(urls: Iterable[str], skips: SkipCounter | None = None) -> Iterator[ShardVideo]:
+    """Every video of the given shards in order. Corrupt tars/members are counted in `skips` and skipped."""
+    skips = skips if skips is not None else SkipCounter("shard members")
+    for url in urls:
+        for raw in iter_raw_samples(url, skips):
+            try:
+                video = parse_sample(raw)
+            except ValueError as e:
+                skips.note("malformed sample", f"{url} {raw.get('__key__')}: {e}")
+                continue
+            if not video.frames:
+                skips.note("no frames", f"{url} {video.key}")
+                continue
+            yield video

@@ -1,0 +1,218 @@
+"""Streaming training tuples from shards, per rank and data-loader worker.
+
+Each reader (rank x worker) takes a disjoint slice of the shards, walks it in random order forever, draws
+`tuples_per_video` tuples from every video it reads (decoding only the sampled frames), applies one shared
+random crop per tuple, shuffles tuples in a small buffer and yields ready batches (`ClipBatch`). With
+`batches_per_epoch` set, a rank's epoch has exactly that many batches whatever the number of workers, so no
+rank waits on another. Seeds come from (seed, rank, worker, resume), so readers never repeat each other and
+a resumed run draws fresh samples while staying reproducible. Each epoch (`set_epoch`) and each new
+iteration in a persistent worker also moves the seed on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from reprl.data.augment import center_square, shared_random_crop
+from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
+from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, sample_indices
+from reprl.errors import ReprlError
+from reprl.utils.timing import NullTimer, StageTimer
+
+log = logging.getLogger("reprl.data")
+
+
+@dataclass
+class StreamConfig:
+    """How training tuples are drawn and batched."""
+
+    mode: str = "vip"  # vip | vip_last | liv | liv_last | r3m (see reprl.data.sampling)
+    image_size: int = 224
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    augment: bool = True  # shared random resized crop; False = resize + center crop
+    batch_size: int = 32
+    tuples_per_video: int = 1
+    shuffle_buffer: int = 128  # tuples held for shuffling before batching
+    seed: int = 0
+    text_alpha: float = 0.95  # LIV: the text-paired frame is drawn from the last (1 - text_alpha) of a clip
+    r3m_alpha: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ReprlError(f"unknown data mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        for name in ("image_size", "batch_size", "tuples_per_video"):
+            if getattr(self, name) < 1:
+                raise ReprlError(f"data.{name} must be at least 1, got {getattr(self, name)}")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ReprlError(f"data.crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+
+
+@dataclass
+class ClipBatch:
+    """A batch of training tuples, frames by role (uint8 [B, 3, S, S]); never a positional stack."""
+
+    frames: dict[str, torch.Tensor]
+    indices: dict[str, torch.Tensor]  # role -> int64 [B], frame index within its video
+    length: torch.Tensor  # int64 [B], frames in the source video
+    text: list[str] = field(default_factory=list)  # caption per tuple ('' when the video has none)
+    key: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.length.shape[0])
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.frames)
+
+    def _map(self, fn: Any) -> ClipBatch:
+        return ClipBatch(frames={k: fn(v) for k, v in self.frames.items()},
+                         indices={k: fn(v) for k, v in self.indices.items()},
+                         length=fn(self.length), text=self.text, key=self.key)
+
+    def pin_memory(self) -> ClipBatch:
+        return self._map(lambda t: t.pin_memory())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipBatch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+
+def collate_tuples(tuples: list[dict[str, Any]], roles: tuple[str, ...]) -> ClipBatch:
+    return ClipBatch(
+        frames={r: torch.stack([t["frames"][i] for t in tuples]) for i, r in enumerate(roles)},
+        indices={r: torch.tensor([t["indices"][r] for t in tuples], dtype=torch.long) for r in roles},
+        length=torch.tensor([t["length"] for t in tuples], dtype=torch.long),
+        text=[t["text"] for t in tuples],
+        key=[t["key"] for t in tuples],
+    )
+
+
+def reader_slot(rank: int, world_size: int) -> tuple[int, int, int, int]:
+    """(rank, world_size, worker, num_workers) of the calling data-loader worker."""
+    info = get_worker_info()
+    worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    return rank, world_size, worker, num_workers
+
+
+def split_shards(urls: list[str], slot: int, num_slots: int) -> list[str]:
+    """This reader's shards: a strided slice when there are enough shards, else all of them."""
+    if len(urls) >= num_slots:
+        return urls[slot::num_slots]
+    return list(urls)
+
+
+class TupleStream(IterableDataset):
+    """Infinite (or exactly `batches_per_epoch`-long per rank) stream of ClipBatch from shards."""
+
+    def __init__(self, urls: str | list[str], cfg: StreamConfig, *, batches_per_epoch: int | None = None,
+                 rank: int = 0, world_size: int = 1, resume: int = 0) -> None:
+        super().__init__()
+        self.urls = expand_urls(urls)
+        self.cfg = cfg
+        self.batches_per_epoch = batches_per_epoch
+        self.rank, self.world_size, self.resume = rank, world_size, resume
+        self.epoch = 0
+        self._passes = 0  # iterations started in this process: advances the seed under persistent workers
+        self.roles = ROLES[cfg.mode]
+        self.skips = SkipCounter("video")
+        self.timer: StageTimer = NullTimer()  # benchmarks swap in a StageTimer: read/decode/augment/collate
+
+    def __len__(self) -> int:
+        if self.batches_per_epoch is None:
+            raise TypeError("this stream is infinite: set batches_per_epoch for a length")
+        return self.batches_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches_for_worker(self, worker: int, num_workers: int) -> int | None:
+        if self.batches_per_epoch is None:
+            return None
+        base, extra = divmod(self.batches_per_epoch, num_workers)
+        return base + (worker < extra)
+
+    def __iter__(self) -> Iterator[ClipBatch]:
+        rank, world, worker, num_workers = reader_slot(self.rank, self.world_size)
+        slot, num_slots = rank * num_workers + worker, world * num_workers
+        mine = split_shards(self.urls, slot, num_slots)
+        if len(self.urls) < num_slots and slot == 0:
+            log.warning("only %d shards for %d readers (ranks x workers): readers share shards with different "
+                        "random streams; write more, smaller shards for disjoint reading", len(self.urls), num_slots)
+        rng = np.random.default_rng([self.cfg.seed, rank, worker, self.resume, self.epoch, self._passes])
+        self._passes += 1
+        limit = self._batches_for_worker(worker, num_workers)
+        emitted = 0
+        buffer: list[dict[str, Any]] = []
+        batch: list[dict[str, Any]] = []
+        for tup in self._tuples(mine, rng):
+            buffer.append(tup)
+            if len(buffer) < self.cfg.shuffle_buffer:
+                continue
+            j = int(rng.integers(len(buffer)))
+            buffer[j], buffer[-1] = buffer[-1], buffer[j]
+            batch.append(buffer.pop())
+            if len(batch) == self.cfg.batch_size:
+                with self.timer("collate"):
+                    out = collate_tuples(batch, self.roles)
+                yield out
+                batch = []
+                emitted += 1
+                if limit is not None and emitted >= limit:
+                    return
+
+    def _tuples(self, shards: list[str], rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        while True:
+            usable = 0
+            for url in rng.permutation(shards):
+                for video in self.timer.timed_iter("read", iter_videos([str(url)], self.skips)):
+                    for tup in self.tuples_from_video(video, rng):
+                        usable += 1
+                        yield tup
+            if usable == 0:
+                raise ReprlError(f"no usable videos in shards {shards[:3]}{'...' if len(shards) > 3 else ''}: "
+                                 f"skipped {dict(self.skips.counts)}")
+
+    def tuples_from_video(self, video: ShardVideo, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """Draw tuples_per_video tuples, decoding each needed frame once. Bad videos give [] (counted)."""
+        n = len(video)
+        if n < MIN_FRAMES:
+            self.skips.note("too short", f"{video.key}: {n} frames")
+            return []
+        if self.cfg.mode.startswith("liv") and not video.text:
+            self.skips.note("no caption", f"{video.key} (LIV needs a caption per video)")
+            return []
+        draws = [sample_indices(self.cfg.mode, n, rng, text_alpha=self.cfg.text_alpha,
+                                r3m_alpha=self.cfg.r3m_alpha) for _ in range(self.cfg.tuples_per_video)]
+        needed = sorted({i for d in draws for i in d.values()})
+        try:
+            with self.timer("decode"):
+                decoded = dict(zip(needed, video.decode(needed)))
+        except ValueError as e:
+            self.skips.note("undecodable frames", f"{video.key}: {e}")
+            return []
+        out = []
+        for d in draws:
+            with self.timer("augment"):
+                stack = torch.stack([decoded[d[r]] for r in self.roles])  # [F, 3, H, W]
+                if self.cfg.augment:
+                    stack = shared_random_crop(stack, self.cfg.image_size, rng, self.cfg.crop_scale)
+                else:
+                    stack = center_square(stack, self.cfg.image_size)
+            out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key})
+        return out
+
+
+def stream_config_from(kwargs: dict[str, Any]) -> StreamConfig:
+    """StreamConfig from a dict, rejecting unknown keys by name."""
+    valid = {f.name for f in fields(StreamConfig)}
+    unknown = set(kwargs) - valid
+    if unknown:
+        raise ReprlError(f"unknown stream option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    return StreamConfig(**kwargs)

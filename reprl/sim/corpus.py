@@ -1,0 +1,127 @@
+"""Render MetaWorld expert (and noisy) episodes into reprl shards, with task text and per-step arrays.
+
+The same shards serve pretraining (frames + caption) and downstream evaluation (actions, proprioception,
+per-step success). index.json records the task split so a corpus can be checked for overlap with the
+evaluation tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reprl.data.shards import EncodedVideo, ShardOptions, ShardWriter, encode_jpeg
+from reprl.errors import ReprlError
+from reprl.sim.tasks import EVAL_TASKS, check_camera, resolve_tasks
+from reprl.utils.parallel import ordered_map
+
+
+@dataclass
+class CorpusConfig:
+    """What to render. Episode e of task i uses seed (seed, i, e); the first round(noisy_fraction * episodes)
+    episodes of every task get Gaussian action noise of std `noise`, the rest are clean expert runs."""
+
+    tasks: str = "pretrain"  # task names and/or groups: eval, pretrain, all
+    episodes: int = 4  # per task
+    cameras: str = "corner"  # comma-separated
+    size: int = 128
+    noise: float = 0.0
+    noisy_fraction: float = 0.0
+    max_steps: int = 500
+    stop_after_success: int | None = 10  # steps kept after the first success; None renders the full horizon
+    frame_every: int = 1  # render every N-th step
+    seed: int = 0
+    workers: int = 1
+    quality: int = 90
+    max_videos_per_shard: int = 16
+    overwrite: bool = False
+
+    def camera_list(self) -> list[str]:
+        return [check_camera(c.strip()) for c in self.cameras.split(",") if c.strip()]
+
+
+_ENV_CACHE: dict[tuple, Any] = {}
+
+
+def _close_envs() -> None:
+    for env in _ENV_CACHE.values():
+        env.close()
+    _ENV_CACHE.clear()
+
+
+def _env(task: str, cameras: tuple[str, ...], size: int) -> Any:
+    from reprl.sim.metaworld import MetaWorldEnv
+
+    key = (task, cameras, size)
+    if key not in _ENV_CACHE:
+        _close_envs()
+        _ENV_CACHE[key] = MetaWorldEnv(task, cameras, size)
+    return _ENV_CACHE[key]
+
+
+def episode_videos(ep: Any, episode: int, quality: int) -> list[EncodedVideo]:
+    """One EncodedVideo per camera of an Episode, sharing its arrays."""
+    arrays = {"actions": ep.actions, "proprio": ep.proprio, "state": ep.state,
+              "success": ep.success.astype(np.uint8), "reward": ep.reward, "frame_step": ep.frame_step}
+    out = []
+    for camera, frames in ep.frames.items():
+        meta = {"source": f"metaworld:{ep.task}/{camera}/episode{episode}", "task": ep.task, "camera": camera,
+                "episode": episode, "num_frames": len(frames), "steps": ep.steps, "width": int(frames[0].shape[1]),
+                "height": int(frames[0].shape[0]), "expert": ep.info["noise"] == 0, **ep.info}
+        out.append(EncodedVideo(frames=[encode_jpeg(f, quality) for f in frames], meta=meta,
+                                caption=ep.info["text"], arrays=arrays))
+    return out
+
+
+def _render_job(job: tuple[str, int, int, float, CorpusConfig]) -> list[EncodedVideo]:
+    from reprl.sim.metaworld import expert_policy, run_episode
+
+    task, episode, seed, noise, cfg = job
+    env = _env(task, tuple(cfg.camera_list()), cfg.size)
+    ep = run_episode(env, expert_policy(task), seed=seed, noise=noise, max_steps=cfg.max_steps,
+                     stop_after_success=cfg.stop_after_success, frame_every=cfg.frame_every)
+    return episode_videos(ep, episode, cfg.quality)
+
+
+def corpus_jobs(cfg: CorpusConfig) -> list[tuple[str, int, int, float, CorpusConfig]]:
+    tasks = resolve_tasks(cfg.tasks)
+    n_noisy = round(cfg.noisy_fraction * cfg.episodes)
+    jobs = []
+    for i, task in enumerate(tasks):
+        for e in range(cfg.episodes):
+            seed = int(np.random.SeedSequence([cfg.seed, i, e]).generate_state(1)[0] % 2**31)
+            jobs.append((task, e, seed, cfg.noise if e < n_noisy else 0.0, cfg))
+    return jobs
+
+
+def render_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Render episodes and write shards (frames, caption, actions, proprio, state, success) to `out_dir`."""
+    from tqdm import tqdm
+
+    if cfg.episodes < 1 or cfg.size < 16 or cfg.frame_every < 1:
+        raise ReprlError("need episodes >= 1, size >= 16 and frame_every >= 1")
+    cfg.camera_list()
+    jobs = corpus_jobs(cfg)
+    opts = ShardOptions(resize=0, quality=cfg.quality, max_videos_per_shard=cfg.max_videos_per_shard,
+                        workers=cfg.workers, overwrite=cfg.overwrite, min_frames=1)
+    tasks = resolve_tasks(cfg.tasks)
+    succeeded = 0
+    with ShardWriter(out_dir, opts) as writer:
+        results = ordered_map(_render_job, jobs, cfg.workers)
+        for videos in tqdm(results, total=len(jobs), desc="render", unit="episode", disable=not progress):
+            succeeded += bool(videos[0].meta["succeeded"])
+            for video in videos:
+                writer.add(video)
+        index = writer.finish({
+            "source": "metaworld",
+            "render": asdict(cfg),
+            "split": {"tasks": tasks, "eval_tasks": list(EVAL_TASKS),
+                      "contains_eval_tasks": sorted(set(tasks) & set(EVAL_TASKS))},
+            "episodes": len(jobs),
+            "episodes_succeeded": succeeded,
+        })
+        print(f"{writer.report()}; {succeeded}/{len(jobs)} episodes reached success")
+    return index

@@ -1,0 +1,59 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from reprl.config import from_dict, load_config, parse_overrides
+from reprl.errors import ReprlError
+
+
+@dataclass
+class Inner:
+    devices: int = 1
+    precision: str = "32"
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class Outer:
+    trainer: Inner = field(default_factory=Inner)
+    name: Literal["vip", "liv"] = "vip"
+    path: str | None = None
+    on: bool = False
+
+
+def test_typo_names_the_valid_keys():
+    with pytest.raises(ReprlError, match=r"unknown config key 'devcies' in 'trainer'; valid keys: devices, "
+                                         r"precision, betas"):
+        from_dict(Outer, {"trainer": {"devcies": 2}})
+    with pytest.raises(ReprlError, match="valid keys: trainer, name, path, on"):
+        from_dict(Outer, {"trainr": {}})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "r3m"}, "not one of 'vip', 'liv'"),
+    ({"trainer": {"devices": "two"}}, "trainer.devices: expected an integer"),
+    ({"trainer": {"devices": 1.5}}, "expected an integer"),
+    ({"trainer": {"betas": [0.9]}}, "expected 2 values"),
+    ({"on": "maybe"}, "expected true or false"),
+    ({"trainer": 3}, "expected a mapping"),
+])
+def test_ill_typed_values(data, message):
+    with pytest.raises(ReprlError, match=message):
+        from_dict(Outer, data)
+
+
+def test_yaml_then_overrides(tmp_path):
+    (tmp_path / "c.yaml").write_text("trainer:\n  devices: 2\n  betas: [0.8, 0.9]\nname: liv\n")
+    cfg = load_config(Outer, tmp_path / "c.yaml", ["--trainer.devices", "4", "--path=/x", "--on", "true"])
+    assert cfg == Outer(trainer=Inner(devices=4, betas=(0.8, 0.9)), name="liv", path="/x", on=True)
+    assert load_config(Outer, None, ["--path", "null"]).path is None
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ReprlError, match="needs a value"):
+        parse_overrides(["--trainer.devices"])
+    with pytest.raises(ReprlError, match="overrides look like"):
+        parse_overrides(["devices=2"])
+    with pytest.raises(ReprlError, match="config file not found"):
+        load_config(Outer, "/nope.yaml")

@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reprl.data.sampling import MODES, ROLES, sample_indices
+
+lengths = st.integers(min_value=3, max_value=3000)
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+def draw(mode, length, seed):
+    return sample_indices(mode, length, np.random.default_rng(seed))
+
+
+@settings(max_examples=300)
+@given(lengths, seeds)
+def test_vip_reference_sampling(length, seed):
+    d = draw("vip", length, seed)
+    assert 0 <= d["start"] <= length - 3
+    assert d["start"] < d["goal"] <= length - 1
+    assert d["start"] <= d["t"] < d["goal"]
+    assert d["t1"] == d["t"] + 1 <= d["goal"]
+
+
+@settings(max_examples=300)
+@given(lengths, seeds)
+def test_vip_paper_sampling_goal_is_last(length, seed):
+    d = draw("vip_last", length, seed)
+    assert d["goal"] == length - 1
+    assert 0 <= d["start"] <= d["t"] < d["t1"] == d["t"] + 1 <= length - 1
+
+
+@settings(max_examples=300)
+@given(lengths, seeds, st.sampled_from(["liv", "liv_last"]))
+def test_liv_adds_text_goal_from_clip_end(length, seed, mode):
+    d = draw(mode, length, seed)
+    assert set(d) == set(ROLES[mode])
+    assert max(0, math.ceil(0.95 * length) - 1) <= d["text_goal"] <= length - 1
+    assert d["start"] <= d["t"] < d["t1"] <= d["goal"] <= length - 1
+
+
+@settings(max_examples=300)
+@given(lengths, seeds)
+def test_r3m_sampling(length, seed):
+    d = draw("r3m", length, seed)
+    assert 0 <= d["start"] <= int(0.2 * length)
+    assert max(0, math.ceil(0.8 * length) - 1) <= d["goal"] <= length - 1
+    assert 0 <= d["s0"] < d["s1"] < d["s2"] <= length - 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_rejects_videos_shorter_than_three_frames(mode):
+    for n in (0, 1, 2):
+        with pytest.raises(ValueError, match="at least 3 frames"):
+            draw(mode, n, 0)
+    assert set(draw(mode, 3, 0)) == set(ROLES[mode])
+
+
+def test_reference_sampling_covers_its_whole_range():
+    rng = np.random.default_rng(0)
+    draws = [sample_indices("vip", 6, rng) for _ in range(4000)]
+    assert {d["start"] for d in draws} == {0, 1, 2, 3}
+    assert {d["goal"] for d in draws} == {1, 2, 3, 4, 5}
+    assert {d["t"] for d in draws} == {0, 1, 2, 3, 4}
+    # goal is a random later frame, not always the last: the code's rule, not the paper's
+    assert 0.2 < np.mean([d["goal"] == 5 for d in draws]) < 0.8
+
+
+def test_unknown_mode():
+    with pytest.raises(ValueError, match="choose one of"):
+        draw("tcn", 10, 0)

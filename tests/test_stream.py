@@ -1,0 +1,172 @@
+import io
+import tarfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import TRAIN_SHARDS
+from PIL import Image
+from torch.utils.data import DataLoader
+
+import reprl.data.stream as stream_mod
+from reprl.data.reader import expand_urls, iter_videos
+from reprl.data.sampling import ROLES
+from reprl.data.stream import ClipBatch, StreamConfig, TupleStream
+from reprl.errors import ReprlError
+
+
+def small(mode="vip", **kw):
+    base = dict(mode=mode, image_size=32, batch_size=4, shuffle_buffer=8)
+    base.update(kw)
+    return StreamConfig(**base)
+
+
+def take(stream, n):
+    out = []
+    for b in stream:
+        out.append(b)
+        if len(out) == n:
+            break
+    return out
+
+
+@pytest.mark.parametrize("mode", list(ROLES))
+def test_batches_are_named_uint8_tuples(mode):
+    (batch,) = take(TupleStream(TRAIN_SHARDS, small(mode)), 1)
+    assert isinstance(batch, ClipBatch) and batch.roles == ROLES[mode]
+    for role, frames in batch.frames.items():
+        assert frames.shape == (4, 3, 32, 32) and frames.dtype == torch.uint8, role
+        assert batch.indices[role].shape == (4,)
+    assert all(t for t in batch.text), "the MetaWorld corpus has a caption for every video"
+    assert (batch.indices["goal"] < batch.length).all()
+
+
+def test_fixed_seed_gives_the_same_stream_and_another_seed_does_not():
+    a = take(TupleStream(TRAIN_SHARDS, small(seed=3)), 3)
+    b = take(TupleStream(TRAIN_SHARDS, small(seed=3)), 3)
+    c = take(TupleStream(TRAIN_SHARDS, small(seed=4)), 3)
+    for x, y in zip(a, b):
+        assert x.key == y.key
+        assert all(torch.equal(x.frames[r], y.frames[r]) for r in x.roles)
+    assert [x.key for x in a] != [z.key for z in c]
+
+
+def test_resume_count_changes_the_stream():
+    a = take(TupleStream(TRAIN_SHARDS, small(seed=3)), 2)
+    b = take(TupleStream(TRAIN_SHARDS, small(seed=3), resume=100), 2)
+    assert [x.indices["t"].tolist() for x in a] != [x.indices["t"].tolist() for x in b]
+
+
+def shard_of_key():
+    return {v.key: v.url for v in iter_videos(expand_urls(TRAIN_SHARDS))}
+
+
+def test_two_ranks_by_two_workers_read_disjoint_shards(monkeypatch):
+    urls = expand_urls(TRAIN_SHARDS)
+    assert len(urls) == 4
+    where = shard_of_key()
+    seen = {}
+    for rank in range(2):
+        for worker in range(2):
+            monkeypatch.setattr(stream_mod, "get_worker_info",
+                                lambda w=worker: SimpleNamespace(id=w, num_workers=2))
+            s = TupleStream(TRAIN_SHARDS, small(batch_size=2, shuffle_buffer=2), rank=rank, world_size=2)
+            keys = {k for b in take(s, 12) for k in b.key}
+            seen[(rank, worker)] = {where[k] for k in keys}
+    sets = list(seen.values())
+    assert all(len(s) == 1 for s in sets), seen
+    assert set().union(*sets) == set(urls), "every shard is read by exactly one reader"
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_epoch_has_exactly_the_requested_batches_per_rank(workers):
+    s = TupleStream(TRAIN_SHARDS, small(), batches_per_epoch=5)
+    loader = DataLoader(s, batch_size=None, num_workers=workers)
+    assert len(s) == 5
+    assert sum(1 for _ in loader) == 5
+
+
+def write_tar(path: Path, samples: list[dict[str, bytes]]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for sample in samples:
+            key = sample.pop("__key__")
+            for ext, data in sample.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def jpeg(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def static_video(key: str, n: int = 8, seed: int = 0, caption: bytes | None = b"stay still") -> dict[str, bytes]:
+    frame = jpeg(np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    sample = {"__key__": key, "json": b'{"num_frames": %d}' % n}
+    if caption:
+        sample["txt"] = caption
+    sample.update({f"{i:06d}.jpg": frame for i in range(n)})
+    return sample
+
+
+def test_one_crop_is_shared_by_all_frames_of_a_tuple(tmp_path):
+    write_tar(tmp_path / "s.tar", [static_video("still", n=10)])
+    batches = take(TupleStream(str(tmp_path / "s.tar"), small("liv", batch_size=8)), 2)
+    for b in batches:
+        ref = b.frames["start"]
+        for role in b.roles:
+            assert torch.equal(b.frames[role], ref), f"{role} was cropped differently from start"
+    crops = torch.cat([b.frames["start"] for b in batches])
+    assert len({hash(c.numpy().tobytes()) for c in crops}) > 1, "different tuples get different crops"
+
+
+def test_corrupt_members_and_tars_are_skipped_and_counted(tmp_path):
+    bad_jpeg = static_video("badjpeg")
+    bad_jpeg.update({k: b"\xff\xd8 not really a jpeg" for k in bad_jpeg if k.endswith(".jpg")})
+    write_tar(tmp_path / "a.tar", [static_video("ok1"), bad_jpeg, static_video("short", n=2),
+                                   static_video("badjson") | {"json": b"{oops"}])
+    good = (tmp_path / "a.tar").read_bytes()
+    (tmp_path / "b.tar").write_bytes(good[: len(good) // 3])  # truncated download
+    (tmp_path / "c.tar").write_bytes(b"\x00garbage" * 200)  # not a tar at all
+    s = TupleStream(f"{tmp_path}/{{a,b,c}}.tar", small(batch_size=4, shuffle_buffer=4))
+    batches = take(s, 5)
+    assert len(batches) == 5
+    assert {k for b in batches for k in b.key} == {"ok1"}
+    counts = s.skips.counts
+    assert counts["too short"] >= 1 and counts["malformed sample"] >= 1 and counts["corrupt shard data"] >= 2
+    assert counts["undecodable frames"] >= 1
+
+
+def test_only_unusable_shards_raise_instead_of_hanging(tmp_path):
+    write_tar(tmp_path / "a.tar", [static_video("short", n=2)])
+    with pytest.raises(ReprlError, match="no usable videos"):
+        take(TupleStream(str(tmp_path / "a.tar"), small()), 1)
+
+
+def test_liv_mode_skips_videos_without_caption(tmp_path):
+    write_tar(tmp_path / "a.tar", [static_video("with"), static_video("without", caption=None)])
+    s = TupleStream(str(tmp_path / "a.tar"), small("liv"))
+    keys = {k for b in take(s, 3) for k in b.key}
+    assert keys == {"with"} and s.skips.counts["no caption"] >= 1
+
+
+def test_url_forms_brace_pipe_and_folder():
+    urls = expand_urls(TRAIN_SHARDS)
+    assert expand_urls(f"{TRAIN_SHARDS}/shard-{{000000..000003}}.tar") == urls
+    assert expand_urls("::".join(urls[:2])) == urls[:2]
+    (b,) = take(TupleStream(f"pipe:cat {urls[0]}", small()), 1)
+    assert len(b) == 4
+    with pytest.raises(ReprlError, match="shard not found"):
+        expand_urls(f"{TRAIN_SHARDS}/shard-{{000000..000009}}.tar")
+
+
+def test_bad_stream_settings_are_rejected():
+    with pytest.raises(ReprlError, match="unknown data mode"):
+        StreamConfig(mode="vipp")
+    with pytest.raises(ReprlError, match="crop_scale"):
+        StreamConfig(crop_scale=(0.5, 0.2))
