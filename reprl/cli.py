@@ -13,7 +13,7 @@ import sys
 
 from reprl.errors import ReprlError
 
-COMMANDS = ("shards", "render", "stream", "pretrain", "embed", "convert", "eval", "bench", "list")
+COMMANDS = ("shards", "render", "stream", "pretrain", "score", "embed", "convert", "eval", "bench", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:

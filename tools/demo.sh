@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole reprl loop on the CPU with MetaWorld data rendered here. Every step is a plain
-# `reprl` command you can run yourself. Outputs go to demo_out/ (delete it to start over).
+# `reprl` command you can run yourself. Outputs go to demo_out/ (delete it to start over; finished steps
+# are reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPRL=".venv/bin/reprl"
@@ -9,22 +10,30 @@ mkdir -p "$OUT"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 
 step() { printf '\n=== %s\n' "$*"; }
+render() {  # render OUT_DIR ARGS...: skip if already there
+  local out="$1"; shift
+  if [ -f "$out/index.json" ]; then echo "reusing $out"; else $REPRL render --out "$out" --size 128 --frame-every 4 --workers 2 "$@"; fi
+}
 
 step "1. Render the pretraining corpus: MetaWorld experts on the 45 non-evaluation tasks (CPU, EGL)"
-if [ ! -f "$OUT/corpus/train/index.json" ]; then
-  $REPRL render --tasks pretrain --episodes 2 --size 128 --workers 2 --max-videos-per-shard 6 --out "$OUT/corpus/train"
-else
-  echo "reusing $OUT/corpus/train"
-fi
+render "$OUT/corpus/train" --tasks pretrain --episodes 4 --max-videos-per-shard 12
 
-step "2. Render held-out videos of the evaluation tasks (never seen in pretraining)"
-if [ ! -f "$OUT/corpus/heldout/index.json" ]; then
-  $REPRL render --tasks eval --episodes 2 --size 128 --workers 2 --seed 100 --out "$OUT/corpus/heldout"
-else
-  echo "reusing $OUT/corpus/heldout"
-fi
+step "2. Render held-out videos: new episodes of those tasks, and the 5 evaluation tasks (never seen)"
+render "$OUT/corpus/heldout" --tasks pretrain --episodes 1 --seed 100
+render "$OUT/corpus/heldout_eval" --tasks eval --episodes 4 --seed 200
 
 step "3. Stream training tuples (LIV mode: start, goal, t, t+1 and the caption's frame)"
 $REPRL stream "$OUT/corpus/train" --mode liv --batches 2 --batch-size 8 --image-size 112 --grid "$OUT/tuples.png"
 
-printf '\nDemo finished. Look at %s/tuples.png for the streamed tuples.\n' "$OUT"
+step "4. Pretrain VIP (ResNet-18, 64 px) on the CPU: configs/pretrain/demo.yaml"
+if [ -f "$OUT/run/summary.json" ]; then
+  echo "reusing $OUT/run (delete it to train again)"
+  .venv/bin/python -c "import json; from reprl.training.run import format_summary; print(format_summary(json.load(open('$OUT/run/summary.json'))))"
+else
+  $REPRL pretrain --config configs/pretrain/demo.yaml --trainer.progress false
+fi
+
+step "5. The same check on the evaluation tasks, which pretraining never saw"
+$REPRL score "$OUT/corpus/heldout_eval" --encoder "$OUT/run/encoder" --encoder "random:$OUT/run/encoder"
+
+printf '\nDemo finished. Trained encoder: %s/run/encoder (reprl.load reads it). Tuples: %s/tuples.png\n' "$OUT" "$OUT"

@@ -68,21 +68,25 @@ class VideoDataModule(L.LightningDataModule):
         self.train_set: TupleStream | None = None
         self.val_set: HeldoutVideos | None = None
 
+    def _rank_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
     def setup(self, stage: str | None = None) -> None:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        _, world = self._rank_world()
         if self.stream_cfg.batch_size % world:
             raise ReprlError(f"data.batch_size {self.stream_cfg.batch_size} is the global batch and must be divisible "
                              f"by the number of processes ({world})")
-        per_rank = dataclasses.replace(self.stream_cfg, batch_size=self.stream_cfg.batch_size // world)
-        if self.train_set is None:
-            self.train_set = TupleStream(self.train_spec, per_rank, batches_per_epoch=self.batches_per_epoch,
-                                         rank=rank, world_size=world, resume=self.resume)
         if self.val_spec and self.val_set is None:
             self.val_set = HeldoutVideos(self.val_spec, self.stream_cfg.image_size, self.val_videos,
                                          self.val_max_frames)
 
     def train_dataloader(self) -> DataLoader:
-        assert self.train_set is not None
+        """Built when Lightning asks, after a checkpoint is restored: the stream is re-seeded from the step."""
+        rank, world = self._rank_world()
+        per_rank = dataclasses.replace(self.stream_cfg, batch_size=self.stream_cfg.batch_size // world)
+        resume = self.trainer.global_step if self.trainer else self.resume
+        self.train_set = TupleStream(self.train_spec, per_rank, batches_per_epoch=self.batches_per_epoch,
+                                     rank=rank, world_size=world, resume=resume)
         workers = self.num_workers
         return DataLoader(self.train_set, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                           persistent_workers=False, prefetch_factor=4 if workers else None)

@@ -1,0 +1,41 @@
+"""Pretrain an encoder on video shards with VIP, LIV or R3M.
+
+  reprl pretrain --config configs/pretrain/demo.yaml
+  reprl pretrain --config configs/pretrain/vip_resnet50.yaml --data.train 'shards/ego/shard-{000000..000999}.tar' \\
+      --trainer.devices 8 --trainer.num_nodes 2
+  reprl pretrain --config configs/pretrain/demo.yaml --resume last      # continue a run
+
+Any config key can be overridden as --section.key value (sections: encoder, objective, data, optim,
+trainer; top level: run_dir, resume). Unknown keys are errors that list the valid ones.
+Multi-node: start the same command on every node with torchrun or under SLURM (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "pretrain an encoder (VIP / LIV / R3M) on video shards"
+ACCEPTS_OVERRIDES = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML preset (configs/pretrain/*.yaml)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from reprl.config import load_config, to_dict
+    from reprl.training.config import PretrainConfig
+
+    cfg = load_config(PretrainConfig, args.config, extra)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    from reprl.training.run import format_summary, pretrain
+
+    summary = pretrain(cfg)
+    if "encoder" in summary:
+        print(format_summary(summary))
+    return 0

@@ -1,0 +1,1 @@
+"""Image (and text) encoders with their preprocessing and similarity; see reprl.encoders.registry."""

@@ -1,0 +1,91 @@
+"""open_clip models (RN50 for LIV, ViT-B-32, ...) with image and text towers. open_clip is imported only
+when a CLIP encoder is built. Random init works offline; pretrained weights come from a local file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reprl.encoders.base import Encoder, EncoderConfig
+from reprl.errors import ReprlError
+
+# keys in OpenAI-format CLIP checkpoints that are not parameters of open_clip's model
+_NON_PARAM_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def _open_clip() -> Any:
+    try:
+        import open_clip
+    except ImportError as e:  # pragma: no cover - it is a core dependency
+        raise ReprlError(f"open_clip is needed for CLIP encoders: pip install open_clip_torch ({e})") from None
+    return open_clip
+
+
+class ClipEncoder(Encoder):
+    """params: model (an open_clip model name, e.g. RN50)."""
+
+    has_text = True
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        open_clip = _open_clip()
+        name = config.params.get("model", "RN50")
+        if name not in open_clip.list_models():
+            raise ReprlError(f"unknown open_clip model {name!r}")
+        import logging
+
+        quiet = logging.getLogger("root")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # open_clip warns that no pretrained weights were loaded: we know
+        try:
+            self.model = open_clip.create_model(name, pretrained=None)
+        finally:
+            quiet.setLevel(level)
+        self._tokenizer_name = name
+        self._tokenizer: Any = None
+        # reprl's similarities never use CLIP's logit scale; a trainable parameter outside the loss would stall
+        # DDP's gradient reduction, so it is frozen
+        self.model.logit_scale.requires_grad_(False)
+
+    def text_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters of the text tower (everything outside the image tower)."""
+        return [p for n, p in self.model.named_parameters() if not n.startswith("visual.")]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(x)
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        if self._tokenizer is None:
+            self._tokenizer = _open_clip().get_tokenizer(self._tokenizer_name)
+        return self._tokenizer(list(texts))
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """Text embeddings [N, D] (float32) from the text tower; gradients flow when the caller allows them."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ReprlError("text goals must be non-empty strings")
+        return self.model.encode_text(self.tokenize(texts).to(self.device)).float()
+
+    def load_openai_state(self, state: dict[str, torch.Tensor], where: str) -> None:
+        """Weights in OpenAI CLIP's key layout (which open_clip's CLIP shares)."""
+        state = {k: v for k, v in state.items() if k not in _NON_PARAM_KEYS}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ReprlError(f"{where} does not fit open_clip {self._tokenizer_name}: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """A local CLIP checkpoint: open_clip format, an OpenAI JIT/state-dict file, or {'state_dict': ...}."""
+        p = Path(path)
+        if not p.is_file():
+            raise ReprlError(f"pretrained weights not found: {p}")
+        try:
+            obj: Any = torch.jit.load(str(p), map_location="cpu").state_dict()
+        except (RuntimeError, ValueError):
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        self.load_openai_state(state, str(p))

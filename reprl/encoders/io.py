@@ -1,0 +1,152 @@
+"""Save and load encoders. The unit users share is a folder: config.json + model.safetensors.
+
+`load_encoder(source)` also takes a registered name (random init), a reference checkpoint file (VIP, R3M,
+LIV), a reprl training checkpoint (.ckpt), or `hf://org/repo[@revision]` (needs huggingface_hub and a
+reachable hub).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import reprl
+from reprl.encoders.base import Encoder, EncoderConfig
+from reprl.encoders.reference import import_reference
+from reprl.encoders.registry import SPECS, build_encoder, build_from_config
+from reprl.errors import ReprlError
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CKPT_CONFIG_KEY = "reprl_encoder_config"  # where reprl training checkpoints keep the encoder config
+
+
+def save_encoder(encoder: Encoder, out: str | Path) -> Path:
+    """Write config.json + model.safetensors atomically (a staging folder renamed into place)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        config = {**encoder.config.to_dict(), "reprl_version": reprl.__version__}
+        (staging / CONFIG).write_text(json.dumps(config, indent=2))
+        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS), metadata={"format": "pt", "reprl": reprl.__version__})
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def load_state_checked(encoder: Encoder, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load weights, turning any key or shape mismatch into one readable error."""
+    own = encoder.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise ReprlError(f"{where}: config.json and the weights disagree: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}, shape mismatches {shapes[:5]}")
+    encoder.load_state_dict(state, strict=True)
+
+
+def load_dir(path: Path) -> Encoder:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    cfg_path, w_path = path / CONFIG, path / WEIGHTS
+    if not cfg_path.exists():
+        raise ReprlError(f"no {CONFIG} in {path}: an exported reprl encoder folder holds {CONFIG} and {WEIGHTS}")
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ReprlError(f"{cfg_path} is not valid JSON: {e}") from None
+    raw.pop("reprl_version", None)
+    config = EncoderConfig.from_dict(raw)
+    if not w_path.exists():
+        raise ReprlError(f"{path} has {CONFIG} but no {WEIGHTS}")
+    try:
+        state = load_file(str(w_path))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ReprlError(f"{w_path} is corrupt or not a safetensors file ({e})") from None
+    encoder = build_from_config(config)
+    load_state_checked(encoder, state, str(path))
+    return encoder
+
+
+def load_file(path: Path) -> Encoder:
+    """A reference checkpoint (VIP / R3M / LIV) or a reprl training checkpoint."""
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise ReprlError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(obj, dict):
+        raise ReprlError(f"{path} is not a checkpoint dictionary")
+    encoder = import_reference(obj, str(path))
+    if encoder is not None:
+        return encoder
+    if CKPT_CONFIG_KEY in obj:
+        config = EncoderConfig.from_dict(dict(obj[CKPT_CONFIG_KEY]))
+        encoder = build_from_config(config)
+        state = {k[len("encoder."):]: v for k, v in obj.get("state_dict", {}).items() if k.startswith("encoder.")}
+        load_state_checked(encoder, state, str(path))
+        return encoder
+    raise ReprlError(f"unrecognised checkpoint {path}: top-level keys {sorted(obj)[:8]}; expected a VIP ('vip'), "
+                     "R3M ('r3m') or LIV ('liv') checkpoint, or a reprl training checkpoint")
+
+
+def _from_hub(source: str) -> Path:
+    repo, _, revision = source[len("hf://"):].partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ReprlError("hf:// sources need huggingface_hub: pip install huggingface_hub") from None
+    try:
+        return Path(snapshot_download(repo, revision=revision or None))
+    except Exception as e:  # noqa: BLE001 - offline, missing repo, auth: all end here
+        raise ReprlError(f"could not fetch {source} from the Hugging Face hub ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); download the folder yourself and pass its "
+                         "local path") from None
+
+
+def resolve(source: str | Path, **overrides: Any) -> Encoder:
+    """Build (not freeze) the encoder a source names."""
+    text = str(source)
+    if text.startswith("hf://"):
+        folder = _from_hub(text)
+        if (folder / CONFIG).exists():
+            return load_dir(folder)
+        files = sorted(folder.glob("*.pt")) + sorted(folder.glob("*.pth"))
+        if not files:
+            raise ReprlError(f"{text} holds neither {CONFIG} nor a .pt checkpoint")
+        return load_file(files[0])
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return load_dir(path)
+    if path.is_file():
+        return load_file(path)
+    if text in SPECS:
+        return build_encoder(text, **overrides)
+    raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
+                     f"hf:// repo, or a registered name ({', '.join(SPECS)})")
+
+
+def load_encoder(source: str | Path, device: str | torch.device = "cpu", freeze: bool = True,
+                 **overrides: Any) -> Encoder:
+    """An encoder ready to use: on `device`, and frozen in eval mode unless freeze=False (fine-tuning)."""
+    encoder = resolve(source, **overrides).to(device)
+    return encoder.freeze() if freeze else encoder

@@ -1,0 +1,72 @@
+"""Values, goal-conditioned rewards and quality checks computed from embeddings.
+
+V(o_t; g) = S(phi(o_t), phi(g)) with the encoder's own similarity; r_t = V(o_{t+1}; g) - V(o_t; g).
+VOC (value-order correlation) = Spearman correlation of V(o_t; last frame) with t (range [-1, 1]);
+bump rate = share of steps whose reward is negative (lower is better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from reprl.errors import ReprlError
+
+SimilarityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def values(embeddings: torch.Tensor, goal: torch.Tensor, similarity: SimilarityFn) -> torch.Tensor:
+    """[T, D] embeddings and a goal embedding [D] (or [1, D]) -> values [T]."""
+    if goal.dim() == 1:
+        goal = goal[None]
+    if goal.shape[-1] != embeddings.shape[-1]:
+        raise ReprlError(f"goal embedding has {goal.shape[-1]} dims, frames have {embeddings.shape[-1]}")
+    return similarity(embeddings, goal)
+
+
+def rewards(vals: torch.Tensor) -> torch.Tensor:
+    """r_t = V_{t+1} - V_t: [T] -> [T-1]."""
+    return vals[1:] - vals[:-1]
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks starting at 0, ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(len(x), dtype=np.float64)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman rank correlation; 0.0 when either side is constant (no order to correlate)."""
+    a, b = _ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64))
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def voc(vals: Any) -> float:
+    """Value-order correlation of a value sequence with time."""
+    v = np.asarray(torch.as_tensor(vals).detach().cpu(), dtype=np.float64)
+    if len(v) < 2:
+        raise ReprlError("VOC needs at least 2 frames")
+    return spearman(v, np.arange(len(v)))
+
+
+def bump_rate(vals: Any) -> float:
+    """Share of steps with a negative reward V_{t+1} - V_t."""
+    v = torch.as_tensor(vals).detach().cpu().double()
+    if len(v) < 2:
+        raise ReprlError("the bump rate needs at least 2 frames")
+    return float((rewards(v) < 0).double().mean())
+
+
+def video_metrics(embeddings: torch.Tensor, similarity: SimilarityFn) -> dict[str, float]:
+    """VOC and bump rate of one video with the last frame as goal."""
+    v = values(embeddings, embeddings[-1], similarity)
+    return {"voc": voc(v), "bump_rate": bump_rate(v)}

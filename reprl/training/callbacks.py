@@ -1,0 +1,70 @@
+"""Callbacks and IO for training: atomic checkpoint writes, encoder export at every checkpoint, loggers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from reprl.encoders.io import save_encoder
+from reprl.errors import ReprlError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to '<name>.partial' and renamed, so a killed run never leaves a torn file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+class ExportEncoder(L.Callback):
+    """Whenever a checkpoint is saved, also export the encoder (config.json + model.safetensors), and keep
+    only the last `keep` step checkpoints and exports (last.ckpt is always kept)."""
+
+    def __init__(self, out_dir: str | Path, keep: int = 3, checkpoint_dir: str | Path | None = None) -> None:
+        self.out_dir, self.keep = Path(out_dir), max(1, keep)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if not trainer.is_global_zero:
+            return
+        out = self.out_dir / f"step-{trainer.global_step:07d}"
+        if not out.exists():
+            save_encoder(pl_module.encoder, out)  # type: ignore[arg-type]
+        exports = sorted(p for p in self.out_dir.glob("step-*") if p.is_dir())
+        for old in exports[: max(0, len(exports) - self.keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint_dir is not None:  # this hook runs before the new file is written: keep K-1 others
+            current = f"step-{trainer.global_step:07d}.ckpt"
+            older = sorted(p for p in self.checkpoint_dir.glob("step-*.ckpt") if p.name != current)
+            for old in older[: max(0, len(older) - (self.keep - 1))]:
+                old.unlink(missing_ok=True)
+
+
+def make_loggers(spec: str, run_dir: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Any] = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        if name == "csv":
+            # flush often: a killed run keeps its log up to the last 10 steps
+            loggers.append(CSVLogger(str(run_dir), name="logs", version="", flush_logs_every_n_steps=10))
+        elif name == "tensorboard":
+            loggers.append(TensorBoardLogger(str(run_dir), name="tb", version=""))
+        elif name == "wandb":
+            try:
+                from lightning.pytorch.loggers import WandbLogger
+            except ImportError:
+                raise ReprlError("the wandb logger needs wandb: pip install wandb") from None
+            loggers.append(WandbLogger(save_dir=str(run_dir), project="reprl"))
+        elif name != "none":
+            raise ReprlError(f"unknown logger {name!r}; choose from csv, tensorboard, wandb, none")
+    return loggers

@@ -1,0 +1,185 @@
+"""`reprl pretrain`: assemble encoder, objective, data and Lightning Trainer from a PretrainConfig and run.
+
+Run folder layout:
+    config.yaml                 the resolved configuration
+    checkpoints/step-*.ckpt     Lightning checkpoints (last K kept) + last.ckpt, for resuming
+    encoders/step-*/            the encoder exported at every checkpoint (config.json + model.safetensors)
+    encoder/                    the final encoder: what `reprl.load` and `reprl embed` take
+    logs/, tb/                  CSV and TensorBoard logs
+    summary.json                steps, skipped steps, held-out VOC / bump rate vs random init
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reprl.config import dump_yaml
+from reprl.encoders.base import Encoder
+from reprl.encoders.io import load_encoder, save_encoder
+from reprl.encoders.registry import build_encoder
+from reprl.errors import ReprlError
+from reprl.training.config import PretrainConfig
+
+
+def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Encoder:
+    """The encoder to train: from `encoder.init` (fine-tuning) or a registered name at random init."""
+    e = cfg.encoder
+    if seed is not None:
+        torch.manual_seed(seed)
+    if e.init:
+        encoder = load_encoder(e.init, freeze=False)
+        encoder.config.source = f"fine-tuned from {e.init}"
+    else:
+        similarity = e.similarity or ("cosine" if cfg.objective.name == "liv" else "l2")
+        encoder = build_encoder(e.name, pretrained=e.pretrained, embed_dim=e.embed_dim, image_size=e.image_size,
+                                similarity=similarity, gamma=cfg.objective.gamma)
+        encoder.config.source = "reprl pretrain"
+    encoder.train().requires_grad_(True)
+    if getattr(encoder, "has_text", False):
+        encoder.model.logit_scale.requires_grad_(False)  # type: ignore[union-attr]
+        o = cfg.objective
+        if o.name != "liv" or not (o.clip_weight or o.lang_weight):
+            for p in encoder.text_parameters():  # type: ignore[attr-defined]
+                p.requires_grad_(False)  # unused by this objective: frozen, so DDP has nothing to wait for
+    return encoder.set_channels_last(e.channels_last and torch.cuda.is_available())
+
+
+def resolve_resume(cfg: PretrainConfig) -> str | None:
+    if not cfg.resume:
+        return None
+    path = Path(cfg.run_dir) / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    if not path.exists():
+        raise ReprlError(f"cannot resume: {path} does not exist" + (" (no checkpoint has been written in "
+                         f"{cfg.run_dir} yet)" if cfg.resume == "last" else ""))
+    return str(path)
+
+
+def heldout_scores(encoders: dict[str, Encoder], shards: str, image_size: int, max_videos: int = 32,
+                   max_frames: int = 64) -> dict[str, dict[str, float]]:
+    """Mean VOC and bump rate (goal = last frame) of each encoder on the same held-out videos."""
+    from reprl.data.datamodule import HeldoutVideos
+    from reprl.rewards import video_metrics
+
+    videos = HeldoutVideos(shards, image_size, max_videos, max_frames)
+    out = {}
+    for name, enc in encoders.items():
+        enc.eval()
+        with torch.inference_mode():
+            scores = [video_metrics(enc(v["frames"]), enc.similarity) for v in videos]
+        out[name] = {k: sum(s[k] for s in scores) / len(scores) for k in ("voc", "bump_rate")}
+        out[name]["videos"] = len(scores)
+    return out
+
+
+def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from reprl.training.callbacks import AtomicCheckpointIO, ExportEncoder, make_loggers
+
+    t = cfg.trainer
+    gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
+    precision = t.precision if t.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step-{step:07d}",
+                                 auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every,
+                                 save_top_k=-1, save_last=True)
+    callbacks = [checkpoint, ExportEncoder(run_dir / "encoders", t.keep_checkpoints, run_dir / "checkpoints")]
+    loggers = make_loggers(t.loggers, run_dir)
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    has_val = bool(cfg.data.val)
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=precision, max_steps=t.max_steps, log_every_n_steps=t.log_every, callbacks=callbacks,
+        logger=loggers or False, plugins=[AtomicCheckpointIO()], enable_progress_bar=t.progress,
+        default_root_dir=str(run_dir), num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
+        val_check_interval=t.val_every if has_val else None, check_val_every_n_epoch=None,
+        gradient_clip_val=cfg.optim.grad_clip, enable_model_summary=False,
+    )
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's own chatter (tips, device banners) and two warnings that do not apply here out of the
+    way: our stream splits work per worker itself, and the pytree deprecation is Lightning-internal."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
+def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Train; returns a summary (also written to run_dir/summary.json)."""
+    import lightning as L
+
+    quiet_lightning()
+    from reprl.data.datamodule import VideoDataModule
+    from reprl.data.stream import StreamConfig
+    from reprl.objectives.modules import data_mode
+    from reprl.training.module import PretrainModule
+
+    if not cfg.data.train:
+        raise ReprlError("data.train is empty: point it at training shards (a folder written by reprl shards / render)")
+    run_dir = Path(cfg.run_dir)
+    resume = resolve_resume(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_yaml(cfg, run_dir / "config.yaml")
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    encoder = build_training_encoder(cfg, cfg.trainer.seed)
+    module = PretrainModule(cfg, encoder)
+    if cfg.trainer.compile:
+        encoder.encode = torch.compile(encoder.encode)  # type: ignore[method-assign]
+    stream = StreamConfig(mode=data_mode(cfg.objective, cfg.data.goal_last), image_size=encoder.config.image_size,
+                          crop_scale=cfg.data.crop_scale, augment=cfg.data.augment, batch_size=cfg.data.batch_size,
+                          tuples_per_video=cfg.data.tuples_per_video, shuffle_buffer=cfg.data.shuffle_buffer,
+                          seed=cfg.trainer.seed)
+    dm = VideoDataModule(cfg.data.train, stream, val=cfg.data.val, num_workers=cfg.data.num_workers,
+                         batches_per_epoch=cfg.data.batches_per_epoch, val_videos=cfg.data.val_videos,
+                         val_max_frames=cfg.data.val_max_frames)
+    trainer = _trainer(cfg, run_dir)
+    if trainer.is_global_zero:
+        n_params = sum(p.numel() for p in module.parameters())
+        print(f"pretrain: {cfg.objective.name} on {encoder.config.name} ({n_params:,} "
+              f"parameters), {trainer.world_size} process(es), precision {trainer.precision}, "
+              f"batch {cfg.data.batch_size}, {cfg.trainer.max_steps} steps -> {run_dir}"
+              + (f", resuming from {resume}" if resume else ""))
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.global_step,
+                               "skipped_steps": module.skipped_steps}
+    if trainer.is_global_zero:
+        final = save_encoder(encoder, run_dir / "encoder")
+        summary["encoder"] = str(final)
+        if cfg.data.val:
+            baseline = build_training_encoder(cfg, cfg.trainer.seed)  # the same architecture at random init
+            summary["heldout"] = heldout_scores({"random init": baseline, "trained": encoder.cpu()}, cfg.data.val,
+                                                encoder.config.image_size, cfg.data.val_videos,
+                                                cfg.data.val_max_frames)
+        tmp = run_dir / "summary.json.partial"
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, run_dir / "summary.json")
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"trained {summary['steps']} steps ({summary['skipped_steps']} skipped) in {summary['run_dir']}"]
+    if "encoder" in summary:
+        lines.append(f"encoder exported to {summary['encoder']} (reprl.load / reprl embed take this folder)")
+    if "heldout" in summary:
+        h = summary["heldout"]
+        n = next(iter(h.values()))["videos"]
+        lines.append(f"held-out videos ({n}), goal = last frame:  VOC (higher is better)  bump rate (lower is better)")
+        for name, m in h.items():
+            lines.append(f"  {name:12s} {m['voc']:+39.3f} {m['bump_rate']:26.3f}")
+    return "\n".join(lines)
+
+
+def clean_run_dir(path: str | Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

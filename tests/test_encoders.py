@@ -1,0 +1,213 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torchvision.transforms.v2 import functional as TF
+
+import reprl
+from reprl.encoders.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from reprl.encoders.io import save_encoder
+from reprl.errors import ReprlError
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    return reprl.load("resnet18", image_size=64, embed_dim=16)
+
+
+def images(n=3, h=72, w=96, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8))
+
+
+def test_every_input_layout_gives_the_same_embeddings(small):
+    hwc = images()
+    ref = small(hwc.permute(0, 3, 1, 2))
+    assert ref.shape == (3, 16) and ref.dtype == torch.float32
+    variants = {
+        "uint8 BHWC tensor": hwc,
+        "uint8 BHWC numpy": hwc.numpy(),
+        "uint8 BCHW numpy": hwc.permute(0, 3, 1, 2).numpy(),
+        "float [0,1] BCHW": hwc.permute(0, 3, 1, 2).float() / 255,
+        "float64 [0,1] BHWC numpy": hwc.numpy().astype(np.float64) / 255,
+        "list of PIL images": [Image.fromarray(a) for a in hwc.numpy()],
+        "list of single HWC images": list(hwc.numpy()),
+    }
+    for name, x in variants.items():
+        torch.testing.assert_close(small(x), ref, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_channel_variants_and_mixed_sizes(small):
+    gray = images(2)[..., :1]
+    torch.testing.assert_close(small(gray), small(gray.expand(-1, -1, -1, 3)))
+    rgba = torch.cat([images(2), torch.zeros(2, 72, 96, 1, dtype=torch.uint8)], dim=-1)
+    torch.testing.assert_close(small(rgba), small(images(2)))
+    a, b = images(1, 64, 64, 1), images(1, 100, 80, 2)
+    torch.testing.assert_close(small([a, b]), torch.cat([small(a), small(b)]))
+
+
+def test_eval_mode_chunks_match_one_pass(small):
+    x = images(7)
+    small.chunk_size = 2
+    chunked = small(x)
+    small.chunk_size = 64
+    torch.testing.assert_close(chunked, small(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.rand(2, 3, 8, 8) * 255, r"float images must be in \[0, 1\]"),
+    (torch.zeros(2, 3, 8, 8, dtype=torch.int64), "not supported: pass uint8"),
+    (torch.zeros(2, 3, 8, 3, dtype=torch.uint8), "cannot tell the channel axis"),
+    (torch.zeros(2, 5, 8, 8, dtype=torch.uint8), "no channel axis"),
+    ("frame.png", "unsupported image type"),
+    ([], "no images given"),
+])
+def test_bad_image_inputs(small, bad, message):
+    with pytest.raises(ReprlError, match=message):
+        small(bad)
+
+
+def test_text_goal_on_an_image_only_encoder_is_a_clear_error(small):
+    with pytest.raises(ReprlError, match="no text tower"):
+        small.embed_text(["open the drawer"])
+
+
+def test_save_load_round_trip_is_bit_exact(small, tmp_path):
+    out = save_encoder(small, tmp_path / "enc")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    back = reprl.load(out)
+    assert back.config == small.config
+    for k, v in small.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k
+    assert torch.equal(small(images()), back(images()))
+    assert not any(p.requires_grad for p in back.parameters()) and not back.training
+
+
+def test_load_errors_name_the_problem(small, tmp_path):
+    with pytest.raises(ReprlError, match="unknown encoder source"):
+        reprl.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReprlError, match="no config.json"):
+        reprl.load(tmp_path / "empty")
+    out = save_encoder(small, tmp_path / "enc")
+    (out / "model.safetensors").write_bytes(b"garbage" * 100)
+    with pytest.raises(ReprlError, match="corrupt or not a safetensors file"):
+        reprl.load(out)
+    out = save_encoder(small, tmp_path / "enc2")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["embed_dim"] = 32
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ReprlError, match="config.json and the weights disagree: .*shape mismatches"):
+        reprl.load(out)
+    cfg["embeddim"] = 32
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ReprlError, match="unknown config key 'embeddim'"):
+        reprl.load(out)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ReprlError, match="cannot read checkpoint"):
+        reprl.load(tmp_path / "bad.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(ReprlError, match="unrecognised checkpoint"):
+        reprl.load(tmp_path / "other.pt")
+
+
+def reference_resnet(depth, fc_dim):
+    torch.manual_seed(depth)
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    net.fc = torch.nn.Linear(net.fc.in_features, fc_dim) if fc_dim else torch.nn.Identity()
+    for m in net.modules():  # non-trivial BN statistics, so eval-mode BN matters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def resize_crop(x, size, crop):
+    return TF.center_crop(TF.resize(x, [size], antialias=True), [crop, crop])
+
+
+def test_vip_reference_checkpoint_gives_the_reference_embeddings(tmp_path):
+    net = reference_resnet(50, 1024)
+    torch.save({"vip": {f"module.convnet.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "model.pt")
+    enc = reprl.load(tmp_path / "model.pt")
+    x = images(2, 240, 320)
+    # VIP's example transform (Resize 256, CenterCrop 224, x255), then the model's own /255, Resize 256,
+    # CenterCrop 224 (always taken) and ImageNet normalisation
+    raw = x.permute(0, 3, 1, 2).float() / 255
+    user = resize_crop(raw, 256, 224) * 255
+    inside = TF.normalize(resize_crop(user / 255, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
+    with torch.no_grad():
+        expected = net(inside)
+    assert enc.config.embed_dim == 1024 and enc.config.similarity == "l2"
+    torch.testing.assert_close(enc(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_r3m_reference_checkpoint_drops_language_weights(tmp_path):
+    net = reference_resnet(18, 0)
+    state = {f"module.convnet.{k}": v for k, v in net.state_dict().items()}
+    state["module.lang_rew.pred.0.weight"] = torch.zeros(3, 3)
+    torch.save({"r3m": state}, tmp_path / "r3m.pt")
+    enc = reprl.load(tmp_path / "r3m.pt")
+    x = images(2, 240, 320)
+    inside = TF.normalize(resize_crop(x.permute(0, 3, 1, 2).float() / 255, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
+    with torch.no_grad():
+        expected = net(inside)
+    assert enc.config.embed_dim == 512 and enc.config.params["depth"] == 18
+    torch.testing.assert_close(enc(x), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_liv_reference_checkpoint_gives_the_reference_image_and_text_embeddings(tmp_path):
+    import open_clip
+
+    torch.manual_seed(1)
+    ref = open_clip.create_model("RN50", pretrained=None).eval()
+    state = {f"module.model.{k}": v.half() if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+    state["module.model.input_resolution"] = torch.tensor(224)
+    torch.save({"liv": state}, tmp_path / "liv.pt")
+    ref.load_state_dict({k[len("module.model."):]: v.float() for k, v in state.items() if "input_res" not in k})
+    enc = reprl.load(tmp_path / "liv.pt")
+    x = images(2, 240, 320)
+    inside = TF.normalize(resize_crop(x.permute(0, 3, 1, 2).float() / 255, 224, 224), CLIP_MEAN, CLIP_STD)
+    tokens = open_clip.get_tokenizer("RN50")(["open the drawer", "close the door"])
+    with torch.no_grad():
+        expected_img, expected_txt = ref.encode_image(inside), ref.encode_text(tokens)
+        got_txt = enc.embed_text(["open the drawer", "close the door"])
+    assert enc.config.similarity == "cosine" and enc.has_text
+    torch.testing.assert_close(enc(x), expected_img, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got_txt, expected_txt, atol=1e-4, rtol=1e-4)
+
+
+def test_registry_lists_encoders_and_building_a_resnet_never_imports_open_clip():
+    names = {e["name"] for e in reprl.list_encoders()}
+    assert {"resnet18", "resnet50", "clip-rn50", "tiny"} <= names
+    code = "import sys, reprl; reprl.load('tiny'); reprl.load('resnet18'); print('open_clip' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_clip_encoder_embeds_images_and_text():
+    enc = reprl.load("clip-rn50")
+    assert enc(images(2)).shape == (2, 1024)
+    t = enc.embed_text(["open the drawer", "open the drawer", "close the door"])
+    assert t.shape == (3, 1024) and torch.equal(t[0], t[1]) and not torch.equal(t[0], t[2])
+    with pytest.raises(ReprlError, match="non-empty strings"):
+        enc.embed_text([""])
+
+
+def test_offline_sentence_encoder_is_real_and_cached():
+    from reprl.encoders.text import SentenceEncoder
+
+    enc = SentenceEncoder("minilm")
+    e = enc(["open the drawer", "pull the drawer open", "turn the faucet on"])
+    assert e.shape == (3, 384)
+    near = torch.cosine_similarity(e[0], e[1], dim=0)
+    far = torch.cosine_similarity(e[0], e[2], dim=0)
+    assert near > far, "a real sentence encoder puts paraphrases closer"
+    with pytest.raises(ReprlError, match="cannot load text encoder"):
+        SentenceEncoder("/no/such/model")

@@ -1,0 +1,204 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import HELDOUT_SHARDS, TRAIN_SHARDS
+
+import reprl
+from reprl.config import load_config
+from reprl.errors import ReprlError
+from reprl.training.config import PretrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = sorted((REPO / "configs" / "pretrain").glob("*.yaml"))
+
+
+def tiny(tmp_path, *extra: str) -> PretrainConfig:
+    args = ["--run_dir", str(tmp_path / "run"), "--encoder.name", "tiny", "--encoder.image_size", "48",
+            "--encoder.embed_dim", "32", "--data.train", TRAIN_SHARDS, "--data.batch_size", "8",
+            "--data.num_workers", "0", "--data.batches_per_epoch", "50", "--data.shuffle_buffer", "16",
+            "--optim.lr", "0.002", "--trainer.max_steps", "6", "--trainer.checkpoint_every", "3",
+            "--trainer.log_every", "1", "--trainer.progress", "false", "--trainer.loggers", "csv",
+            "--trainer.accelerator", "cpu", *extra]
+    return load_config(PretrainConfig, None, args)
+
+
+def metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "logs" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    return [(int(r["step"]), float(r["train/loss"])) for r in metrics(run) if r.get("train/loss")]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_parses(preset):
+    cfg = load_config(PretrainConfig, preset)
+    assert cfg.data.train and cfg.trainer.max_steps > 0
+    assert preset.stem in ("demo",) or cfg.run_dir.endswith(preset.stem)
+
+
+def test_preset_typos_list_the_valid_keys(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  max_stpes: 10\n")
+    with pytest.raises(ReprlError, match="unknown config key 'max_stpes' in 'trainer'; valid keys: max_steps"):
+        load_config(PretrainConfig, bad)
+
+
+def test_short_real_training_run_lowers_the_loss(tmp_path):
+    from reprl.training.run import pretrain
+
+    cfg = tiny(tmp_path, "--trainer.max_steps", "80", "--trainer.checkpoint_every", "40", "--data.val",
+               HELDOUT_SHARDS, "--trainer.val_every", "40", "--objective.l1_weight", "0.001",
+               "--objective.l2_weight", "0.001")
+    summary = pretrain(cfg)
+    assert summary["steps"] == 80 and summary["skipped_steps"] == 0
+    values = [v for _, v in losses(tmp_path / "run")]
+    assert len(values) == 80
+    assert sum(values[-10:]) / 10 < sum(values[:10]) / 10 - 0.05
+    assert {"random init", "trained"} == set(summary["heldout"])
+    vals = [r for r in metrics(tmp_path / "run") if r.get("val/voc")]
+    assert len(vals) == 2 and all(-1 <= float(r["val/voc"]) <= 1 for r in vals)
+
+
+def test_checkpoints_export_an_encoder_that_reprl_load_reads(tmp_path):
+    from reprl.training.run import pretrain
+
+    pretrain(tiny(tmp_path, "--trainer.keep_checkpoints", "1"))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt", "step-0000006.ckpt"]
+    assert [p.name for p in (run / "encoders").iterdir()] == ["step-0000006"]
+    final = reprl.load(run / "encoder")
+    exported = reprl.load(run / "encoders" / "step-0000006")
+    from_ckpt = reprl.load(run / "checkpoints" / "last.ckpt")
+    x = torch.randint(0, 255, (2, 3, 48, 48), dtype=torch.uint8)
+    assert torch.equal(final(x), exported(x)) and torch.equal(final(x), from_ckpt(x))
+    assert final.config.source == "reprl pretrain"
+
+
+def test_fine_tuning_starts_from_any_loadable_encoder(tmp_path):
+    from reprl.training.run import pretrain
+
+    pretrain(tiny(tmp_path / "a"))
+    start = reprl.load(tmp_path / "a" / "run" / "encoder")
+    cfg = tiny(tmp_path / "b", "--encoder.init", str(tmp_path / "a" / "run" / "encoder"), "--trainer.max_steps", "2")
+    summary = pretrain(cfg)
+    tuned = reprl.load(summary["encoder"])
+    assert tuned.config.source.startswith("fine-tuned from") and tuned.config.embed_dim == start.config.embed_dim
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), tuned.state_dict().values()))
+
+
+def test_non_finite_losses_skip_the_step_and_too_many_in_a_row_stop_the_run(tmp_path, monkeypatch):
+    from reprl.objectives import modules
+    from reprl.training.run import pretrain
+
+    real = modules.VIPObjective.forward
+    calls = {"n": 0}
+
+    def sometimes_nan(self, *args, **kwargs):
+        loss, m = real(self, *args, **kwargs)
+        calls["n"] += 1
+        bad = calls["n"] == 3 or calls["n"] >= plan["always_from"]
+        return (loss * float("nan") if bad else loss), m
+
+    monkeypatch.setattr(modules.VIPObjective, "forward", sometimes_nan)
+    plan = {"always_from": 10**9}
+    summary = pretrain(tiny(tmp_path))
+    assert summary["steps"] == 6 and summary["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in reprl.load(summary["encoder"]).parameters())
+
+    calls["n"], plan["always_from"] = 0, 5
+    with pytest.raises(ReprlError, match="not finite for 3 steps in a row"):
+        pretrain(tiny(tmp_path / "b", "--trainer.max_steps", "20", "--trainer.max_bad_steps", "3"))
+    kept = tmp_path / "b" / "run" / "checkpoints" / "step-0000003.ckpt"
+    assert kept.exists(), "the last good checkpoint is kept"
+
+
+@pytest.mark.slow
+def test_kill_and_resume_continues_the_step_count(tmp_path):
+    run = tmp_path / "run"
+    args = ["--run_dir", str(run), "--encoder.name", "tiny", "--encoder.image_size", "48", "--encoder.embed_dim", "32",
+            "--data.train", TRAIN_SHARDS, "--data.batch_size", "8", "--data.num_workers", "0",
+            "--data.shuffle_buffer", "16", "--trainer.checkpoint_every", "5", "--trainer.progress", "false",
+            "--trainer.loggers", "csv", "--trainer.accelerator", "cpu", "--trainer.log_every", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "reprl", "pretrain", *args, "--trainer.max_steps", "100000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "step-0000010.ckpt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training did not reach step 10"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    steps = sorted(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.ckpt"))
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):  # a write cut by the kill keeps its .partial name
+        assert torch.load(ckpt, weights_only=False)["global_step"] > 0
+    resumed_from = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert resumed_from == steps[-1] >= 10
+    out = subprocess.run([sys.executable, "-m", "reprl", "pretrain", *args, "--trainer.max_steps",
+                          str(resumed_from + 5), "--resume", "last"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"trained {resumed_from + 5} steps" in out.stdout and f"resuming from {run}" in out.stdout
+    logged = {int(r["step"]) for r in metrics(run) if r.get("train/loss")}
+    assert set(range(resumed_from, resumed_from + 5)) <= logged
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    from reprl.training.run import pretrain
+
+    with pytest.raises(ReprlError, match="cannot resume"):
+        pretrain(tiny(tmp_path, "--resume", "last"))
+    with pytest.raises(ReprlError, match="data.train is empty"):
+        pretrain(tiny(tmp_path, "--data.train", ""))
+
+
+@pytest.mark.slow
+def test_r3m_objective_trains_with_the_offline_sentence_encoder(tmp_path):
+    from reprl.training.run import pretrain
+
+    summary = pretrain(tiny(tmp_path, "--objective.name", "r3m", "--objective.num_negatives", "2",
+                            "--objective.lang_hidden", "64", "--trainer.max_steps", "3"))
+    assert summary["steps"] == 3
+    names = {k for r in metrics(tmp_path / "run") for k, v in r.items() if v}
+    assert {"train/tcn", "train/lang", "train/lang_acc"} <= names
+
+
+@pytest.mark.slow
+def test_liv_objective_trains_clip_image_and_text_towers(tmp_path):
+    from reprl.training.run import pretrain
+
+    cfg = tiny(tmp_path, "--encoder.name", "clip-rn50", "--encoder.image_size", "224", "--encoder.embed_dim",
+               "null", "--objective.name", "liv", "--objective.num_negatives", "1", "--data.batch_size", "2",
+               "--trainer.max_steps", "2", "--trainer.checkpoint_every", "2", "--optim.lr", "1e-5")
+    summary = pretrain(cfg)
+    assert summary["steps"] == 2
+    names = {k for r in metrics(tmp_path / "run") for k, v in r.items() if v}
+    assert {"train/clip", "train/vip_i/loss", "train/vip_l/loss"} <= names
+    enc = reprl.load(summary["encoder"])
+    assert enc.has_text and enc.config.similarity == "cosine"
+
+
+def test_liv_needs_a_text_tower(tmp_path):
+    from reprl.training.run import pretrain
+
+    with pytest.raises(ReprlError, match="needs an encoder with a text tower"):
+        pretrain(tiny(tmp_path, "--objective.name", "liv"))
+
+
+def test_clip_parameters_outside_the_loss_are_frozen_for_ddp(tmp_path):
+    from reprl.training.run import build_training_encoder
+
+    vip = build_training_encoder(tiny(tmp_path, "--encoder.name", "clip-rn50", "--encoder.image_size", "224",
+                                      "--encoder.embed_dim", "null"))
+    assert not vip.model.logit_scale.requires_grad
+    assert not any(p.requires_grad for p in vip.text_parameters())
+    assert all(p.requires_grad for p in vip.model.visual.parameters())
+    liv = build_training_encoder(tiny(tmp_path, "--encoder.name", "clip-rn50", "--encoder.image_size", "224",
+                                      "--encoder.embed_dim", "null", "--objective.name", "liv"))
+    assert all(p.requires_grad for p in liv.text_parameters() if p is not liv.model.logit_scale)
