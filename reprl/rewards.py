@@ -70,3 +70,52 @@ def video_metrics(embeddings: torch.Tensor, similarity: SimilarityFn) -> dict[st
     """VOC and bump rate of one video with the last frame as goal."""
     v = values(embeddings, embeddings[-1], similarity)
     return {"voc": voc(v), "bump_rate": bump_rate(v)}
+
+
+def goal_from_image(encoder: Any, image: Any) -> torch.Tensor:
+    """Goal embedding [D] of one image (any layout the encoder accepts; its preprocessing resizes it)."""
+    emb = encoder(image)
+    if emb.shape[0] != 1:
+        raise ReprlError(f"a goal image must be one image, got a batch of {emb.shape[0]}; to average several goal "
+                         "images use goal_from_embeddings(encoder(images))")
+    return emb[0]
+
+
+def goal_from_text(encoder: Any, text: str) -> torch.Tensor:
+    """Goal embedding [D] of a text instruction (language-capable encoders, e.g. LIV)."""
+    return encoder.embed_text([text])[0]
+
+
+def goal_from_frame(embeddings: torch.Tensor, index: int) -> torch.Tensor:
+    """Goal embedding = the embedding of frame `index` (negative counts from the end: -1 is the last frame)."""
+    n = embeddings.shape[0]
+    if not -n <= index < n:
+        raise ReprlError(f"goal frame {index} is outside the video's {n} frames")
+    return embeddings[index]
+
+
+def goal_from_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
+    """Mean of several goal embeddings [K, D] -> [D] (e.g. the last frames of several demos)."""
+    if embeddings.dim() != 2 or embeddings.shape[0] == 0:
+        raise ReprlError(f"expected goal embeddings shaped [K, D], got {tuple(embeddings.shape)}")
+    return embeddings.mean(0)
+
+
+def video_values(encoder: Any, frames: Any, *, goal_image: Any = None, goal_text: str | None = None,
+                 goal_frame: int | None = None, goal_embedding: torch.Tensor | None = None) -> dict[str, Any]:
+    """Embeddings, values and rewards of one video under one goal (give at most one; default: last frame)."""
+    given = [g is not None for g in (goal_image, goal_text, goal_frame, goal_embedding)]
+    if sum(given) > 1:
+        raise ReprlError("give one goal: goal_image, goal_text, goal_frame or goal_embedding")
+    with torch.inference_mode():
+        emb = encoder(frames)
+        if goal_image is not None:
+            goal = goal_from_image(encoder, goal_image)
+        elif goal_text is not None:
+            goal = goal_from_text(encoder, goal_text)
+        elif goal_embedding is not None:
+            goal = goal_embedding if goal_embedding.dim() == 1 else goal_from_embeddings(goal_embedding)
+        else:
+            goal = goal_from_frame(emb, -1 if goal_frame is None else goal_frame)
+        vals = values(emb, goal.to(emb.device), encoder.similarity)
+    return {"embeddings": emb, "goal": goal, "values": vals, "rewards": rewards(vals)}

@@ -36,4 +36,8 @@ fi
 step "5. The same check on the evaluation tasks, which pretraining never saw"
 $REPRL score "$OUT/corpus/heldout_eval" --encoder "$OUT/run/encoder" --encoder "random:$OUT/run/encoder"
 
-printf '\nDemo finished. Trained encoder: %s/run/encoder (reprl.load reads it). Tuples: %s/tuples.png\n' "$OUT" "$OUT"
+step "6. Values and rewards of held-out evaluation-task videos with the trained encoder (goal = last frame)"
+$REPRL embed "$OUT/corpus/heldout_eval" --encoder "$OUT/run/encoder" --out "$OUT/embed" --overwrite --plots 5
+
+printf '\nDemo finished.\n  value curves and rewards: %s/embed/plots/*.png (one figure per video), %s/embed/values.png\n' "$OUT" "$OUT"
+printf '  trained encoder: %s/run/encoder (reprl.load reads it)\n  streamed tuples: %s/tuples.png\n' "$OUT" "$OUT"

@@ -101,7 +101,6 @@ def _iter_video(src: VideoSource) -> tuple[FrameInfo, Iterator[np.ndarray]]:
         container.close()
         raise DecodeError("file has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
     fps = float(stream.average_rate) if stream.average_rate else None
     info = FrameInfo(fps=fps, width=stream.codec_context.width, height=stream.codec_context.height,
                      source_frames=stream.frames or None)

@@ -46,6 +46,10 @@ class EncoderConfig:
     interpolation: str = "bilinear"  # bilinear | bicubic
     similarity: str = "l2"  # l2: V = -||a - b||;  cosine: V = cos(a, b) / (1 - gamma)
     gamma: float = 0.98
+    # resize in 8 bits before converting to float (float input is quantised to 8 bits first when a resize is
+    # needed): ~6x cheaper, and how reprl's training crops are made; off for imported reference checkpoints,
+    # which resize floats as their reference code does
+    resize_uint8: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # architecture parameters
     source: str = ""  # provenance, e.g. "random init", "reprl pretrain", "imported VIP checkpoint"
     format_version: int = 1
@@ -119,12 +123,18 @@ class Encoder(nn.Module):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float images [B, 3, H, W] -> normalised float [B, 3, S, S] on this device."""
         x = x.to(self.device, non_blocking=True)
+        ops = list(self.config.preprocess)
+        size = self.config.image_size
+        if self.config.resize_uint8 and tuple(x.shape[-2:]) != (size, size):
+            if x.dtype != torch.uint8:  # float input in [0, 1]: to 8 bits first, so every layout resizes alike
+                x = x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+            while ops and ops[0].get("op") in ("resize", "center_crop"):
+                x = apply_op(x, ops.pop(0), self._interp)
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        for op in self.config.preprocess:
+        for op in ops:
             x = apply_op(x, op, self._interp)
-        s = self.config.image_size
-        if tuple(x.shape[-2:]) != (s, s):
-            raise ReprlError(f"preprocessing produced {tuple(x.shape[-2:])} images, expected {s}x{s}: "
+        if tuple(x.shape[-2:]) != (size, size):
+            raise ReprlError(f"preprocessing produced {tuple(x.shape[-2:])} images, expected {size}x{size}: "
                              "check the encoder config's preprocess ops")
         x = (x - self.pixel_mean) / self.pixel_std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

@@ -53,7 +53,7 @@ def _one(item: Any, layout: str) -> torch.Tensor:
     if hasattr(item, "mode") and hasattr(item, "size") and hasattr(item, "convert"):  # PIL image
         return _pil_to_tensor(item)[None]
     if isinstance(item, np.ndarray):
-        item = torch.from_numpy(np.ascontiguousarray(item))
+        item = torch.from_numpy(np.ascontiguousarray(item) if item.flags.writeable else item.copy())
     if not isinstance(item, torch.Tensor):
         raise ReprlError(f"unsupported image type {type(item).__name__}: pass uint8/float tensors or arrays, "
                          "or PIL images")

@@ -77,7 +77,8 @@ def make_config(name: str, *, embed_dim: int | None = None, image_size: int | No
         raise ReprlError(f"{name} takes {s.image_size} px images; image_size cannot be changed for CLIP models")
     extra: dict[str, Any] = {"mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic"} if s.clip_norm else {}
     return EncoderConfig(arch=s.arch, name=name, embed_dim=dim, image_size=size, preprocess=default_preprocess(size),
-                         similarity=similarity or s.similarity, gamma=gamma, params=params, source=source, **extra)
+                         similarity=similarity or s.similarity, gamma=gamma, params=params, source=source,
+                         resize_uint8=True, **extra)
 
 
 def build_from_config(config: EncoderConfig) -> Encoder:

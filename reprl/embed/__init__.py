@@ -1,0 +1,1 @@
+"""`reprl embed`: videos + a goal -> embeddings, values, rewards, a plot and a summary."""

@@ -1,0 +1,269 @@
+"""`reprl embed`: embeddings, values and goal-conditioned rewards of videos, with a plot and a summary.
+
+One video (file, frame folder or image glob) -> OUT/
+    embeddings.npy     float32 [T, D]
+    frames.csv         frame, time_s, value, reward   (reward on row t = V(o_{t+1}; g) - V(o_t; g))
+    values.png         frames, value curve and rewards
+    summary.json       encoder, goal, frames, VOC, bump rate, timing
+Shards -> OUT/ with embeddings/KEY.npy, frames.csv (with a key column), videos.csv (one row per video:
+VOC, bump rate, ...), values.png (a grid of curves), plots/KEY.png (the full figure for the first videos)
+and summary.json (means over videos).
+VOC and bump rate are computed against the chosen goal (by default the last frame).
+Everything is written to a staging folder that replaces OUT only when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import reprl
+from reprl.embed.pipeline import EmbedStats, autocast, embed_source
+from reprl.embed.plot import plot_many, plot_video
+from reprl.embed.sources import FrameSource, open_sources
+from reprl.encoders.base import Encoder
+from reprl.errors import ReprlError
+from reprl.rewards import bump_rate, goal_from_frame, values, voc
+
+
+@dataclass
+class EmbedOptions:
+    input: str
+    encoder: str
+    out: str
+    goal_image: str | None = None
+    goal_frame: str | None = None  # 'last' or an index (negative counts from the end)
+    goal_text: str | None = None
+    goal_caption: bool = False  # shards: each video's own caption as text goal
+    device: str = "cpu"
+    batch_size: int = 64
+    precision: str = "32"
+    parquet: bool = False
+    overwrite: bool = False
+    max_videos: int | None = None
+    plots: int = 8  # shards: full per-video figures for the first N videos (plots/KEY.png)
+    progress: bool = True
+
+
+@dataclass
+class Goal:
+    kind: str  # last_frame | frame | image | text | caption
+    description: str
+    embedding: torch.Tensor | None = None  # fixed goals (image, text); per-video goals are None
+    frame: int = -1
+    thumb: Any = None
+
+
+def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
+    """Check the goal options against the encoder before any heavy work; embed fixed goals."""
+    given = [n for n, v in (("--goal", opts.goal_image), ("--goal-frame", opts.goal_frame),
+                            ("--goal-text", opts.goal_text), ("--goal-caption", opts.goal_caption or None)) if v]
+    if len(given) > 1:
+        raise ReprlError(f"give one goal, not {' and '.join(given)}")
+    if opts.goal_text is not None or opts.goal_caption:
+        if not encoder.has_text:
+            encoder.embed_text(["x"])  # raises the encoder's own message: no text tower
+        if opts.goal_caption:
+            return Goal("caption", "each video's caption")
+        if not opts.goal_text.strip():
+            raise ReprlError("--goal-text is empty")
+        with torch.inference_mode():
+            emb = encoder.embed_text([opts.goal_text])[0].float().cpu()
+        return Goal("text", opts.goal_text, emb)
+    if opts.goal_image is not None:
+        from reprl.data.video import DecodeError, load_image
+
+        if not Path(opts.goal_image).exists():
+            raise ReprlError(f"goal image not found: {opts.goal_image}")
+        try:
+            img = load_image(opts.goal_image)
+        except DecodeError as e:
+            raise ReprlError(str(e)) from None
+        with torch.inference_mode():
+            emb = encoder(img)[0].float().cpu()
+        thumb = torch.from_numpy(img.copy()).permute(2, 0, 1)
+        return Goal("image", opts.goal_image, emb, thumb=thumb)
+    if opts.goal_frame not in (None, "last"):
+        try:
+            index = int(opts.goal_frame)
+        except ValueError:
+            raise ReprlError(f"--goal-frame takes 'last' or a frame index, got {opts.goal_frame!r}") from None
+        return Goal("frame", f"frame {index}", frame=index)
+    return Goal("last_frame", "last frame")
+
+
+def _goal_for(goal: Goal, encoder: Encoder, emb: torch.Tensor, source: FrameSource) -> torch.Tensor:
+    if goal.embedding is not None:
+        return goal.embedding
+    if goal.kind == "caption":
+        if not source.caption:
+            raise ReprlError(f"video {source.name} has no caption to use as goal")
+        with torch.inference_mode():
+            return encoder.embed_text([source.caption])[0].float().cpu()
+    return goal_from_frame(emb, goal.frame)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], parquet: bool) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if parquet:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ReprlError("--parquet needs pyarrow: pip install pyarrow") from None
+        pq.write_table(pa.Table.from_pylist(rows), path.with_suffix(".parquet"))
+
+
+def frame_rows(vals: np.ndarray, fps: float | None, key: str | None = None) -> list[dict[str, Any]]:
+    rews = np.diff(vals)
+    rows = []
+    for t, v in enumerate(vals):
+        row = {"key": key} if key is not None else {}
+        row.update({"frame": t, "time_s": round(t / fps, 6) if fps else None, "value": float(v),
+                    "reward": float(rews[t]) if t < len(rews) else None})
+        rows.append(row)
+    return rows
+
+
+class Staging:
+    """A hidden folder beside OUT that replaces it when everything is written."""
+
+    def __init__(self, out: str, overwrite: bool) -> None:
+        self.out = Path(out)
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())) and not overwrite:
+            raise ReprlError(f"output {self.out} exists and is not empty; pass --overwrite to replace it")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.dir = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir()
+
+    def commit(self) -> None:
+        old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+        if self.out.exists():
+            os.replace(self.out, old)
+        os.replace(self.dir, self.out)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _embed_one(encoder: Encoder, source: FrameSource, opts: EmbedOptions) -> tuple[torch.Tensor, EmbedStats]:
+    from tqdm import tqdm
+
+    show = opts.progress and (source.count is None or source.count >= 4 * opts.batch_size)
+    with tqdm(total=source.count, desc=f"embed {source.name[-30:]}", unit="frame", disable=not show) as bar:
+        return embed_source(encoder, source, batch_size=opts.batch_size, precision=opts.precision, progress=bar)
+
+
+def _summary_base(opts: EmbedOptions, encoder: Encoder, goal: Goal, kind: str) -> dict[str, Any]:
+    c = encoder.config
+    return {"input": opts.input, "kind": kind, "reprl_version": reprl.__version__,
+            "encoder": {"source": opts.encoder, "name": c.name, "embed_dim": c.embed_dim, "similarity": c.similarity,
+                        "image_size": c.image_size, "provenance": c.source},
+            "goal": {"kind": goal.kind, "description": goal.description},
+            "device": opts.device, "precision": opts.precision, "batch_size": opts.batch_size}
+
+
+def run_embed(opts: EmbedOptions) -> dict[str, Any]:
+    """Embed the input and write the outputs; returns the summary."""
+    t0 = time.perf_counter()
+    kind, sources = open_sources(opts.input)
+    encoder = reprl.load(opts.encoder, device=opts.device)
+    with autocast(torch.device(opts.device), opts.precision):
+        pass  # checks the precision setting before any work
+    goal = parse_goal(opts, encoder)
+    stage = Staging(opts.out, opts.overwrite)
+    try:
+        summary = _summary_base(opts, encoder, goal, kind)
+        if kind == "shards":
+            summary.update(_run_shards(encoder, sources, goal, opts, stage.dir))
+        else:
+            summary.update(_run_single(encoder, next(sources), goal, opts, stage.dir))
+        summary["timing"]["total_s"] = round(time.perf_counter() - t0, 3)
+        tmp = stage.dir / "summary.json"
+        tmp.write_text(json.dumps(summary, indent=2))
+        stage.commit()
+    except BaseException:
+        stage.abort()
+        raise
+    return summary
+
+
+def _timing(stats: EmbedStats) -> dict[str, float]:
+    return {"embed_s": round(stats.wall_s, 3), "images_per_s": round(stats.images_per_s, 2),
+            "decode_preprocess_s": round(stats.produce_s, 3), "model_s": round(stats.compute_s, 3)}
+
+
+def _run_single(encoder: Encoder, source: FrameSource, goal: Goal, opts: EmbedOptions, out: Path) -> dict[str, Any]:
+    emb, stats = _embed_one(encoder, source, opts)
+    g = _goal_for(goal, encoder, emb, source)
+    vals = values(emb, g, encoder.similarity).numpy()
+    np.save(out / "embeddings.npy", emb.numpy())
+    _write_csv(out / "frames.csv", frame_rows(vals, source.fps), opts.parquet)
+    metrics = {"voc": voc(vals), "bump_rate": bump_rate(vals)} if len(vals) > 1 else {"voc": None, "bump_rate": None}
+    title = (f"{source.name}: {encoder.config.name}, goal = {goal.description[:40]}"
+             + (f"\nVOC {metrics['voc']:+.2f}, bump rate {metrics['bump_rate']:.2f}" if len(vals) > 1 else ""))
+    goal_thumb = goal.thumb if goal.kind == "image" else None
+    plot_video(out / "values.png", vals, np.diff(vals), stats.thumbnails.pick(7), title=title, fps=source.fps,
+               goal_thumb=goal_thumb)
+    return {"frames": len(vals), "fps": source.fps, **metrics, "value_first": float(vals[0]),
+            "value_last": float(vals[-1]), "timing": _timing(stats),
+            "outputs": ["embeddings.npy", "frames.csv", "values.png", "summary.json"]
+            + (["frames.parquet"] if opts.parquet else [])}
+
+
+def _run_shards(encoder: Encoder, sources: Any, goal: Goal, opts: EmbedOptions, out: Path) -> dict[str, Any]:
+    (out / "embeddings").mkdir()
+    (out / "plots").mkdir()
+    rows: list[dict[str, Any]] = []
+    videos: list[dict[str, Any]] = []
+    curves = []
+    total = EmbedStats()
+    for i, source in enumerate(sources):
+        if opts.max_videos is not None and i >= opts.max_videos:
+            break
+        emb, stats = _embed_one(encoder, source, opts)
+        total.frames += stats.frames
+        total.wall_s += stats.wall_s
+        total.produce_s += stats.produce_s
+        total.compute_s += stats.compute_s
+        vals = values(emb, _goal_for(goal, encoder, emb, source), encoder.similarity).numpy()
+        np.save(out / "embeddings" / f"{source.name}.npy", emb.numpy())
+        rows.extend(frame_rows(vals, source.fps, source.name))
+        v = {"key": source.name, **{k: source.meta.get(k, "") for k in ("task", "camera", "episode")},
+             "caption": source.caption or "", "frames": len(vals), "voc": voc(vals) if len(vals) > 1 else None,
+             "bump_rate": bump_rate(vals) if len(vals) > 1 else None, "value_first": float(vals[0]),
+             "value_last": float(vals[-1])}
+        videos.append(v)
+        curves.append((source.name, vals, v["voc"] if v["voc"] is not None else 0.0))
+        if i < opts.plots and len(vals) > 1:
+            title = (f"{source.name}: {encoder.config.name}, goal = {goal.description[:40]}\n"
+                     f"VOC {v['voc']:+.2f}, bump rate {v['bump_rate']:.2f}")
+            plot_video(out / "plots" / f"{source.name}.png", vals, np.diff(vals), stats.thumbnails.pick(7),
+                       title=title, fps=source.fps, goal_thumb=goal.thumb if goal.kind == "image" else None)
+    if not videos:
+        raise ReprlError(f"no videos in {opts.input}")
+    _write_csv(out / "frames.csv", rows, opts.parquet)
+    _write_csv(out / "videos.csv", videos, opts.parquet)
+    scored = [v for v in videos if v["voc"] is not None]
+    mean_voc = float(np.mean([v["voc"] for v in scored])) if scored else None
+    mean_br = float(np.mean([v["bump_rate"] for v in scored])) if scored else None
+    title = f"{opts.input}: {encoder.config.name}, goal = {goal.description}; mean VOC {mean_voc:+.2f}" if scored \
+        else opts.input
+    plot_many(out / "values.png", curves, title)
+    return {"videos": len(videos), "frames": sum(v["frames"] for v in videos), "voc": mean_voc, "bump_rate": mean_br,
+            "timing": _timing(total),
+            "outputs": ["embeddings/", "frames.csv", "videos.csv", "values.png", "plots/", "summary.json"]}

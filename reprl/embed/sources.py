@@ -1,0 +1,144 @@
+"""What `reprl embed` reads: a video file, a folder of frames, an image glob, or shards (one video each).
+
+Each source yields uint8 frame batches lazily, so long videos are never held decoded in memory at once.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reprl.data.sources import IMAGE_EXTS, VIDEO_EXTS, list_frames, natural_key
+from reprl.data.video import DecodeError, load_image
+from reprl.errors import ReprlError
+
+
+@dataclass
+class FrameSource:
+    """One video to embed. `batches(n)` yields lists of uint8 [b, 3, H, W] tensors (sizes may differ)."""
+
+    name: str
+    kind: str  # video | frames | images | shard
+    fps: float | None = None
+    count: int | None = None  # frames, when known up front
+    caption: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    _open: Any = None
+
+    def batches(self, size: int) -> Iterator[torch.Tensor]:
+        return self._open(size)
+
+
+def _image_files_batches(files: list[Path]) -> Any:
+    def gen(size: int) -> Iterator[torch.Tensor]:
+        for i in range(0, len(files), size):
+            try:
+                arrays = [load_image(f) for f in files[i:i + size]]
+            except DecodeError as e:
+                raise ReprlError(str(e)) from None
+            shapes = {a.shape for a in arrays}
+            if len(shapes) == 1:
+                yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+            else:  # mixed sizes: one tensor per image, the encoder resizes each
+                for a in arrays:
+                    yield torch.from_numpy(a).permute(2, 0, 1)[None]
+    return gen
+
+
+def _video_batches(path: str) -> Any:
+    def gen(size: int) -> Iterator[torch.Tensor]:
+        import av
+
+        try:
+            container = av.open(path)
+        except (av.error.FFmpegError, OSError) as e:
+            raise ReprlError(f"cannot open video {path}: {e}") from None
+        with container:
+            if not container.streams.video:
+                raise ReprlError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            buf: list[np.ndarray] = []
+            try:
+                for frame in container.decode(stream):
+                    buf.append(frame.to_ndarray(format="rgb24"))
+                    if len(buf) == size:
+                        yield torch.from_numpy(np.stack(buf)).permute(0, 3, 1, 2)
+                        buf = []
+            except av.error.FFmpegError as e:
+                raise ReprlError(f"{path} stopped decoding: {e}") from None
+            if buf:
+                yield torch.from_numpy(np.stack(buf)).permute(0, 3, 1, 2)
+    return gen
+
+
+def _video_info(path: str) -> tuple[float | None, int | None]:
+    import av
+
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                raise ReprlError(f"{path} has no video stream")
+            s = c.streams.video[0]
+            return (float(s.average_rate) if s.average_rate else None), (s.frames or None)
+    except (av.error.FFmpegError, OSError) as e:
+        raise ReprlError(f"cannot open video {path}: {e}") from None
+
+
+def _shard_batches(video: Any) -> Any:
+    def gen(size: int) -> Iterator[torch.Tensor]:
+        for i in range(0, len(video), size):
+            try:
+                yield video.decode(range(i, min(i + size, len(video))))
+            except ValueError as e:
+                raise ReprlError(f"video {video.key}: {e}") from None
+    return gen
+
+
+def is_shards(spec: str) -> bool:
+    p = Path(spec)
+    return (p.is_dir() and (p / "index.json").exists()) or spec.endswith(".tar") or (
+        ".tar" in spec and "{" in spec) or spec.startswith("pipe:")
+
+
+def open_sources(spec: str) -> tuple[str, Iterator[FrameSource]]:
+    """('video' | 'frames' | 'images' | 'shards', lazily opened sources) for a user's input spec."""
+    if is_shards(spec):
+        from reprl.data.reader import expand_urls, iter_videos
+
+        urls = expand_urls(spec)
+
+        def shard_sources() -> Iterator[FrameSource]:
+            for v in iter_videos(urls):
+                yield FrameSource(name=v.key, kind="shard", fps=v.meta.get("fps"), count=len(v), caption=v.text,
+                                  meta={k: v.meta[k] for k in ("task", "camera", "episode", "source") if k in v.meta},
+                                  _open=_shard_batches(v))
+        return "shards", shard_sources()
+    if any(ch in spec for ch in "*?[") and not os.path.exists(spec):
+        files = sorted((Path(f) for f in glob.glob(spec) if Path(f).suffix.lower() in IMAGE_EXTS),
+                       key=lambda p: natural_key(str(p)))
+        if not files:
+            raise ReprlError(f"no images (jpg/png/...) match {spec!r}")
+        return "images", iter([FrameSource(name=spec, kind="images", count=len(files),
+                                           _open=_image_files_batches(files))])
+    p = Path(spec)
+    if not p.exists():
+        raise ReprlError(f"input not found: {spec}")
+    if p.is_dir():
+        files = list_frames(p)
+        if not files:
+            raise ReprlError(f"{spec} holds no frames (jpg/png) and no index.json (not shards)")
+        return "frames", iter([FrameSource(name=p.name, kind="frames", count=len(files),
+                                           _open=_image_files_batches(files))])
+    if p.suffix.lower() in VIDEO_EXTS:
+        fps, count = _video_info(str(p))
+        return "video", iter([FrameSource(name=p.stem, kind="video", fps=fps, count=count,
+                                          _open=_video_batches(str(p)))])
+    raise ReprlError(f"unsupported input {spec}: give a video ({', '.join(sorted(VIDEO_EXTS))}), a folder of frames, "
+                     "an image glob like 'frames/*.png', or shards")
