@@ -23,27 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="also write the scores here")
 
 
-def random_like(source: str, seed: int):
-    import torch
-
-    import reprl
-    from reprl.encoders.registry import build_from_config
-
-    config = reprl.load(source).config
-    config.source = "random init"
-    torch.manual_seed(seed)
-    return build_from_config(config).freeze()
-
-
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import json
 
     import reprl
+    from reprl.encoders.io import random_like
     from reprl.training.run import heldout_scores
 
     encoders = {}
     for src in args.encoder:
-        encoders[src] = random_like(src[len("random:"):], args.seed) if src.startswith("random:") else reprl.load(src)
+        is_random = src.startswith("random:")
+        encoders[src] = random_like(src[len("random:"):], args.seed).freeze() if is_random else reprl.load(src)
     sizes = {e.config.image_size for e in encoders.values()}
     scores = {}
     for size in sorted(sizes):

@@ -23,8 +23,21 @@ def _open_clip() -> Any:
     return open_clip
 
 
+def _custom_clip(config: EncoderConfig) -> Any:
+    """An open_clip CLIP built from explicit tower sizes (params: vision, text), e.g. clip-small."""
+    from open_clip.model import CLIP
+
+    p = config.params
+    if config.image_size % 32:
+        raise ReprlError(f"custom CLIP image towers need an image size divisible by 32, got {config.image_size}")
+    vision = {**p.get("vision", {}), "image_size": config.image_size}
+    vision["layers"] = tuple(vision.get("layers", (2, 2, 2, 2)))
+    text = {"vocab_size": 49408, **p.get("text", {})}
+    return CLIP(embed_dim=config.embed_dim, vision_cfg=vision, text_cfg=text)
+
+
 class ClipEncoder(Encoder):
-    """params: model (an open_clip model name, e.g. RN50)."""
+    """params: model (an open_clip model name, e.g. RN50, or 'custom' with vision / text tower sizes)."""
 
     has_text = True
 
@@ -32,7 +45,7 @@ class ClipEncoder(Encoder):
         super().__init__(config)
         open_clip = _open_clip()
         name = config.params.get("model", "RN50")
-        if name not in open_clip.list_models():
+        if name != "custom" and name not in open_clip.list_models():
             raise ReprlError(f"unknown open_clip model {name!r}")
         import logging
 
@@ -40,7 +53,7 @@ class ClipEncoder(Encoder):
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # open_clip warns that no pretrained weights were loaded: we know
         try:
-            self.model = open_clip.create_model(name, pretrained=None)
+            self.model = _custom_clip(config) if name == "custom" else open_clip.create_model(name, pretrained=None)
         finally:
             quiet.setLevel(level)
         self._tokenizer_name = name
@@ -58,7 +71,13 @@ class ClipEncoder(Encoder):
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         if self._tokenizer is None:
-            self._tokenizer = _open_clip().get_tokenizer(self._tokenizer_name)
+            if self._tokenizer_name == "custom":
+                from open_clip.tokenizer import SimpleTokenizer
+
+                length = int(self.config.params.get("text", {}).get("context_length", 77))
+                self._tokenizer = SimpleTokenizer(context_length=length)
+            else:
+                self._tokenizer = _open_clip().get_tokenizer(self._tokenizer_name)
         return self._tokenizer(list(texts))
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:

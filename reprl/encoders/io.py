@@ -1,8 +1,8 @@
 """Save and load encoders. The unit users share is a folder: config.json + model.safetensors.
 
 `load_encoder(source)` also takes a registered name (random init), a reference checkpoint file (VIP, R3M,
-LIV), a reprl training checkpoint (.ckpt), or `hf://org/repo[@revision]` (needs huggingface_hub and a
-reachable hub).
+LIV), a reprl training checkpoint (.ckpt), `hf://org/repo[@revision]` (needs huggingface_hub and a
+reachable hub), or `random:SOURCE` (SOURCE's architecture at random init, seed 0).
 """
 
 from __future__ import annotations
@@ -123,9 +123,20 @@ def _from_hub(source: str) -> Path:
                          "local path") from None
 
 
+def random_like(source: str, seed: int = 0) -> Encoder:
+    """`source`'s architecture, preprocessing and similarity at random init (seed `seed`): the baseline a
+    trained encoder should beat."""
+    config = resolve(source).config
+    config.source = f"random init like {source}"
+    torch.manual_seed(seed)
+    return build_from_config(config)
+
+
 def resolve(source: str | Path, **overrides: Any) -> Encoder:
     """Build (not freeze) the encoder a source names."""
     text = str(source)
+    if text.startswith("random:"):
+        return random_like(text[len("random:"):])
     if text.startswith("hf://"):
         folder = _from_hub(text)
         if (folder / CONFIG).exists():
@@ -142,7 +153,7 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
     if text in SPECS:
         return build_encoder(text, **overrides)
     raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
-                     f"hf:// repo, or a registered name ({', '.join(SPECS)})")
+                     f"hf:// repo, random:SOURCE, or a registered name ({', '.join(SPECS)})")
 
 
 def load_encoder(source: str | Path, device: str | torch.device = "cpu", freeze: bool = True,

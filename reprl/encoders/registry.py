@@ -28,6 +28,7 @@ class EncoderSpec:
     image_size: int = 224
     similarity: str = "l2"
     clip_norm: bool = False
+    resizable: bool = True  # image_size / embed_dim may be changed
 
     @property
     def text(self) -> bool:
@@ -45,11 +46,15 @@ SPECS = {s.name: s for s in [
     EncoderSpec("tiny", "tiny", 64, "4-layer CNN without normalisation layers: tests and quick CPU runs",
                 "torch", {"width": 32}),
     EncoderSpec("clip-rn50", "clip", 1024, "CLIP RN50 image + text towers (LIV); cosine similarity",
-                "open_clip_torch", {"model": "RN50"}, similarity="cosine", clip_norm=True),
+                "open_clip_torch", {"model": "RN50"}, similarity="cosine", clip_norm=True, resizable=False),
     EncoderSpec("clip-vit-b-32", "clip", 512, "CLIP ViT-B/32 image + text towers; cosine similarity",
-                "open_clip_torch", {"model": "ViT-B-32"}, similarity="cosine", clip_norm=True),
+                "open_clip_torch", {"model": "ViT-B-32"}, similarity="cosine", clip_norm=True, resizable=False),
     EncoderSpec("clip-vit-b-16", "clip", 512, "CLIP ViT-B/16 image + text towers; cosine similarity",
-                "open_clip_torch", {"model": "ViT-B-16"}, similarity="cosine", clip_norm=True),
+                "open_clip_torch", {"model": "ViT-B-16"}, similarity="cosine", clip_norm=True, resizable=False),
+    EncoderSpec("clip-small", "clip", 128, "small CLIP (ModifiedResNet 2-2-2-2 x 32, 2-layer text): CPU-sized LIV",
+                "open_clip_torch", {"model": "custom", "vision": {"layers": [2, 2, 2, 2], "width": 32},
+                                    "text": {"context_length": 32, "width": 128, "heads": 4, "layers": 2}},
+                image_size=64, similarity="cosine", clip_norm=True),
 ]}
 
 
@@ -71,10 +76,10 @@ def make_config(name: str, *, embed_dim: int | None = None, image_size: int | No
     size = image_size or s.image_size
     params = dict(s.params)
     dim = embed_dim or s.embed_dim
-    if s.arch == "clip" and embed_dim and embed_dim != s.embed_dim:
-        raise ReprlError(f"{name} embeds to {s.embed_dim}; embed_dim cannot be changed for CLIP models")
-    if s.arch == "clip" and size != s.image_size:
-        raise ReprlError(f"{name} takes {s.image_size} px images; image_size cannot be changed for CLIP models")
+    if not s.resizable and embed_dim and embed_dim != s.embed_dim:
+        raise ReprlError(f"{name} embeds to {s.embed_dim}; its embed_dim cannot be changed")
+    if not s.resizable and size != s.image_size:
+        raise ReprlError(f"{name} takes {s.image_size} px images; its image_size cannot be changed")
     extra: dict[str, Any] = {"mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic"} if s.clip_norm else {}
     return EncoderConfig(arch=s.arch, name=name, embed_dim=dim, image_size=size, preprocess=default_preprocess(size),
                          similarity=similarity or s.similarity, gamma=gamma, params=params, source=source,

@@ -1,0 +1,41 @@
+"""Evaluate encoders downstream: train BC / RWR heads on frozen embeddings of robot demos and roll them out
+in MetaWorld (success at any step within the horizon; the final-step flag is recorded too).
+
+  reprl eval --suite eval/suites/metaworld_bc_quick.yaml --encoder vip=demo_out/run/encoder \\
+      --encoder random=random:demo_out/run/encoder
+
+--encoder takes [LABEL=]SOURCE (any reprl.load source; random:SOURCE is SOURCE's architecture at random
+init). Data are rendered once per suite into --cache; each frame is embedded once per encoder. Results go
+to --out/SUITE/: cells/*.json (one per encoder x task x demos x seed x head; finished cells are reused, so
+an interrupted run resumes), results.json, table.md and success.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train BC / RWR heads on frozen embeddings and roll them out in MetaWorld"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", required=True, help="suite spec (eval/suites/*.yaml)")
+    p.add_argument("--encoder", action="append", required=True, help="[LABEL=]SOURCE; repeat to compare")
+    p.add_argument("--out", default="eval/results", help="results root (default eval/results)")
+    p.add_argument("--cache", default="eval/cache", help="rendered data and embedding cache (default eval/cache)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--rerun", action="store_true", help="recompute finished cells")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from reprl.evaluation.harness import parse_encoders, run_suite
+    from reprl.evaluation.suite import load_suite
+
+    spec = load_suite(args.suite)
+    result = run_suite(spec, parse_encoders(args.encoder), out=args.out, cache=args.cache, device=args.device,
+                       rerun=args.rerun)
+    out = Path(args.out) / spec.name
+    print((out / "table.md").read_text().split("## ", 1)[1].split("## ")[0].strip().split("\n", 1)[1])
+    print(f"\n{len(result['cells'])} cells; tables: {out / 'table.md'}, plot: {out / 'success.png'}")
+    return 0

@@ -1,0 +1,79 @@
+"""Suite data: render each task's episodes once, and embed each frame once per encoder (cached on disk)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reprl.data.reader import expand_urls, iter_videos
+from reprl.data.shards import read_index
+from reprl.encoders.base import Encoder
+from reprl.evaluation.suite import SuiteSpec
+
+
+def task_dir(spec: SuiteSpec, cache: Path, task: str) -> Path:
+    return cache / "data" / f"{task}-{spec.data_key()}"
+
+
+def ensure_task_data(spec: SuiteSpec, cache: Path, task: str, progress: bool = True) -> Path:
+    """Render (once) the task's expert and noisy episodes with every step's frame, actions and proprio."""
+    from reprl.sim.corpus import CorpusConfig, render_corpus
+
+    out = task_dir(spec, cache, task)
+    if (out / "index.json").exists():
+        return out
+    d = spec.data
+    total = d.expert_episodes + d.noisy_episodes
+    cfg = CorpusConfig(tasks=task, episodes=total, cameras=d.camera, size=d.frame_size, noise=d.noise,
+                       noisy_fraction=d.noisy_episodes / total, stop_after_success=d.stop_after_success,
+                       frame_every=1, seed=d.seed, workers=min(2, os.cpu_count() or 1), overwrite=True,
+                       max_videos_per_shard=16)
+    render_corpus(cfg, out, progress=progress)
+    return out
+
+
+def encoder_fingerprint(encoder: Encoder) -> str:
+    """A hash of the encoder's config and weights: caches are reused only for the very same encoder."""
+    h = hashlib.sha1(repr(sorted(encoder.config.to_dict().items())).encode())
+    for name, tensor in encoder.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fingerprint: str,
+                  batch_size: int = 64) -> list[dict[str, Any]]:
+    """Episodes of a task with cached frame embeddings: dicts of emb [T+1, D], proprio, actions, success, expert."""
+    data = task_dir(spec, cache, task)
+    path = cache / "embeddings" / fingerprint / f"{task}-{spec.data_key()}.npz"
+    videos = list(iter_videos(expand_urls(str(data))))
+    if path.exists():
+        stored = np.load(path)
+        embs = [stored[f"e{i}"] for i in range(len(videos))]
+    else:
+        embs = []
+        with torch.inference_mode():
+            for v in videos:
+                frames = v.decode()
+                embs.append(torch.cat([encoder(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)])
+                            .cpu().numpy())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".partial.npz")
+        np.savez(tmp, **{f"e{i}": e for i, e in enumerate(embs)})
+        os.replace(tmp, path)
+    episodes = []
+    for v, emb in zip(videos, embs):
+        episodes.append({"key": v.key, "emb": emb, "proprio": v.array("proprio"), "actions": v.array("actions"),
+                         "success": v.array("success").astype(bool), "expert": bool(v.meta.get("expert", True)),
+                         "episode": int(v.meta.get("episode", 0))})
+    return episodes
+
+
+def data_summary(spec: SuiteSpec, cache: Path, task: str) -> dict[str, Any]:
+    index = read_index(task_dir(spec, cache, task))
+    return {"episodes": index["episodes"], "succeeded": index["episodes_succeeded"], "frames": index["frames"]}

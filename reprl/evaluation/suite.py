@@ -1,0 +1,83 @@
+"""Evaluation suite specs (eval/suites/*.yaml): which tasks, demos, heads, seeds and rollouts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from reprl.config import from_dict, read_yaml, to_dict
+from reprl.errors import ReprlError
+from reprl.heads.policy import HeadConfig
+from reprl.sim.tasks import check_camera, task_name
+
+HEADS = ("bc", "rwr", "rwr_chi2")
+
+
+@dataclass
+class SuiteData:
+    """The robot data rendered for a suite (per task)."""
+
+    frame_size: int = 128
+    camera: str = "corner"
+    expert_episodes: int = 25  # scripted-expert episodes per task; demos are drawn from these
+    noisy_episodes: int = 0  # episodes with Gaussian action noise, added to every head's training data
+    noise: float = 0.5
+    stop_after_success: int | None = 10  # steps kept after the first success (None: the full horizon)
+    seed: int = 0
+
+
+@dataclass
+class RWRSpec:
+    tau: float = 0.1
+    clip: float | None = 20.0
+    standardize: bool = False  # z-score rewards before weighting (comparable tau across encoders)
+    goal: Literal["demo_last_frames"] = "demo_last_frames"  # mean of the training demos' last-frame embeddings
+
+
+@dataclass
+class SuiteSpec:
+    name: str = "suite"
+    description: str = ""
+    tasks: list[str] = field(default_factory=lambda: ["drawer-open"])
+    demos: list[int] = field(default_factory=lambda: [10])  # expert demo counts to train on
+    seeds: list[int] = field(default_factory=lambda: [0])
+    heads: list[str] = field(default_factory=lambda: ["bc"])  # bc | rwr | rwr_chi2
+    head: HeadConfig = field(default_factory=HeadConfig)
+    rwr: RWRSpec = field(default_factory=RWRSpec)
+    data: SuiteData = field(default_factory=SuiteData)
+    rollouts: int = 50
+    horizon: int = 500
+    evaluations: int = 1  # evaluate this many times during head training (R3M reports the max; we report both)
+    parallel_envs: int = 10  # rollouts stepped in lockstep (one batched encoder call per step)
+    eval_seed: int = 100000
+
+    def __post_init__(self) -> None:
+        self.tasks = [task_name(t) for t in self.tasks]
+        check_camera(self.data.camera)
+        bad = [h for h in self.heads if h not in HEADS]
+        if bad:
+            raise ReprlError(f"unknown head(s) {bad}; choose from {', '.join(HEADS)}")
+        if max(self.demos) > self.data.expert_episodes:
+            raise ReprlError(f"demos {self.demos} need at least {max(self.demos)} expert episodes per task "
+                             f"(data.expert_episodes is {self.data.expert_episodes})")
+        if min(self.rollouts, self.horizon, self.evaluations, self.parallel_envs, min(self.demos)) < 1:
+            raise ReprlError("rollouts, horizon, evaluations, parallel_envs and demos must be at least 1")
+
+    def data_key(self) -> str:
+        """Identifies the rendered data: re-render when any data setting changes."""
+        return hashlib.sha1(json.dumps(to_dict(self.data), sort_keys=True).encode()).hexdigest()[:12]
+
+    def cell_key(self) -> str:
+        """Identifies everything a result cell depends on besides encoder, task, demos, seed and head."""
+        parts = {k: v for k, v in to_dict(self).items() if k not in ("name", "description", "tasks", "demos", "seeds",
+                                                                    "heads", "parallel_envs")}
+        return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_suite(path: str | Path) -> SuiteSpec:
+    data = read_yaml(path)
+    data.setdefault("name", Path(path).stem)
+    return from_dict(SuiteSpec, data, "suite")

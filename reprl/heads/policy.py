@@ -1,0 +1,154 @@
+"""Policy heads on frozen embeddings: [phi(o), proprioception] -> BatchNorm -> MLP -> action.
+
+`PolicyHead` is trained on cached embeddings (reprl.heads.train); `Policy` pairs a head with its frozen
+encoder for control code: `policy.act(image, proprio)` -> action. A policy saves as a folder
+(head.json + head.safetensors) that names its encoder source, so it loads in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from reprl.errors import ReprlError
+
+
+@dataclass
+class HeadConfig:
+    """Architecture and training of a policy head (R3M's BC protocol by default)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    activation: Literal["relu", "tanh"] = "relu"
+    loss: Literal["mse", "nll"] = "mse"  # nll: Gaussian with a learned state-independent std
+    lr: float = 1e-3
+    batch_size: int = 32
+    steps: int = 20000
+    weight_decay: float = 0.0
+    proprio: bool = True  # feed proprioception beside the embedding
+
+
+class PolicyHead(nn.Module):
+    def __init__(self, embed_dim: int, proprio_dim: int, action_dim: int, cfg: HeadConfig) -> None:
+        super().__init__()
+        self.dims = {"embed_dim": embed_dim, "proprio_dim": proprio_dim if cfg.proprio else 0,
+                     "action_dim": action_dim}
+        self.cfg = cfg
+        inp = embed_dim + self.dims["proprio_dim"]
+        act: type[nn.Module] = nn.ReLU if cfg.activation == "relu" else nn.Tanh
+        layers: list[nn.Module] = [nn.BatchNorm1d(inp)]
+        for width in cfg.hidden:
+            layers += [nn.Linear(inp, width), act()]
+            inp = width
+        layers.append(nn.Linear(inp, action_dim))
+        self.mlp = nn.Sequential(*layers)
+        self.log_std = nn.Parameter(torch.zeros(action_dim)) if cfg.loss == "nll" else None
+
+    def inputs(self, emb: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
+        if self.dims["proprio_dim"]:
+            if proprio is None:
+                raise ReprlError("this head was trained with proprioception: pass proprio")
+            return torch.cat([emb, proprio.to(emb.dtype)], dim=-1)
+        return emb
+
+    def forward(self, emb: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """Action means [B, A]."""
+        return self.mlp(self.inputs(emb, proprio))
+
+    def per_sample_loss(self, emb: torch.Tensor, proprio: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
+        """[B] losses: squared error summed over action dims (mse) or Gaussian negative log-likelihood (nll)."""
+        mean = self(emb, proprio)
+        if self.log_std is None:
+            return ((mean - actions) ** 2).sum(-1)
+        var = torch.exp(2 * self.log_std)
+        return 0.5 * (((actions - mean) ** 2) / var + 2 * self.log_std + np.log(2 * np.pi)).sum(-1)
+
+
+class Policy(nn.Module):
+    """A frozen encoder and a trained head: what control code calls."""
+
+    def __init__(self, encoder: Any, head: PolicyHead, encoder_source: str = "") -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head.eval()
+        self.encoder_source = encoder_source
+
+    @torch.inference_mode()
+    def act(self, image: Any, proprio: Any = None) -> np.ndarray:
+        """Image(s) (any layout the encoder takes) and proprioception -> actions in [-1, 1], float32.
+
+        One image gives one action [A]; a batch gives [B, A]."""
+        emb = self.encoder(image)
+        p = None
+        if proprio is not None:
+            p = torch.as_tensor(np.asarray(proprio, dtype=np.float32), device=emb.device)
+            p = p[None] if p.dim() == 1 else p
+        out = self.head.to(emb.device)(emb, p).clamp(-1, 1).float().cpu().numpy()
+        return out[0] if _single(image) else out
+
+    def save(self, out: str | Path) -> Path:
+        return save_head(self.head, out, self.encoder_source)
+
+
+def _single(image: Any) -> bool:
+    """One image (PIL, or an array/tensor with 3 dims) rather than a batch or a list."""
+    if hasattr(image, "convert") and hasattr(image, "size"):
+        return True
+    shape = getattr(image, "shape", None)
+    return shape is not None and len(shape) == 3
+
+
+def save_head(head: PolicyHead, out: str | Path, encoder_source: str) -> Path:
+    """head.json (config, dims, encoder source) + head.safetensors, written atomically."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    meta = {"config": dataclasses.asdict(head.cfg), "dims": head.dims, "encoder": encoder_source}
+    (staging / "head.json").write_text(json.dumps(meta, indent=2))
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    save_file(state, str(staging / "head.safetensors"))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    return out
+
+
+def load_head(path: str | Path) -> tuple[PolicyHead, str]:
+    from safetensors.torch import load_file
+
+    from reprl.config import from_dict
+
+    p = Path(path)
+    if not (p / "head.json").exists():
+        raise ReprlError(f"no head.json in {p}: a saved policy folder holds head.json and head.safetensors")
+    meta = json.loads((p / "head.json").read_text())
+    cfg = from_dict(HeadConfig, meta["config"], "head config")
+    d = meta["dims"]
+    head = PolicyHead(d["embed_dim"], d["proprio_dim"], d["action_dim"], cfg)
+    head.load_state_dict(load_file(str(p / "head.safetensors")))
+    return head.eval(), meta["encoder"]
+
+
+def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None) -> Policy:
+    """A saved policy with its frozen encoder (loaded from the source recorded at training, unless given)."""
+    import reprl
+
+    head, source = load_head(path)
+    encoder = encoder or reprl.load(source, device=device)
+    if encoder.embed_dim != head.dims["embed_dim"]:
+        raise ReprlError(f"the head expects {head.dims['embed_dim']}-d embeddings, the encoder gives "
+                         f"{encoder.embed_dim}")
+    return Policy(encoder, head.to(device), source)
+
+
+__all__ = ["HeadConfig", "PolicyHead", "Policy", "save_head", "load_head", "load_policy"]

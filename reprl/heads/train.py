@@ -1,0 +1,132 @@
+"""Train BC and reward-weighted-regression heads on cached embeddings (each frame embedded once).
+
+Transitions (o_t, proprio_t, a_t, o_{t+1}) come from episodes with frames o_0..o_T and actions a_0..a_{T-1}.
+
+- BC: minimise the per-sample loss (MSE on actions, or Gaussian NLL).
+- RWR (VIP's offline RL protocol): weight each sample by w = exp(tau * R), R = S(o_{t+1}; g) - S(o_t; g)
+  with the encoder's own similarity S and goal embedding g (the mean of the demos' last-frame embeddings,
+  or a given goal). `weighting="chi2"` uses the Pearson chi^2 dual's weights max(0, 1 + tau * R / 2) instead
+  of KL's exp(tau * R). Rewards can be standardised first; weights can be clipped (`clip`) and are
+  normalised to mean 1 over the dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from reprl.errors import ReprlError
+from reprl.heads.policy import HeadConfig, PolicyHead
+from reprl.objectives.common import chi2_weights
+
+
+@dataclass
+class Transitions:
+    """Cached training data for a head: embeddings of o_t and o_{t+1}, proprioception, actions."""
+
+    emb: torch.Tensor  # [N, D]
+    next_emb: torch.Tensor  # [N, D]
+    proprio: torch.Tensor  # [N, P]
+    actions: torch.Tensor  # [N, A]
+    episode: torch.Tensor  # [N] episode id of each transition
+
+    def __len__(self) -> int:
+        return int(self.emb.shape[0])
+
+    @staticmethod
+    def from_episodes(episodes: list[dict[str, Any]]) -> Transitions:
+        """episodes: dicts with emb [T+1, D], proprio [T+1, P], actions [T, A] (frames of every step)."""
+        if not episodes:
+            raise ReprlError("no episodes to train a head on")
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("emb", "next_emb", "proprio", "actions", "episode")}
+        for i, ep in enumerate(episodes):
+            emb = torch.as_tensor(ep["emb"], dtype=torch.float32)
+            actions = torch.as_tensor(np.asarray(ep["actions"]), dtype=torch.float32)
+            t = actions.shape[0]
+            if emb.shape[0] != t + 1:
+                raise ReprlError(f"episode {i}: {emb.shape[0]} frame embeddings for {t} actions (need T+1 frames; "
+                                 "render demos with --frame-every 1)")
+            parts["emb"].append(emb[:-1])
+            parts["next_emb"].append(emb[1:])
+            parts["proprio"].append(torch.as_tensor(np.asarray(ep["proprio"])[:t], dtype=torch.float32))
+            parts["actions"].append(actions)
+            parts["episode"].append(torch.full((t,), i, dtype=torch.long))
+        return Transitions(**{k: torch.cat(v) for k, v in parts.items()})
+
+
+def rwr_weights(rewards: torch.Tensor, tau: float = 0.1, weighting: Literal["exp", "chi2"] = "exp",
+                clip: float | None = 20.0, normalize: bool = True, standardize: bool = False) -> torch.Tensor:
+    """Per-sample weights from rewards: exp(tau R) (KL dual / RWR) or max(0, 1 + tau R / 2) (chi^2 dual).
+
+    standardize: z-score the rewards first (as AWR does with advantages), so tau means the same thing for
+    encoders whose similarities have different scales (L2 distances vs cosine / (1 - gamma)).
+    """
+    if standardize:
+        rewards = (rewards - rewards.mean()) / rewards.std().clamp_min(1e-8)
+    x = tau * rewards
+    if weighting == "exp":
+        w = torch.exp(x.clamp(max=80.0))  # exp(80) still fits float32
+    elif weighting == "chi2":
+        w = chi2_weights(x)
+    else:
+        raise ReprlError(f"weighting must be 'exp' or 'chi2', got {weighting!r}")
+    if clip is not None:
+        w = w.clamp(max=clip)
+    if normalize:
+        if float(w.sum()) <= 0:
+            raise ReprlError("every RWR weight is 0 (chi2 weights of very negative rewards): raise tau or use exp")
+        w = w / w.mean()
+    return w
+
+
+def transition_rewards(data: Transitions, goal: torch.Tensor, similarity: Any) -> torch.Tensor:
+    """R_t = S(o_{t+1}; g) - S(o_t; g) for every transition."""
+    g = goal[None] if goal.dim() == 1 else goal
+    return similarity(data.next_emb, g) - similarity(data.emb, g)
+
+
+class HeadTrainer:
+    """A head and its optimiser; `train(steps)` can be called repeatedly (e.g. with evaluations between)."""
+
+    def __init__(self, data: Transitions, cfg: HeadConfig, *, weights: torch.Tensor | None = None, seed: int = 0,
+                 device: str = "cpu") -> None:
+        if len(data) < 2:
+            raise ReprlError(f"need at least 2 transitions to train a head, got {len(data)}")
+        w = weights if weights is not None else torch.ones(len(data))
+        if w.shape != (len(data),):
+            raise ReprlError(f"weights must have one entry per transition ({len(data)}), got {tuple(w.shape)}")
+        self.gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.head = PolicyHead(data.emb.shape[1], data.proprio.shape[1], data.actions.shape[1], cfg).to(device)
+        self.opt = torch.optim.Adam(self.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.tensors = [t.to(device) for t in (data.emb, data.proprio, data.actions, w)]
+        self.n, self.batch, self.device = len(data), min(cfg.batch_size, len(data)), device
+        self.steps_done = 0
+
+    def train(self, steps: int) -> dict[str, float]:
+        """Run `steps` optimiser steps; returns the mean loss over the first and last tenth of them."""
+        self.head.train()
+        losses = []
+        for _ in range(steps):
+            idx = torch.randint(self.n, (self.batch,), generator=self.gen).to(self.device)
+            emb, proprio, actions, w = (t[idx] for t in self.tensors)
+            loss = (w * self.head.per_sample_loss(emb, proprio, actions)).mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            losses.append(loss.item())
+        self.steps_done += steps
+        self.head.eval()
+        k = max(1, min(100, len(losses) // 10))
+        return {"loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:]))}
+
+
+def train_head(data: Transitions, cfg: HeadConfig, *, weights: torch.Tensor | None = None, seed: int = 0,
+               device: str = "cpu") -> tuple[PolicyHead, dict[str, float]]:
+    """Fit a PolicyHead by (weighted) regression for cfg.steps; returns it in eval mode and the losses."""
+    trainer = HeadTrainer(data, cfg, weights=weights, seed=seed, device=device)
+    losses = trainer.train(cfg.steps)
+    return trainer.head, losses

@@ -1,0 +1,129 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import HELDOUT_SHARDS
+
+from reprl.config import from_dict
+from reprl.errors import ReprlError
+from reprl.evaluation import harness
+from reprl.evaluation.data import task_dir
+from reprl.evaluation.report import aggregate
+from reprl.evaluation.rollout import EnvPool, rollout, summarize
+from reprl.evaluation.suite import SuiteSpec, load_suite
+
+SUITES = sorted((Path(__file__).resolve().parents[1] / "eval" / "suites").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
+def test_suite_specs_parse(path):
+    spec = load_suite(path)
+    assert spec.name == path.stem and spec.tasks and spec.rollouts >= 1
+
+
+def test_bad_suite_specs(tmp_path):
+    with pytest.raises(ReprlError, match="unknown MetaWorld task"):
+        SuiteSpec(tasks=["drawer-opn"])
+    with pytest.raises(ReprlError, match="unknown head"):
+        SuiteSpec(heads=["awr"])
+    with pytest.raises(ReprlError, match="expert episodes"):
+        SuiteSpec(demos=[50])
+    (tmp_path / "s.yaml").write_text("tasks: [hammer]\nrollout: 3\n")
+    with pytest.raises(ReprlError, match="unknown config key 'rollout'.*rollouts"):
+        load_suite(tmp_path / "s.yaml")
+
+
+class FakeEnv:
+    """Succeeds at step `hit`, and (if `leave`) leaves the success region two steps later."""
+
+    max_steps = 500
+
+    def __init__(self, hit, leave):
+        self.hit, self.leave, self.t = hit, leave, 0
+
+    def reset(self, seed=None):
+        self.t = 0
+        return np.zeros(39, np.float32)
+
+    def render(self):
+        return [np.zeros((8, 8, 3), np.uint8)]
+
+    def step(self, action):
+        self.t += 1
+        ok = self.t >= self.hit and not (self.leave and self.t >= self.hit + 2)
+        return np.zeros(39, np.float32), 0.0, ok, False
+
+
+def test_rollout_counts_success_at_any_step_and_records_the_final_step():
+    pool = EnvPool.__new__(EnvPool)
+    pool.envs = [FakeEnv(3, leave=True), FakeEnv(4, leave=False), FakeEnv(99, leave=False)]
+    calls = []
+    res = rollout(pool, lambda f, p: calls.append(f.shape) or np.zeros((len(f), 4)), [7, 8, 9], horizon=10)
+    assert [(r.success_any, r.success_final, r.first_success) for r in res] == [
+        (True, False, 3), (True, True, 4), (False, False, None)]
+    assert calls[0] == (3, 8, 8, 3) and len(calls) == 10  # one batched call per step for all envs
+    s = summarize(res)
+    assert s["success"] == pytest.approx(2 / 3) and s["success_final"] == pytest.approx(1 / 3)
+
+
+def test_aggregate_means_over_seeds_and_tasks():
+    cells = [{"demos": 5, "encoder": "e", "head": "bc", "task": t, "seed": s, "success": v}
+             for t, s, v in [("a", 0, 0.2), ("a", 1, 0.4), ("b", 0, 1.0), ("b", 1, 0.6)]]
+    agg = aggregate(cells, "success")
+    assert agg[(5, "e", "bc", "a")]["mean"] == pytest.approx(0.3)
+    assert agg[(5, "e", "bc", "mean")]["mean"] == pytest.approx(0.55)
+    assert agg[(5, "e", "bc", "mean")]["std"] == pytest.approx(0.05)
+
+
+def tiny_suite(tmp_path) -> tuple[SuiteSpec, Path]:
+    spec = from_dict(SuiteSpec, {"name": "t", "tasks": ["drawer-open"], "demos": [2], "seeds": [0, 1],
+                                 "heads": ["bc", "rwr"], "rollouts": 2, "horizon": 3, "parallel_envs": 2,
+                                 "data": {"expert_episodes": 2, "noisy_episodes": 1, "frame_size": 64},
+                                 "head": {"steps": 20, "hidden": [16]}})
+    cache = tmp_path / "cache"
+    # the committed test corpus: drawer-open, 2 expert + 1 noisy episode with every step's frame
+    shutil.copytree(HELDOUT_SHARDS, task_dir(spec, cache / "t", "drawer-open"))
+    return spec, cache
+
+
+@pytest.mark.slow
+def test_eval_resumes_an_interrupted_run_and_reuses_finished_cells(tmp_path, monkeypatch):
+    spec, cache = tiny_suite(tmp_path)
+    encoders = {"tiny": "random:tiny"}
+    real = harness.run_cell
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[5:])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "run_cell", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
+    assert len(list((tmp_path / "out" / "t" / "cells").glob("*.json"))) == 2
+    monkeypatch.setattr(harness, "run_cell", lambda *a, **k: calls.append(a[5:]) or real(*a, **k))
+    result = harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
+    assert len(calls) == 4, "the two finished cells were reused, the other two computed"
+    assert len(result["cells"]) == 4 and {c["head"] for c in result["cells"]} == {"bc", "rwr"}
+    cell = json.loads((tmp_path / "out" / "t" / "cells" / "tiny__drawer-open__d2__s0__bc.json").read_text())
+    assert cell["noisy_episodes"] == 1 and len(cell["demos_used"]) == 2 and cell["evaluations"][0]["rollouts"] == 2
+    table = (tmp_path / "out" / "t" / "table.md").read_text()
+    assert "| tiny | bc |" in table and "| tiny | rwr |" in table
+    assert (tmp_path / "out" / "t" / "success.png").stat().st_size > 1000
+    # a changed suite setting invalidates cells instead of silently reusing them
+    spec.horizon = 4
+    calls.clear()
+    harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
+    assert len(calls) == 4
+
+
+def test_encoder_labels():
+    assert harness.parse_encoders(["vip=a/b", "random:a/b"]) == {"vip": "a/b", "random:a/b": "random:a/b"}
+    with pytest.raises(ReprlError, match="given twice"):
+        harness.parse_encoders(["x=a", "x=b"])
+    assert yaml  # the suites are YAML
