@@ -211,3 +211,42 @@ def test_offline_sentence_encoder_is_real_and_cached():
     assert near > far, "a real sentence encoder puts paraphrases closer"
     with pytest.raises(ReprlError, match="cannot load text encoder"):
         SentenceEncoder("/no/such/model")
+
+
+def test_convert_writes_reprl_format_from_a_reference_checkpoint(tmp_path, capsys):
+    from reprl.cli import main
+
+    net = reference_resnet(18, 32)
+    torch.save({"vip": {f"module.convnet.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "vip.pt")
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(tmp_path / "vip.pt"), "--out", str(tmp_path / "enc")])
+    assert e.value.code == 0 and "vip-resnet18, 32-d" in capsys.readouterr().out
+    x = images(2)
+    assert torch.equal(reprl.load(tmp_path / "enc")(x), reprl.load(tmp_path / "vip.pt")(x))
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(tmp_path / "vip.pt"), "--out", str(tmp_path / "enc")])
+    assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_hub_sources_fail_clearly_offline():
+    import os
+
+    code = ("import reprl\nfrom reprl.errors import ReprlError\ntry:\n"
+            "    reprl.load('hf://reprl-test/does-not-exist')\nexcept ReprlError as e:\n    print('ERR', e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert out.startswith("ERR could not fetch hf://reprl-test/does-not-exist") and "local path" in out
+
+
+def test_loading_and_embedding_never_import_lightning():
+    code = ("import sys, reprl, torch; e = reprl.load('tiny'); e(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)); "
+            "print('lightning' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_clip_pretrained_must_be_a_file_or_a_known_tag():
+    from reprl.encoders.registry import build_encoder
+
+    with pytest.raises(ReprlError, match="not a file, nor an open_clip tag"):
+        build_encoder("clip-rn50", pretrained="/no/such/RN50.pt")

@@ -39,5 +39,10 @@ $REPRL score "$OUT/corpus/heldout_eval" --encoder "$OUT/run/encoder" --encoder "
 step "6. Values and rewards of held-out evaluation-task videos with the trained encoder (goal = last frame)"
 $REPRL embed "$OUT/corpus/heldout_eval" --encoder "$OUT/run/encoder" --out "$OUT/embed" --overwrite --plots 5
 
+step "7. Downstream: behaviour cloning on a held-out task (hammer), trained encoder vs random init"
+$REPRL eval --suite eval/suites/demo.yaml --encoder "vip=$OUT/run/encoder" --encoder "random=random:$OUT/run/encoder" \
+  --out "$OUT/eval" --cache "$OUT/eval_cache"
+
 printf '\nDemo finished.\n  value curves and rewards: %s/embed/plots/*.png (one figure per video), %s/embed/values.png\n' "$OUT" "$OUT"
 printf '  trained encoder: %s/run/encoder (reprl.load reads it)\n  streamed tuples: %s/tuples.png\n' "$OUT" "$OUT"
+printf '  downstream success: %s/eval/demo/table.md and success.png\n' "$OUT"

@@ -1,6 +1,7 @@
 """Benchmarks that print figures and ratios measured side by side in one run (medians of repeats).
 
   reprl bench data    training tuples/s from shards vs a per-frame-JPEG-file loader, time split, memory
+  reprl bench train   steps/s of the real training loop vs a synthetic in-memory batch, data-wait share
   reprl bench embed   images/s of reprl embed on a video vs the encoder's forward-only rate
 
 Add --json FILE to also write the figures for machines.
@@ -28,6 +29,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--batches", type=int, default=20)
     d.add_argument("--repeats", type=int, default=3)
     d.add_argument("--render-episodes", type=int, default=2)
+    t = sub.add_parser("train", help="real training loop vs synthetic batch, data-wait share")
+    t.add_argument("--shards", default="tests/data/metaworld/train")
+    t.add_argument("--encoder", default="resnet18")
+    t.add_argument("--image-size", type=int, default=64)
+    t.add_argument("--embed-dim", type=int, default=128)
+    t.add_argument("--objective", default="vip")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--workers", type=int, default=1)
+    t.add_argument("--steps", type=int, default=30)
+    t.add_argument("--warmup", type=int, default=5)
+    t.add_argument("--repeats", type=int, default=3)
+    t.add_argument("--device", default="auto", help="auto, cpu or gpu")
+    t.add_argument("--precision", default="auto")
     e = sub.add_parser("embed", help="reprl embed images/s vs forward-only")
     e.add_argument("--encoder", default="resnet18", help="any reprl.load source (registered names: random init)")
     e.add_argument("--image-size", type=int, default=None, help="for registered names")
@@ -39,30 +53,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--precision", default="32")
     e.add_argument("--repeats", type=int, default=3)
     e.add_argument("--max-frames", type=int, default=300, help="frames of the rendered video")
-    for q in (d, e):
+    for q in (d, t, e):
         q.add_argument("--json", default=None, help="also write the figures as JSON here")
 
 
+BENCHES = {  # what -> (module, config class, run function, format function, argument renames)
+    "data": ("reprl.bench.data", "DataBenchConfig", "run_data_bench", "format_data_bench", {}),
+    "train": ("reprl.bench.train", "TrainBenchConfig", "run_train_bench", "format_train_bench",
+              {"workers": "num_workers", "device": "accelerator"}),
+    "embed": ("reprl.bench.embed", "EmbedBenchConfig", "run_embed_bench", "format_embed_bench", {}),
+}
+
+
+def config_from_args(cls: type, args: argparse.Namespace, renames: dict[str, str]) -> object:
+    """The benchmark's config dataclass from the parsed arguments (same names, or renamed)."""
+    from dataclasses import fields
+
+    values = {renames.get(k, k): v for k, v in vars(args).items()}
+    if cls.__name__ == "DataBenchConfig":
+        values["workers"] = tuple(int(w) for w in str(values["workers"]).split(",") if w.strip())
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    if args.what == "data":
-        from reprl.bench.data import DataBenchConfig, format_data_bench, run_data_bench
+    import importlib
 
-        cfg = DataBenchConfig(shards=args.shards, cache=args.cache, frame_size=args.frame_size,
-                              image_size=args.image_size, batch_size=args.batch_size, mode=args.mode,
-                              tuples_per_video=args.tuples_per_video,
-                              workers=tuple(int(w) for w in args.workers.split(",") if w.strip()),
-                              batches=args.batches, repeats=args.repeats, render_episodes=args.render_episodes)
-        result = run_data_bench(cfg)
-        print(format_data_bench(result))
-    elif args.what == "embed":
-        from reprl.bench.embed import EmbedBenchConfig, format_embed_bench, run_embed_bench
-
-        ecfg = EmbedBenchConfig(encoder=args.encoder, image_size=args.image_size, video=args.video,
-                                frame_size=args.frame_size, cache=args.cache, device=args.device,
-                                batch_size=args.batch_size, precision=args.precision, repeats=args.repeats,
-                                max_frames=args.max_frames)
-        result = run_embed_bench(ecfg)
-        print(format_embed_bench(result))
+    module, cfg_name, run_name, fmt_name, renames = BENCHES[args.what]
+    mod = importlib.import_module(module)
+    result = getattr(mod, run_name)(config_from_args(getattr(mod, cfg_name), args, renames))
+    print(getattr(mod, fmt_name)(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -97,10 +97,22 @@ class ClipEncoder(Encoder):
                              f"unexpected {unexpected[:5]}")
 
     def load_pretrained(self, path: str | Path) -> None:
-        """A local CLIP checkpoint: open_clip format, an OpenAI JIT/state-dict file, or {'state_dict': ...}."""
+        """A local CLIP checkpoint (open_clip format, an OpenAI JIT/state-dict file, or {'state_dict': ...}), or
+        an open_clip pretrained tag such as 'openai', downloaded only when asked for and a hub is reachable."""
         p = Path(path)
         if not p.is_file():
-            raise ReprlError(f"pretrained weights not found: {p}")
+            custom = self._tokenizer_name == "custom"
+            tags = [] if custom else _open_clip().list_pretrained_tags_by_model(self._tokenizer_name)
+            if str(path) not in tags:
+                raise ReprlError(f"pretrained weights not found: {p} (not a file, nor an open_clip tag of "
+                                 f"{self._tokenizer_name}: {', '.join(tags) or 'none'})")
+            try:
+                model = _open_clip().create_model(self._tokenizer_name, pretrained=str(path))
+            except Exception as e:  # noqa: BLE001 - offline, missing file: all end here
+                raise ReprlError(f"could not fetch open_clip weights {self._tokenizer_name}/{path}: {e}; download "
+                                 "the checkpoint yourself and pass its local path") from None
+            self.model.load_state_dict(model.state_dict())
+            return
         try:
             obj: Any = torch.jit.load(str(p), map_location="cpu").state_dict()
         except (RuntimeError, ValueError):

@@ -37,6 +37,9 @@ class SentenceEncoder(nn.Module):
                  allow_download: bool = False) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a local load needs no progress bar
 
         if pooling not in ("masked_mean", "mean"):
             raise ReprlError(f"pooling must be masked_mean or mean, got {pooling!r}")

@@ -58,6 +58,7 @@ class TrainerSection:
     strategy: str = "auto"  # auto | ddp | ...
     precision: str = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
     compile: bool = False  # torch.compile the encoder
+    sync_batchnorm: bool = False  # batch statistics over all processes (small per-GPU batches)
     seed: int = 0
     log_every: int = 10
     val_every: int = 500  # steps between held-out VOC / bump-rate checks (needs data.val)

@@ -100,7 +100,7 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
         logger=loggers or False, plugins=[AtomicCheckpointIO()], enable_progress_bar=t.progress,
         default_root_dir=str(run_dir), num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
         val_check_interval=t.val_every if has_val else None, check_val_every_n_epoch=None,
-        gradient_clip_val=cfg.optim.grad_clip, enable_model_summary=False,
+        gradient_clip_val=cfg.optim.grad_clip, enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
     )
 
 

@@ -1,0 +1,160 @@
+"""`reprl bench train`: steps/s and frames/s of the real training loop (LightningModule, streamed shards,
+logging on) next to the same module and objective stepping on a synthetic batch already in memory; the
+ratio, and the share of step time spent waiting for data. Medians of `repeats` runs in one process."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from reprl.utils.timing import median_spread
+
+
+@dataclass
+class TrainBenchConfig:
+    shards: str = "tests/data/metaworld/train"
+    encoder: str = "resnet18"
+    image_size: int = 64
+    embed_dim: int | None = 128
+    objective: str = "vip"
+    batch_size: int = 32
+    num_workers: int = 1
+    steps: int = 30  # measured steps per run, after `warmup`
+    warmup: int = 5
+    repeats: int = 3
+    accelerator: str = "auto"
+    precision: str = "auto"
+
+
+class StepTimer:
+    """Lightning callback: wall time per step and the time waiting for the next batch (end -> next start)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.starts, self.ends = warmup, [], []
+
+    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, idx: int) -> None:
+        self.starts.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, idx: int) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.ends.append(time.perf_counter())
+
+    def figures(self) -> dict[str, float]:
+        s, e = self.starts[self.warmup:], self.ends[self.warmup:]
+        total = e[-1] - self.ends[self.warmup - 1]
+        wait = sum(s[i] - (e[i - 1] if i else self.ends[self.warmup - 1]) for i in range(len(s)))
+        return {"steps_per_s": len(s) / total, "data_wait_share": wait / total}
+
+
+class RepeatBatch(IterableDataset):
+    def __init__(self, batch: Any, n: int) -> None:
+        self.batch, self.n = batch, n
+
+    def __iter__(self) -> Any:
+        for _ in range(self.n):
+            yield self.batch
+
+
+def _callback(warmup: int) -> Any:
+    import lightning as L
+
+    class _CB(StepTimer, L.Callback):
+        pass
+
+    return _CB(warmup)
+
+
+def _cfg(cfg: TrainBenchConfig, run_dir: str) -> Any:
+    from reprl.config import load_config
+    from reprl.training.config import PretrainConfig
+
+    args = ["--run_dir", run_dir, "--encoder.name", cfg.encoder, "--encoder.image_size", str(cfg.image_size),
+            "--encoder.embed_dim", "null" if cfg.embed_dim is None else str(cfg.embed_dim), "--objective.name",
+            cfg.objective, "--data.train", cfg.shards, "--data.batch_size", str(cfg.batch_size),
+            "--data.num_workers", str(cfg.num_workers), "--data.batches_per_epoch", str(cfg.steps + cfg.warmup),
+            "--trainer.max_steps", str(cfg.steps + cfg.warmup), "--trainer.accelerator", cfg.accelerator,
+            "--trainer.precision", cfg.precision, "--trainer.loggers", "csv", "--trainer.progress", "false",
+            "--trainer.checkpoint_every", str(10**9), "--trainer.log_every", "1"]
+    return load_config(PretrainConfig, None, args)
+
+
+def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
+    import lightning as L
+
+    from reprl.data.datamodule import VideoDataModule
+    from reprl.data.stream import StreamConfig, TupleStream
+    from reprl.objectives.modules import data_mode
+    from reprl.training.callbacks import make_loggers
+    from reprl.training.module import PretrainModule
+    from reprl.training.run import build_training_encoder, quiet_lightning
+
+    quiet_lightning()
+    with tempfile.TemporaryDirectory() as tmp:
+        pc = _cfg(cfg, tmp)
+        encoder = build_training_encoder(pc, 0)
+        module = PretrainModule(pc, encoder)
+        stream = StreamConfig(mode=data_mode(pc.objective), image_size=encoder.config.image_size,
+                              batch_size=pc.data.batch_size, shuffle_buffer=pc.data.batch_size)
+        timer = _callback(cfg.warmup)
+        precision = cfg.precision
+        if precision == "auto":
+            precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+        trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_steps=pc.trainer.max_steps,
+                            precision=precision, logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[timer], limit_val_batches=0, num_sanity_val_steps=0)
+        if synthetic:
+            batch = next(iter(TupleStream(cfg.shards, stream)))
+            loader = DataLoader(RepeatBatch(batch, pc.trainer.max_steps), batch_size=None)
+            trainer.fit(module, train_dataloaders=loader)
+        else:
+            dm = VideoDataModule(cfg.shards, stream, num_workers=cfg.num_workers,
+                                 batches_per_epoch=pc.trainer.max_steps)
+            trainer.fit(module, datamodule=dm)
+        figures = timer.figures()
+        roles = len(module.objective.roles)
+    figures["frames_per_s"] = figures["steps_per_s"] * cfg.batch_size * roles
+    return figures
+
+
+def run_train_bench(cfg: TrainBenchConfig) -> dict[str, Any]:
+    real, synth = [], []
+    for _ in range(cfg.repeats):
+        real.append(_run(cfg, synthetic=False))
+        synth.append(_run(cfg, synthetic=True))
+    ratios = [r["steps_per_s"] / s["steps_per_s"] for r, s in zip(real, synth)]
+    pick = lambda runs, k: median_spread([r[k] for r in runs])  # noqa: E731
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "device": gpu or "cpu",
+            "threads": torch.get_num_threads(),
+            "real": {k: pick(real, k) for k in ("steps_per_s", "frames_per_s", "data_wait_share")},
+            "synthetic": {k: pick(synth, k) for k in ("steps_per_s", "frames_per_s", "data_wait_share")},
+            "ratio": median_spread(ratios)}
+
+
+def format_train_bench(r: dict[str, Any]) -> str:
+    c = r["config"]
+
+    def f(d: dict[str, Any], scale: float = 1.0, fmt: str = "8.2f") -> str:
+        return f"{d['median'] * scale:{fmt}} [{d['min'] * scale:.2f}-{d['max'] * scale:.2f}]"
+
+    return "\n".join([
+        f"train: {c['objective']} on {c['encoder']} at {c['image_size']} px, batch {c['batch_size']}, "
+        f"{c['num_workers']} data worker(s), {r['device']}, {r['threads']} torch threads, median [min-max] of "
+        f"{c['repeats']} runs of {c['steps']} steps",
+        f"  real loop (streamed shards)   {f(r['real']['steps_per_s'])} steps/s  "
+        f"{f(r['real']['frames_per_s'], 1, '8.1f')} frames/s  data wait "
+        f"{f(r['real']['data_wait_share'], 100, '5.1f')} %",
+        f"  synthetic batch in memory     {f(r['synthetic']['steps_per_s'])} steps/s  "
+        f"{f(r['synthetic']['frames_per_s'], 1, '8.1f')} frames/s  data wait "
+        f"{f(r['synthetic']['data_wait_share'], 100, '5.1f')} %",
+        f"  ratio real / synthetic        {r['ratio']['median']:8.3f} "
+        f"[{r['ratio']['min']:.3f}-{r['ratio']['max']:.3f}]",
+    ])
