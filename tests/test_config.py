@@ -57,3 +57,24 @@ def test_override_syntax_errors():
         parse_overrides(["devices=2"])
     with pytest.raises(ReprlError, match="config file not found"):
         load_config(Outer, "/nope.yaml")
+
+
+def test_atomic_writes_replace_whole_files_and_leave_no_partial(tmp_path, monkeypatch):
+    import json
+
+    from reprl.utils import files
+
+    target = tmp_path / "sub" / "result.json"
+    files.write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        files.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 1}  # the old file is untouched
+    monkeypatch.undo()
+    files.write_text_atomic(target, "x")
+    assert target.read_text() == "x" and sorted(p.name for p in target.parent.iterdir()) == ["result.json"]

@@ -204,3 +204,20 @@ def test_clip_parameters_outside_the_loss_are_frozen_for_ddp(tmp_path):
     liv = build_training_encoder(tiny(tmp_path, "--encoder.name", "clip-rn50", "--encoder.image_size", "224",
                                       "--encoder.embed_dim", "null", "--objective.name", "liv"))
     assert all(p.requires_grad for p in liv.text_parameters() if p is not liv.model.logit_scale)
+
+
+def test_batches_move_to_cuda_without_blocking_and_to_cpu_as_they_are(tmp_path, monkeypatch):
+    from reprl.data.stream import ClipBatch
+    from reprl.training.module import PretrainModule
+    from reprl.training.run import build_training_encoder
+
+    cfg = tiny(tmp_path)
+    module = PretrainModule(cfg, build_training_encoder(cfg))
+    batch = ClipBatch(frames={"t": torch.zeros(2, 3, 4, 4, dtype=torch.uint8)}, indices={"t": torch.zeros(2)},
+                      length=torch.ones(2, dtype=torch.long))
+    calls = []
+    monkeypatch.setattr(ClipBatch, "to", lambda self, device, non_blocking=False: calls.append(
+        (torch.device(device).type, non_blocking)) or self)
+    module.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
+    module.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    assert calls == [("cuda", True), ("cpu", False)]

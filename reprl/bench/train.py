@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
     from reprl.training.run import build_training_encoder, quiet_lightning
 
     quiet_lightning()
+    warnings.filterwarnings("ignore", message=".*no `val_dataloader`")  # validation is off on purpose here
     with tempfile.TemporaryDirectory() as tmp:
         pc = _cfg(cfg, tmp)
         encoder = build_training_encoder(pc, 0)

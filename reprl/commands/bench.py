@@ -10,7 +10,6 @@ Add --json FILE to also write the figures for machines.
 from __future__ import annotations
 
 import argparse
-import json
 
 HELP = "measure data / training / embedding throughput"
 
@@ -20,28 +19,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = sub.add_parser("data", help="training tuples/s from shards vs per-frame JPEG files")
     d.add_argument("--shards", default=None, help="shard folder (default: render a MetaWorld corpus once)")
     d.add_argument("--cache", default="runs/bench", help="where the rendered corpus and frame folders go")
-    d.add_argument("--frame-size", type=int, default=256)
-    d.add_argument("--image-size", type=int, default=224)
+    d.add_argument("--frame-size", type=int, default=256, help="shorter side of the rendered shard frames")
+    d.add_argument("--image-size", type=int, default=224, help="crop size of the training tuples")
     d.add_argument("--batch-size", type=int, default=32)
-    d.add_argument("--mode", default="vip")
-    d.add_argument("--tuples-per-video", type=int, default=1)
+    d.add_argument("--mode", default="vip", help="vip, liv or r3m tuples")
+    d.add_argument("--tuples-per-video", type=int, default=1, help="tuples sampled per video read")
     d.add_argument("--workers", default="1,2", help="comma-separated worker counts to measure (0 = none)")
-    d.add_argument("--batches", type=int, default=20)
-    d.add_argument("--repeats", type=int, default=3)
-    d.add_argument("--render-episodes", type=int, default=2)
+    d.add_argument("--batches", type=int, default=20, help="batches timed per repeat")
+    d.add_argument("--repeats", type=int, default=3, help="repeats; figures are medians")
+    d.add_argument("--render-episodes", type=int, default=2, help="episodes per task of the rendered corpus")
     t = sub.add_parser("train", help="real training loop vs synthetic batch, data-wait share")
-    t.add_argument("--shards", default="tests/data/metaworld/train")
-    t.add_argument("--encoder", default="resnet18")
+    t.add_argument("--shards", default="tests/data/metaworld/train", help="training shards (folder or pattern)")
+    t.add_argument("--encoder", default="resnet18", help="registered encoder name (random init)")
     t.add_argument("--image-size", type=int, default=64)
-    t.add_argument("--embed-dim", type=int, default=128)
-    t.add_argument("--objective", default="vip")
+    t.add_argument("--embed-dim", type=int, default=128, help="projection size")
+    t.add_argument("--objective", default="vip", help="vip, liv or r3m")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--workers", type=int, default=1)
-    t.add_argument("--steps", type=int, default=30)
-    t.add_argument("--warmup", type=int, default=5)
-    t.add_argument("--repeats", type=int, default=3)
+    t.add_argument("--workers", type=int, default=1, help="data-loader worker processes")
+    t.add_argument("--steps", type=int, default=30, help="timed steps per run, after --warmup")
+    t.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of each run")
+    t.add_argument("--repeats", type=int, default=3, help="runs of each loop; figures are medians")
     t.add_argument("--device", default="auto", help="auto, cpu or gpu")
-    t.add_argument("--precision", default="auto")
+    t.add_argument("--precision", default="auto", help="auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, ...")
     e = sub.add_parser("embed", help="reprl embed images/s vs forward-only")
     e.add_argument("--encoder", default="resnet18", help="any reprl.load source (registered names: random init)")
     e.add_argument("--image-size", type=int, default=None, help="for registered names")
@@ -83,6 +82,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     result = getattr(mod, run_name)(config_from_args(getattr(mod, cfg_name), args, renames))
     print(getattr(mod, fmt_name)(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        from reprl.utils.files import write_json
+
+        write_json(args.json, result)
     return 0

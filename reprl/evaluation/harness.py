@@ -5,7 +5,6 @@ interrupted run resumes where it stopped."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +20,7 @@ from reprl.evaluation.rollout import EnvPool, rollout, summarize
 from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import PolicyHead
 from reprl.heads.train import HeadTrainer, Transitions, rwr_weights, transition_rewards
+from reprl.utils.files import write_json
 
 
 def parse_encoders(specs: list[str]) -> dict[str, str]:
@@ -84,13 +84,6 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[di
             "success": final["success"], "success_final_step": final["success_final"],
             "success_max": max(e["success"] for e in evals), "evaluations": evals, "head_loss": losses,
             "seconds": round(time.perf_counter() - t0, 1)}
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "eval/results",

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from reprl.utils.files import write_text_atomic
+
 
 def aggregate(cells: list[dict[str, Any]], metric: str) -> dict[tuple, dict[str, float]]:
     """(demos, encoder, head, task) -> mean / std / n over seeds; task 'mean' averages tasks per seed."""
@@ -56,10 +58,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
         agg = aggregate(cells, metric)
         for d in suite["demos"]:
             lines += [f"## {title}, {d} demos", ""] + _table(agg, d, encoders, heads, tasks) + [""]
-    text = "\n".join(lines)
-    tmp = out_dir / "table.md.partial"
-    tmp.write_text(text)
-    os.replace(tmp, out_dir / "table.md")
+    write_text_atomic(out_dir / "table.md", "\n".join(lines))
     plot_success(aggregate(cells, "success"), suite, encoders, out_dir / "success.png")
 
 
@@ -70,7 +69,8 @@ def plot_success(agg: dict[tuple, dict[str, float]], suite: dict[str, Any], enco
     import matplotlib.pyplot as plt
 
     demos, heads, cols = suite["demos"], suite["heads"], suite["tasks"] + ["mean"]
-    fig, axes = plt.subplots(1, len(demos), figsize=(max(6.0, 1.6 * len(cols) * len(demos)), 3.8), squeeze=False)
+    width_in = max(6.0, 1.6 * len(cols) * len(demos)) + 1.4  # + room for the legend on the right
+    fig, axes = plt.subplots(1, len(demos), figsize=(width_in, 3.8), squeeze=False)
     combos = [(e, h) for e in encoders for h in heads]
     width = 0.8 / len(combos)
     for ax, d in zip(axes[0], demos):
@@ -81,11 +81,11 @@ def plot_success(agg: dict[tuple, dict[str, float]], suite: dict[str, Any], enco
             ax.bar(x + (i - (len(combos) - 1) / 2) * width, [100 * v["mean"] for v in vals], width,
                    yerr=[100 * v["std"] for v in vals], capsize=2, label=label)
         ax.set_xticks(x, cols, rotation=20, fontsize=8)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 105)
         ax.set_ylabel("success (%)")
         ax.set_title(f"{suite['name']}: {d} demos", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars stay visible
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".partial.png")
     fig.savefig(tmp, dpi=110)

@@ -53,6 +53,13 @@ class PretrainModule(L.LightningModule):
         self.save_hyperparameters({"config": to_dict(cfg)})
 
     # -- training ------------------------------------------------------------------------------------
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Training batches (pinned by the data loader on CUDA machines) are copied without blocking the
+        host; Lightning's default passes non_blocking only to bare tensors, not to a ClipBatch."""
+        if isinstance(batch, ClipBatch):
+            return batch.to(device, non_blocking=device.type == "cuda")
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_train_epoch_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "set_epoch"):

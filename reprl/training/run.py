@@ -11,8 +11,6 @@ Run folder layout:
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from reprl.encoders.io import load_encoder, save_encoder
 from reprl.encoders.registry import build_encoder
 from reprl.errors import ReprlError
 from reprl.training.config import PretrainConfig
+from reprl.utils.files import write_json
 
 
 def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Encoder:
@@ -105,8 +104,9 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
 
 
 def quiet_lightning() -> None:
-    """Keep Lightning's own chatter (tips, device banners) and two warnings that do not apply here out of the
-    way: our stream splits work per worker itself, and the pytree deprecation is Lightning-internal."""
+    """Keep Lightning's own chatter (tips, device banners) and warnings that do not apply here out of the
+    way: our stream splits work per worker itself, the pytree deprecation is Lightning-internal, and the
+    module's own batch transfer (non-blocking ClipBatch copies) is meant to win over the datamodule's."""
     import logging
     import warnings
 
@@ -114,6 +114,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device` in `LightningModule`.*")
 
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
@@ -162,9 +163,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             summary["heldout"] = heldout_scores({"random init": baseline, "trained": encoder.cpu()}, cfg.data.val,
                                                 encoder.config.image_size, cfg.data.val_videos,
                                                 cfg.data.val_max_frames)
-        tmp = run_dir / "summary.json.partial"
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, run_dir / "summary.json")
+        write_json(run_dir / "summary.json", summary)
     return summary
 
 
