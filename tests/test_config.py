@@ -78,3 +78,23 @@ def test_atomic_writes_replace_whole_files_and_leave_no_partial(tmp_path, monkey
     monkeypatch.undo()
     files.write_text_atomic(target, "x")
     assert target.read_text() == "x" and sorted(p.name for p in target.parent.iterdir()) == ["result.json"]
+
+
+def test_staging_dir_swaps_in_whole_outputs_and_keeps_the_old_one_on_failure(tmp_path):
+    from reprl.utils.files import StagingDir, replacing
+
+    out = tmp_path / "out"
+    with StagingDir(out) as d:
+        (d / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError), StagingDir(out) as d:
+        (d / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert (out / "a.txt").read_text() == "first"  # the old output is untouched
+    with pytest.raises(ReprlError, match="--overwrite"):
+        StagingDir(out, overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or old folders left behind
+    with pytest.raises(ValueError), replacing(tmp_path / "x.npz") as tmp:
+        tmp.write_text("partial")
+        raise ValueError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from reprl.utils.files import replacing
 from reprl.utils.timing import median_spread
 
 
@@ -42,9 +43,7 @@ def ensure_video(cfg: EmbedBenchConfig) -> str:
             ep = run_episode(env, expert_policy("drawer-close"), seed=0, noise=0.3, max_steps=cfg.max_frames - 1)
         finally:
             env.close()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial.mp4")
-        with av.open(str(tmp), "w") as out:
+        with replacing(path) as tmp, av.open(str(tmp), "w") as out:
             stream = out.add_stream("libx264", rate=30)
             stream.width = stream.height = cfg.frame_size
             stream.pix_fmt = "yuv420p"
@@ -53,7 +52,6 @@ def ensure_video(cfg: EmbedBenchConfig) -> str:
                     out.mux(packet)
             for packet in stream.encode():
                 out.mux(packet)
-        tmp.replace(path)
     return str(path)
 
 

@@ -22,6 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 from reprl.data.augment import crop_params, shared_random_crop
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.sampling import ROLES, sample_indices
+from reprl.utils.files import replacing
 
 
 def export_frame_folders(shards: str, out: str | Path) -> Path:
@@ -38,12 +39,10 @@ def export_frame_folders(shards: str, out: str | Path) -> Path:
         for i, jpg in enumerate(video.frames):
             (folder / f"{i}.jpg").write_bytes(bytes(jpg))
         rows.append({"path": str(folder), "len": len(video)})
-    tmp = manifest.with_suffix(".partial")
-    with tmp.open("w", newline="") as f:
+    with replacing(manifest) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "len"])
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(manifest)
     return manifest
 
 

@@ -14,6 +14,14 @@ import argparse
 HELP = "measure data / training / embedding throughput"
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """'1,2' -> (1, 2): the worker counts `bench data` measures."""
+    try:
+        return tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 1,2, got {text!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     d = sub.add_parser("data", help="training tuples/s from shards vs per-frame JPEG files")
@@ -24,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--batch-size", type=int, default=32)
     d.add_argument("--mode", default="vip", help="vip, liv or r3m tuples")
     d.add_argument("--tuples-per-video", type=int, default=1, help="tuples sampled per video read")
-    d.add_argument("--workers", default="1,2", help="comma-separated worker counts to measure (0 = none)")
+    d.add_argument("--workers", type=_counts, default=(1, 2), help="worker counts to measure, e.g. 1,2 (0 = none)")
     d.add_argument("--batches", type=int, default=20, help="batches timed per repeat")
     d.add_argument("--repeats", type=int, default=3, help="repeats; figures are medians")
     d.add_argument("--render-episodes", type=int, default=2, help="episodes per task of the rendered corpus")
@@ -35,11 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--embed-dim", type=int, default=128, help="projection size")
     t.add_argument("--objective", default="vip", help="vip, liv or r3m")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--workers", type=int, default=1, help="data-loader worker processes")
+    t.add_argument("--workers", dest="num_workers", type=int, default=1, help="data-loader worker processes")
     t.add_argument("--steps", type=int, default=30, help="timed steps per run, after --warmup")
     t.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of each run")
     t.add_argument("--repeats", type=int, default=3, help="runs of each loop; figures are medians")
-    t.add_argument("--device", default="auto", help="auto, cpu or gpu")
+    t.add_argument("--device", dest="accelerator", default="auto", help="auto, cpu or gpu")
     t.add_argument("--precision", default="auto", help="auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, ...")
     e = sub.add_parser("embed", help="reprl embed images/s vs forward-only")
     e.add_argument("--encoder", default="resnet18", help="any reprl.load source (registered names: random init)")
@@ -56,30 +64,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--json", default=None, help="also write the figures as JSON here")
 
 
-BENCHES = {  # what -> (module, config class, run function, format function, argument renames)
-    "data": ("reprl.bench.data", "DataBenchConfig", "run_data_bench", "format_data_bench", {}),
-    "train": ("reprl.bench.train", "TrainBenchConfig", "run_train_bench", "format_train_bench",
-              {"workers": "num_workers", "device": "accelerator"}),
-    "embed": ("reprl.bench.embed", "EmbedBenchConfig", "run_embed_bench", "format_embed_bench", {}),
+BENCHES = {  # what -> (module, config class, run function, format function)
+    "data": ("reprl.bench.data", "DataBenchConfig", "run_data_bench", "format_data_bench"),
+    "train": ("reprl.bench.train", "TrainBenchConfig", "run_train_bench", "format_train_bench"),
+    "embed": ("reprl.bench.embed", "EmbedBenchConfig", "run_embed_bench", "format_embed_bench"),
 }
 
 
-def config_from_args(cls: type, args: argparse.Namespace, renames: dict[str, str]) -> object:
-    """The benchmark's config dataclass from the parsed arguments (same names, or renamed)."""
+def config_from_args(cls: type, args: argparse.Namespace) -> object:
+    """The benchmark's config dataclass from the parsed arguments (each option's dest is a field name)."""
     from dataclasses import fields
 
-    values = {renames.get(k, k): v for k, v in vars(args).items()}
-    if cls.__name__ == "DataBenchConfig":
-        values["workers"] = tuple(int(w) for w in str(values["workers"]).split(",") if w.strip())
+    values = vars(args)
     return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import importlib
 
-    module, cfg_name, run_name, fmt_name, renames = BENCHES[args.what]
+    module, cfg_name, run_name, fmt_name = BENCHES[args.what]
     mod = importlib.import_module(module)
-    result = getattr(mod, run_name)(config_from_args(getattr(mod, cfg_name), args, renames))
+    result = getattr(mod, run_name)(config_from_args(getattr(mod, cfg_name), args))
     print(getattr(mod, fmt_name)(result))
     if args.json:
         from reprl.utils.files import write_json

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import shutil
 import tarfile
 import time
 from collections import Counter, defaultdict
@@ -34,6 +33,7 @@ import reprl
 from reprl.data.sources import VIDEO_EXTS, VideoSource, discover
 from reprl.data.video import DecodeError, iter_frames
 from reprl.errors import ReprlError
+from reprl.utils.files import StagingDir, write_json
 from reprl.utils.parallel import ordered_map
 
 INDEX_NAME = "index.json"
@@ -157,13 +157,8 @@ class ShardWriter:
         self.out = Path(out_dir)
         self.opts = opts
         self.prefix = prefix
-        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())) and not opts.overwrite:
-            raise ReprlError(f"output {self.out} exists and is not empty; pass --overwrite to replace it")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        self.staging.mkdir()
+        self._stage = StagingDir(self.out, opts.overwrite)
+        self.staging = self._stage.dir
         self.shards: list[dict[str, Any]] = []
         self.videos = self.frames = self.captions = 0
         self.skipped: Counter[str] = Counter()
@@ -251,23 +246,15 @@ class ShardWriter:
             "options": asdict(self.opts),
             **(extra or {}),
         }
-        tmp = self.staging / (INDEX_NAME + ".partial")
-        tmp.write_text(json.dumps(index, indent=2))
-        os.replace(tmp, self.staging / INDEX_NAME)
-        old = None
-        if self.out.exists():
-            old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-            os.replace(self.out, old)
-        os.replace(self.staging, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        write_json(self.staging / INDEX_NAME, index)
+        self._stage.commit()
         return index
 
     def abort(self) -> None:
         if self._tar is not None:
             self._tar.close()
             self._tar = None
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self._stage.abort()
 
     def report(self) -> str:
         lines = [f"wrote {self.videos} videos ({self.frames} frames) in {len(self.shards)} shards"]

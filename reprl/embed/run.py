@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from reprl.embed.sources import FrameSource, open_sources
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.rewards import bump_rate, goal_from_frame, values, voc
+from reprl.utils.files import StagingDir
 
 
 @dataclass
@@ -137,29 +136,6 @@ def frame_rows(vals: np.ndarray, fps: float | None, key: str | None = None) -> l
     return rows
 
 
-class Staging:
-    """A hidden folder beside OUT that replaces it when everything is written."""
-
-    def __init__(self, out: str, overwrite: bool) -> None:
-        self.out = Path(out)
-        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())) and not overwrite:
-            raise ReprlError(f"output {self.out} exists and is not empty; pass --overwrite to replace it")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir()
-
-    def commit(self) -> None:
-        old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-        if self.out.exists():
-            os.replace(self.out, old)
-        os.replace(self.dir, self.out)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def abort(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def _embed_one(encoder: Encoder, source: FrameSource, opts: EmbedOptions) -> tuple[torch.Tensor, EmbedStats]:
     from tqdm import tqdm
 
@@ -185,20 +161,14 @@ def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     with autocast(torch.device(opts.device), opts.precision):
         pass  # checks the precision setting before any work
     goal = parse_goal(opts, encoder)
-    stage = Staging(opts.out, opts.overwrite)
-    try:
+    with StagingDir(opts.out, opts.overwrite) as out:
         summary = _summary_base(opts, encoder, goal, kind)
         if kind == "shards":
-            summary.update(_run_shards(encoder, sources, goal, opts, stage.dir))
+            summary.update(_run_shards(encoder, sources, goal, opts, out))
         else:
-            summary.update(_run_single(encoder, next(sources), goal, opts, stage.dir))
+            summary.update(_run_single(encoder, next(sources), goal, opts, out))
         summary["timing"]["total_s"] = round(time.perf_counter() - t0, 3)
-        tmp = stage.dir / "summary.json"
-        tmp.write_text(json.dumps(summary, indent=2))
-        stage.commit()
-    except BaseException:
-        stage.abort()
-        raise
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 

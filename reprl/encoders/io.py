@@ -8,8 +8,6 @@ reachable hub), or `random:SOURCE` (SOURCE's architecture at random init, seed 0
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from reprl.encoders.base import Encoder, EncoderConfig
 from reprl.encoders.reference import import_reference
 from reprl.encoders.registry import SPECS, build_encoder, build_from_config
 from reprl.errors import ReprlError
+from reprl.utils.files import StagingDir
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -31,23 +30,11 @@ def save_encoder(encoder: Encoder, out: str | Path) -> Path:
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with StagingDir(out) as staging:
         config = {**encoder.config.to_dict(), "reprl_version": reprl.__version__}
         (staging / CONFIG).write_text(json.dumps(config, indent=2))
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
         save_file(state, str(staging / WEIGHTS), metadata={"format": "pt", "reprl": reprl.__version__})
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

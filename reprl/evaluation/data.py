@@ -14,6 +14,7 @@ from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.shards import read_index
 from reprl.encoders.base import Encoder
 from reprl.evaluation.suite import SuiteSpec
+from reprl.utils.files import replacing
 
 
 def task_dir(spec: SuiteSpec, cache: Path, task: str) -> Path:
@@ -62,10 +63,8 @@ def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fin
                 frames = v.decode()
                 embs.append(torch.cat([encoder(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)])
                             .cpu().numpy())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".partial.npz")
-        np.savez(tmp, **{f"e{i}": e for i, e in enumerate(embs)})
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            np.savez(tmp, **{f"e{i}": e for i, e in enumerate(embs)})
     episodes = []
     for v, emb in zip(videos, embs):
         episodes.append({"key": v.key, "emb": emb, "proprio": v.array("proprio"), "actions": v.array("actions"),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reprl.utils.files import write_text_atomic
+from reprl.utils.files import replacing, write_text_atomic
 
 
 def aggregate(cells: list[dict[str, Any]], metric: str) -> dict[tuple, dict[str, float]]:
@@ -87,7 +86,6 @@ def plot_success(agg: dict[tuple, dict[str, float]], suite: dict[str, Any], enco
         ax.grid(axis="y", alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars stay visible
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".partial.png")
-    fig.savefig(tmp, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)

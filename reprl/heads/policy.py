@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from reprl.errors import ReprlError
+from reprl.utils.files import StagingDir
 
 
 @dataclass
@@ -110,16 +109,11 @@ def save_head(head: PolicyHead, out: str | Path, encoder_source: str) -> Path:
     from safetensors.torch import save_file
 
     out = Path(out)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    meta = {"config": dataclasses.asdict(head.cfg), "dims": head.dims, "encoder": encoder_source}
-    (staging / "head.json").write_text(json.dumps(meta, indent=2))
-    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(staging / "head.safetensors"))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
+    with StagingDir(out) as staging:
+        meta = {"config": dataclasses.asdict(head.cfg), "dims": head.dims, "encoder": encoder_source}
+        (staging / "head.json").write_text(json.dumps(meta, indent=2))
+        state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+        save_file(state, str(staging / "head.safetensors"))
     return out
 
 
