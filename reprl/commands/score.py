@@ -1,50 +1,81 @@
-"""Quality checks that need no robot: mean VOC (value-order correlation, goal = last frame) and bump rate
-of one or more encoders on the same held-out videos, side by side.
+"""Reward quality without a robot, for one or more encoders on the same held-out videos, side by side, each
+figure with its 95% bootstrap interval over videos (resampled within each task):
 
-  reprl score shards/heldout --encoder runs/demo/encoder --encoder random:runs/demo/encoder
+  reprl score shards/heldout --encoder vip=runs/demo/encoder --encoder random=random:runs/demo/encoder
 
-`random:SOURCE` is SOURCE's architecture and preprocessing at random init (seed --seed), the baseline a
-trained encoder should beat.
+- VOC and bump rate with goal = the video's own last frame, and with goal = the mean last-frame embedding
+  of the OTHER successful episodes of its task (what a user has);
+- failure AUC: the final value, and the summed reward, separating successful from failed episodes;
+- near-miss AUC: final frames of successful episodes vs their frames at 90% of the way to the first success;
+- linear probe R^2: embedding -> hand and object position, on tasks the probe was not fitted on.
+Metrics that need fields the shards do not carry (success flags, state) are shown as '-'. Definitions:
+docs/results.md. --encoder takes [LABEL=]SOURCE; `random:SOURCE` is SOURCE's architecture and
+preprocessing at random init (seed --seed), the baseline a trained encoder should beat.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "VOC and bump rate of encoders on held-out video shards"
+HELP = "reward quality (VOC, bump rate, success detection, state probe) of encoders on held-out shards"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("shards", help="held-out shards (folder, .tar, pattern)")
-    p.add_argument("--encoder", action="append", required=True, help="encoder source; repeat to compare")
-    p.add_argument("--videos", type=int, default=64, help="at most this many videos")
-    p.add_argument("--max-frames", type=int, default=64, help="frames per video (evenly spaced)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random: baselines")
-    p.add_argument("--json", default=None, help="also write the scores here")
+    p.add_argument("--encoder", action="append", required=True, help="[LABEL=]SOURCE; repeat to compare")
+    p.add_argument("--videos", type=int, default=1000, help="at most this many videos (default 1000)")
+    p.add_argument("--max-frames", type=int, default=64, help="frames per video, evenly spaced (default 64)")
+    p.add_argument("--near", type=float, default=0.9, help="near-miss frame: this share of the way to the first "
+                   "success (default 0.9)")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random: baselines and of the bootstrap (default 0)")
+    p.add_argument("--title", default=None, help="report title (default: the shards' folder name)")
+    p.add_argument("--report", default=None, help="write results.json, table.md and metrics.png to this folder")
+    p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+
+
+def _check(args: argparse.Namespace) -> None:
+    from reprl.errors import ReprlError
+
+    if args.videos < 1 or args.max_frames < 3:
+        raise ReprlError("--videos must be >= 1 and --max-frames >= 3")
+    if not 0.0 < args.near < 1.0:
+        raise ReprlError(f"--near must lie strictly between 0 and 1, got {args.near}")
+    if args.boot < 10:
+        raise ReprlError(f"--boot must be at least 10 resamples, got {args.boot}")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import json
+    from pathlib import Path
 
     import reprl
     from reprl.encoders.io import random_like
-    from reprl.training.run import heldout_scores
+    from reprl.evaluation.harness import parse_encoders
+    from reprl.evaluation.score_report import table_lines, write_score_report
+    from reprl.scoring import dataset_summary, embed_records, load_videos, score_records
+    from reprl.utils.files import write_json
 
-    encoders = {}
-    for src in args.encoder:
-        is_random = src.startswith("random:")
-        encoders[src] = random_like(src[len("random:"):], args.seed).freeze() if is_random else reprl.load(src)
-    sizes = {e.config.image_size for e in encoders.values()}
-    scores = {}
-    for size in sorted(sizes):
-        group = {k: e for k, e in encoders.items() if e.config.image_size == size}
-        scores.update(heldout_scores(group, args.shards, size, args.videos, args.max_frames))
-    n = next(iter(scores.values()))["videos"]
-    print(f"{args.shards}: {n} videos, goal = last frame")
-    print(f"  {'encoder':50s} {'VOC (higher better)':>20s} {'bump rate (lower better)':>26s}")
-    for name in args.encoder:
-        print(f"  {name[-50:]:50s} {scores[name]['voc']:+20.3f} {scores[name]['bump_rate']:26.3f}")
+    _check(args)
+    sources = parse_encoders(args.encoder)
+    encoders = {label: random_like(src[len("random:"):], args.seed).freeze() if src.startswith("random:")
+                else reprl.load(src) for label, src in sources.items()}
+    title = args.title or Path(args.shards.rstrip("/")).name
+    scores, data, cache = {}, None, {}
+    for label, enc in encoders.items():
+        size = enc.config.image_size
+        if size not in cache:
+            cache[size] = load_videos(args.shards, size, args.videos, args.max_frames, args.near)
+        data = dataset_summary(cache[size])
+        scores[label] = score_records(embed_records(enc, cache[size]), n_boot=args.boot, seed=args.seed)
+    result = {"title": title, "shards": args.shards, "scores": scores, "names": {k: k for k in scores},
+              "sources": sources, "data": data,
+              "settings": {"n_boot": args.boot, "max_frames": args.max_frames, "near": args.near, "seed": args.seed}}
+    assert data is not None
+    print(f"{args.shards}: {data['videos']} videos; mean [95% bootstrap interval over videos]")
+    print("\n".join(table_lines(scores, result["names"])))
+    if args.report:
+        write_score_report(args.report, result)
+        print(f"report: {args.report}/table.md, {args.report}/metrics.png")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(scores, f, indent=2)
+        write_json(args.json, result)
     return 0

@@ -1,0 +1,81 @@
+"""The reward-quality report of `reprl score --report DIR`: results.json, table.md and metrics.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reprl.scoring import LOWER_IS_BETTER, METRICS
+from reprl.stats import format_ci
+from reprl.utils.files import replacing, write_json, write_text_atomic
+
+LABELS = {
+    "voc_last": "VOC, goal = own last frame", "bump_last": "bump rate, goal = own last frame",
+    "voc_other": "VOC, goal = other episodes", "bump_other": "bump rate, goal = other episodes",
+    "fail_auc_final": "failure AUC, final value", "fail_auc_sum": "failure AUC, summed reward",
+    "near_auc": "near-miss AUC (final vs 90%)", "probe_hand": "probe R^2, hand position",
+    "probe_object": "probe R^2, object position",
+}
+
+
+def table_lines(scores: dict[str, dict[str, dict[str, float]]], names: dict[str, str]) -> list[str]:
+    """Markdown table: one row per metric, one column per encoder, 'mean [lo, hi]'."""
+    encoders = list(scores)
+    lines = ["| metric | " + " | ".join(names[e] for e in encoders) + " |", "|" + " --- |" * (len(encoders) + 1)]
+    for m in METRICS:
+        arrow = "lower is better" if m in LOWER_IS_BETTER else "higher is better"
+        cells = [format_ci(scores[e][m]) if m in scores[e] else "-" for e in encoders]
+        lines.append(f"| {LABELS[m]} ({arrow}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot(scores: dict[str, dict[str, dict[str, float]]], names: dict[str, str], path: Path, title: str) -> None:
+    """One panel per metric, a bar per encoder, error bars = the 95% bootstrap interval over videos."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    encoders = list(scores)
+    metrics = [m for m in METRICS if any(np.isfinite(scores[e].get(m, {}).get("mean", np.nan)) for e in encoders)]
+    cols = 3
+    rows = max(1, -(-len(metrics) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows + 0.6), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    x = np.arange(len(encoders))
+    for ax, m in zip(axes.flat, metrics):
+        mean = np.array([scores[e][m]["mean"] for e in encoders])
+        lo = np.array([scores[e][m]["lo"] for e in encoders])
+        hi = np.array([scores[e][m]["hi"] for e in encoders])
+        err = np.nan_to_num(np.stack([mean - lo, hi - mean]), nan=0.0)
+        ax.bar(x, mean, yerr=err, capsize=3, color=[colors[i % 10] for i in x])
+        ax.set_title(LABELS[m] + (" (lower better)" if m in LOWER_IS_BETTER else ""), fontsize=9)
+        ax.set_xticks(x, [names[e] for e in encoders], rotation=30, ha="right", fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_ylabel("score", fontsize=8)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}\nerror bars: 95% bootstrap intervals over videos (resampled within each task)", fontsize=10)
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def write_score_report(out_dir: str | Path, result: dict[str, Any]) -> None:
+    """result: {'scores': {encoder: {metric: ci}}, 'names': {encoder: short name}, 'data': ..., 'settings': ...}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", result)
+    data = result["data"]
+    tasks = ", ".join(f"{t} ({c['succeeded']} ok / {c['failed']} failed)" for t, c in data["tasks"].items())
+    lines = [f"# Reward quality: {result['title']}", "",
+             f"{data['videos']} held-out videos: {tasks}.", "",
+             "Each cell: value on all videos [95% bootstrap interval over videos, resampled within each task, "
+             f"{result['settings']['n_boot']} resamples].", "",
+             *table_lines(result["scores"], result["names"]), "",
+             "Encoders: " + ", ".join(f"`{result['names'][e]}` = `{e}`" for e in result["scores"]), ""]
+    write_text_atomic(out / "table.md", "\n".join(lines))
+    plot(result["scores"], result["names"], out / "metrics.png", result["title"])

@@ -1,0 +1,201 @@
+"""Reward quality without a robot: how well an encoder's values order, detect and locate progress on held-out
+videos, with 95% bootstrap intervals over videos. `reprl score` prints and writes these; docs/results.md
+defines each metric.
+
+Per encoder, values V(o; g) use the encoder's own similarity, with two goals:
+- `last`: the video's own last frame (what VOC has always used);
+- `other`: the mean last-frame embedding of the OTHER successful episodes of the same task (what a user
+  has: no peeking at the video's own end).
+Metrics (successful episodes unless said otherwise):
+- voc_last / bump_last, voc_other / bump_other: value-order correlation and share of negative rewards;
+- fail_auc_final / fail_auc_sum: AUC of the final value / the summed reward V(o_T) - V(o_0) (goal `other`)
+  separating successful from failed episodes of the same task, averaged over tasks;
+- near_auc: AUC separating successful episodes' final frames from their frames at `near` (default 90%) of
+  the way to the first success (goal `other`), per task, averaged over tasks;
+- probe_hand / probe_object: R^2 of a ridge probe from the embedding to the hand / main object position,
+  fitted on all tasks but one and scored on that one, averaged over held-out tasks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from reprl.errors import ReprlError
+from reprl.rewards import bump_rate, values, voc
+from reprl.stats import auc, bootstrap_ci, r2_score, ridge_fit
+
+METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "fail_auc_final", "fail_auc_sum", "near_auc",
+           "probe_hand", "probe_object")
+LOWER_IS_BETTER = {"bump_last", "bump_other"}
+HAND, OBJECT = slice(0, 3), slice(4, 7)  # MetaWorld state: hand xyz, gripper, first object's xyz
+
+
+@dataclass
+class ScoreVideo:
+    """One held-out video, subsampled: frames [n, 3, S, S] uint8, in time order, last frame included."""
+
+    key: str
+    task: str
+    succeeded: bool
+    frames: torch.Tensor
+    near: int | None  # position in `frames` of the frame at `near` of the way to the first success
+    state: np.ndarray | None  # [n, state_dim] MetaWorld state at each kept frame
+
+
+def _near_frame(video: Any, near: float) -> int | None:
+    """Frame index (in the video) closest to `near` * first-success step, when the video records it."""
+    first = video.meta.get("first_success")
+    if not video.meta.get("succeeded") or first is None:
+        return None
+    steps = video.array("frame_step") if "frame_step" in video.arrays else np.arange(len(video))
+    return int(np.argmin(np.abs(steps - near * float(first))))
+
+
+def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: int = 64,
+                near: float = 0.9) -> list[ScoreVideo]:
+    """Held-out videos with their task, success flag, 'near' frame and state (where the shards carry them).
+    Videos without a `succeeded` field count as successful (plain expert videos)."""
+    from reprl.data.augment import center_square
+    from reprl.data.datamodule import even_indices
+    from reprl.data.reader import expand_urls, iter_videos
+    from reprl.data.sampling import MIN_FRAMES
+
+    out: list[ScoreVideo] = []
+    for video in iter_videos(expand_urls(urls)):
+        if len(video) < MIN_FRAMES:
+            continue
+        near_idx = _near_frame(video, near)
+        idx = sorted(set(even_indices(len(video), max_frames)) | ({near_idx} if near_idx is not None else set()))
+        state = None
+        if "state" in video.arrays:
+            steps = video.array("frame_step") if "frame_step" in video.arrays else np.arange(len(video))
+            state = video.array("state")[steps[idx]]
+        out.append(ScoreVideo(key=video.key, task=str(video.meta.get("task", "")),
+                              succeeded=bool(video.meta.get("succeeded", True)),
+                              frames=center_square(video.decode(idx), image_size),
+                              near=idx.index(near_idx) if near_idx is not None else None, state=state))
+        if len(out) >= max_videos:
+            break
+    if not out:
+        raise ReprlError(f"no usable held-out videos (>= {MIN_FRAMES} frames) in {urls}")
+    return out
+
+
+@dataclass
+class Record:
+    """One video's per-video figures under both goals, for one encoder (None where they do not apply)."""
+
+    task: str
+    succeeded: bool
+    voc_last: float
+    bump_last: float
+    voc_other: float | None  # None when the task has no other successful episode to make the goal from
+    bump_other: float | None
+    final: float | None  # V(o_T; other)
+    summed: float | None  # V(o_T; other) - V(o_0; other): the summed reward
+    near_value: float | None  # V(o_near; other)
+    emb: np.ndarray
+    state: np.ndarray | None
+
+
+def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | None, similarity: Any) -> Record:
+    v_last = values(emb, emb[-1], similarity)
+    vo = values(emb, goal_other, similarity).numpy() if goal_other is not None else None
+    return Record(task=v.task, succeeded=v.succeeded, voc_last=voc(v_last), bump_last=bump_rate(v_last),
+                  voc_other=voc(vo) if vo is not None else None, bump_other=bump_rate(vo) if vo is not None else None,
+                  final=float(vo[-1]) if vo is not None else None,
+                  summed=float(vo[-1] - vo[0]) if vo is not None else None,
+                  near_value=float(vo[v.near]) if vo is not None and v.near is not None else None,
+                  emb=emb.numpy(), state=v.state)
+
+
+def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
+    """Embed every video once and compute its figures under the `last` and `other` goals."""
+    with torch.inference_mode():
+        embs = [encoder(v.frames).float().cpu() for v in videos]
+    if not all(torch.isfinite(e).all() for e in embs):
+        raise ReprlError("the encoder produced non-finite embeddings; its weights are broken: retrain or re-export it")
+    lasts: dict[str, list[tuple[int, torch.Tensor]]] = defaultdict(list)
+    for i, (v, e) in enumerate(zip(videos, embs)):
+        if v.succeeded:
+            lasts[v.task].append((i, e[-1]))
+    records = []
+    for i, (v, e) in enumerate(zip(videos, embs)):
+        others = [g for j, g in lasts[v.task] if j != i]
+        records.append(make_record(v, e, torch.stack(others).mean(0) if others else None, encoder.similarity))
+    return records
+
+
+def _mean_over_success(records: list[Record], field: str) -> float:
+    vals = [x for r in records if r.succeeded and (x := getattr(r, field)) is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _per_task_auc(records: list[Record], pos: Callable[[Record], float | None],
+                  neg: Callable[[Record], float | None]) -> float:
+    """Mean over tasks of AUC(pos values, neg values); tasks lacking either side are left out."""
+    by_task: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for r in records:
+        p, n = pos(r), neg(r)
+        if p is not None:
+            by_task[r.task][0].append(p)
+        if n is not None:
+            by_task[r.task][1].append(n)
+    aucs = [auc(p, n) for p, n in by_task.values() if p and n]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def probe_r2(records: list[Record], target: slice, lam: float = 10.0) -> float:
+    """Leave-one-task-out ridge probe (features z-scored on the fitting tasks) -> mean R^2 on held-out tasks."""
+    rows = [(r.emb, r.state[:, target], r.task) for r in records if r.state is not None]
+    tasks = sorted({t for _, _, t in rows})
+    if len(tasks) < 2:
+        return float("nan")
+    scores = []
+    for held in tasks:
+        x = np.concatenate([e for e, _, t in rows if t != held])
+        y = np.concatenate([s for _, s, t in rows if t != held])
+        mu, sd = x.mean(0), x.std(0) + 1e-8
+        w, b = ridge_fit((x - mu) / sd, y, lam)
+        xt = np.concatenate([e for e, _, t in rows if t == held])
+        yt = np.concatenate([s for _, s, t in rows if t == held])
+        scores.append(r2_score(yt, (xt - mu) / sd @ w + b))
+    return float(np.mean(scores))
+
+
+def _failure_auc(field: str) -> Callable[[list[Record]], float]:
+    return lambda rs: _per_task_auc(rs, lambda r: getattr(r, field) if r.succeeded else None,
+                                    lambda r: None if r.succeeded else getattr(r, field))
+
+
+STATISTICS: dict[str, Callable[[list[Record]], float]] = {
+    **{m: (lambda rs, m=m: _mean_over_success(rs, m)) for m in ("voc_last", "bump_last", "voc_other", "bump_other")},
+    "fail_auc_final": _failure_auc("final"),
+    "fail_auc_sum": _failure_auc("summed"),
+    "near_auc": lambda rs: _per_task_auc(rs, lambda r: r.final if r.succeeded and r.near_value is not None else None,
+                                         lambda r: r.near_value if r.succeeded else None),
+    "probe_hand": lambda rs: probe_r2(rs, HAND),
+    "probe_object": lambda rs: probe_r2(rs, OBJECT),
+}
+PROBE_BOOT = 200  # refitting the probe is the slow part: fewer resamples for it
+
+
+def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
+                  metrics: tuple[str, ...] = METRICS) -> dict[str, dict[str, float]]:
+    """Each metric with its 95% bootstrap interval over videos (resampled within each task)."""
+    strata = [r.task for r in records]
+    return {m: bootstrap_ci(records, STATISTICS[m], n_boot=min(n_boot, PROBE_BOOT) if m.startswith("probe") else n_boot,
+                            seed=seed, strata=strata) for m in metrics}
+
+
+def dataset_summary(videos: list[ScoreVideo]) -> dict[str, Any]:
+    tasks: dict[str, dict[str, int]] = defaultdict(lambda: {"succeeded": 0, "failed": 0})
+    for v in videos:
+        tasks[v.task]["succeeded" if v.succeeded else "failed"] += 1
+    return {"videos": len(videos), "tasks": dict(tasks)}

@@ -1,0 +1,81 @@
+"""Small statistics used by reports: percentile-bootstrap intervals, ROC AUC and a ridge-regression probe.
+
+Pure numpy, no fitting libraries: each function is a few lines whose result can be checked by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from reprl.errors import ReprlError
+
+
+def bootstrap_ci(samples: Sequence[Any], statistic: Callable[[list[Any]], float], *, n_boot: int = 1000,
+                 seed: int = 0, level: float = 0.95, strata: Sequence[Any] | None = None) -> dict[str, float]:
+    """Point estimate and percentile-bootstrap interval of `statistic(samples)`.
+
+    Each resample draws len(samples) items with replacement; with `strata` (one label per sample, e.g. the
+    task) it draws within each stratum as many as it holds, so every resample keeps the design. Resamples
+    whose statistic is not finite (e.g. an AUC with no positives drawn) are dropped; `n` counts the kept ones.
+    """
+    samples = list(samples)
+    if not samples:
+        raise ReprlError("bootstrap needs at least one sample")
+    labels = [0] * len(samples) if strata is None else list(strata)
+    groups = [np.flatnonzero(np.asarray([lab == g for lab in labels])) for g in dict.fromkeys(labels)]
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        s = statistic([samples[i] for i in idx])
+        if np.isfinite(s):
+            stats.append(s)
+    point = float(statistic(samples))
+    if not stats:
+        return {"mean": point, "lo": float("nan"), "hi": float("nan"), "n": 0}
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(stats, [tail, 100 - tail])
+    return {"mean": point, "lo": float(lo), "hi": float(hi), "n": len(stats)}
+
+
+def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random negative, ties
+    counting one half (the Mann-Whitney U statistic / (n_pos * n_neg)). NaN when either set is empty."""
+    pos, neg = np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression y ~ x @ w + b with penalty lam * ||w||^2 (the bias is not penalised).
+    x [N, D], y [N, K] -> (w [D, K], b [K])."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    mx, my = x.mean(0), y.mean(0)
+    xc, yc = x - mx, y - my
+    w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc)
+    return w, my - mx @ w
+
+
+def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot per output column, averaged over columns."""
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if y.ndim == 1:
+        y, pred = y[:, None], pred[:, None]
+    ss_res = ((y - pred) ** 2).sum(0)
+    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
+    return float(np.mean(1 - ss_res / np.maximum(ss_tot, 1e-12)))
+
+
+def format_ci(ci: dict[str, float], scale: float = 1.0, digits: int = 3) -> str:
+    """'0.812 [0.790, 0.833]' (or '-' when the interval could not be computed)."""
+    if not np.isfinite(ci["mean"]):
+        return "-"
+    mean, lo, hi = (scale * ci[k] for k in ("mean", "lo", "hi"))
+    if not np.isfinite(lo):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"

@@ -1,0 +1,135 @@
+"""Reward-quality metrics on hand-made value curves and data with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reprl.scoring import HAND, Record, ScoreVideo, make_record, probe_r2, score_records
+from reprl.stats import auc, bootstrap_ci, format_ci, r2_score, ridge_fit
+
+
+def neg_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return -(a - b).norm(dim=-1)
+
+
+def test_auc_hand_values():
+    assert auc([2, 3], [0, 1]) == 1.0  # separable
+    assert auc([0, 1], [2, 3]) == 0.0  # reversed
+    assert auc([1, 1], [1]) == 0.5  # all ties count one half
+    # pairs (1,0) win, (1,2) lose, (2,0) win, (2,2) tie, (3,0) win, (3,2) win -> 4.5 / 6
+    assert auc([1, 2, 3], [0, 2]) == pytest.approx(0.75)
+    assert np.isnan(auc([], [1.0]))
+
+
+def test_r2_and_ridge_on_linear_data():
+    assert r2_score([1, 2, 3], [1, 2, 2]) == pytest.approx(0.5)  # SS_res 1, SS_tot 2
+    assert r2_score(np.array([[1, 0], [2, 0], [3, 1]]), np.array([[1, 0], [2, 0], [3, 1]])) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x @ np.array([[2.0], [-1.0], [0.5]]) + 3.0
+    w, b = ridge_fit(x, y, lam=1e-6)
+    np.testing.assert_allclose(w[:, 0], [2.0, -1.0, 0.5], atol=1e-5)
+    assert b[0] == pytest.approx(3.0, abs=1e-5)
+    w_big, _ = ridge_fit(x, y, lam=1e6)  # a huge penalty shrinks the weights towards 0
+    assert np.abs(w_big).max() < 0.01
+    noisy = y + rng.normal(scale=1.0, size=y.shape)  # noise variance 1 vs signal variance 5.25
+    w, b = ridge_fit(x, noisy, lam=1e-6)
+    assert r2_score(noisy, x @ w + b) == pytest.approx(5.25 / 6.25, abs=0.06)
+
+
+def test_bootstrap_interval():
+    ci = bootstrap_ci([3.0] * 10, lambda s: float(np.mean(s)))
+    assert ci == {"mean": 3.0, "lo": 3.0, "hi": 3.0, "n": 1000}
+    data = list(np.random.default_rng(1).normal(size=400))
+    ci = bootstrap_ci(data, lambda s: float(np.mean(s)), n_boot=500)
+    half = (ci["hi"] - ci["lo"]) / 2  # about 1.96 * sd / sqrt(n) = 0.098
+    assert ci["lo"] < ci["mean"] < ci["hi"] and 0.07 < half < 0.13
+    # strata: every resample keeps one item of each label, so the mean of [0, 10] is always 5
+    ci = bootstrap_ci([0.0, 10.0], lambda s: float(np.mean(s)), strata=["a", "b"])
+    assert (ci["lo"], ci["hi"]) == (5.0, 5.0)
+    assert format_ci({"mean": 0.5, "lo": 0.25, "hi": 0.75, "n": 3}, digits=2) == "0.50 [0.25, 0.75]"
+
+
+def _video(task: str, succeeded: bool, n: int, near: int | None = None) -> ScoreVideo:
+    return ScoreVideo(key="k", task=task, succeeded=succeeded, frames=torch.zeros(n, 3, 4, 4, dtype=torch.uint8),
+                      near=near, state=None)
+
+
+def test_record_on_hand_made_curves():
+    up = torch.arange(6.0)[:, None]  # 1-d embeddings walking to 5: V_t = -(5 - t)
+    r = make_record(_video("a", True, 6, near=4), up, torch.tensor([5.0]), neg_l2)
+    assert (r.voc_last, r.bump_last, r.voc_other, r.bump_other) == (1.0, 0.0, 1.0, 0.0)
+    assert (r.final, r.summed, r.near_value) == (0.0, 5.0, -1.0)
+    down = make_record(_video("a", True, 6), up.flip(0), None, neg_l2)  # goal = own last frame = 0
+    assert (down.voc_last, down.bump_last) == (1.0, 0.0)  # own last frame: still monotone by construction
+    away = make_record(_video("a", True, 6), up.flip(0), torch.tensor([5.0]), neg_l2)  # walks away from the goal
+    assert (away.voc_other, away.bump_other, away.summed) == (-1.0, 1.0, -5.0)
+    noisy = make_record(_video("a", True, 4), torch.tensor([[0.0], [2.0], [1.0], [3.0]]), torch.tensor([3.0]), neg_l2)
+    # values -3, -1, -2, 0: ranks 0, 2, 1, 3 vs 0..3 -> Spearman 0.8; one negative step of three
+    assert noisy.voc_other == pytest.approx(0.8) and noisy.bump_other == pytest.approx(1 / 3)
+
+
+def _rec(task: str, ok: bool, final: float, near: float | None = None, summed: float = 0.0) -> Record:
+    return Record(task=task, succeeded=ok, voc_last=1.0, bump_last=0.0, voc_other=0.5 if ok else -0.5,
+                  bump_other=0.25, final=final, summed=summed, near_value=near, emb=np.zeros((1, 2)), state=None)
+
+
+def test_success_detection_metrics():
+    records = [_rec("a", True, -1.0, near=-2.0, summed=3.0), _rec("a", True, -0.5, near=-0.8, summed=2.0),
+               _rec("a", False, -3.0, summed=-1.0), _rec("a", False, -0.7, summed=2.5),
+               _rec("b", True, -1.0, near=-0.5), _rec("b", False, -2.0)]
+    s = score_records(records, n_boot=50, metrics=("voc_other", "fail_auc_final", "fail_auc_sum", "near_auc"))
+    assert s["voc_other"]["mean"] == 0.5  # failed episodes do not enter VOC
+    # task a: finals {-1, -0.5} vs {-3, -0.7}: 3 of 4 pairs won -> 0.75; task b: 1.0; mean 0.875
+    assert s["fail_auc_final"]["mean"] == pytest.approx(0.875)
+    # task a summed {3, 2} vs {-1, 2.5}: wins (3,-1), (3,2.5), (2,-1) -> 0.75; task b: 0 vs 0 tie -> 0.5
+    assert s["fail_auc_sum"]["mean"] == pytest.approx(0.625)
+    # near misses: task a finals {-1, -0.5} vs near {-2, -0.8}: (-1, -0.8) lost, 3 of 4 won -> 0.75;
+    # task b: -1 vs -0.5 lost -> 0; mean 0.375
+    assert s["near_auc"]["mean"] == pytest.approx(0.375)
+    assert s["near_auc"]["lo"] <= 0.375 <= s["near_auc"]["hi"]
+
+
+def test_probe_recovers_linear_state_on_unseen_tasks():
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(3, 8))
+    records = []
+    for task in "abc":
+        pos = rng.normal(size=(30, 3))
+        state = np.zeros((30, 7))
+        state[:, HAND] = pos
+        records.append(Record(task=task, succeeded=True, voc_last=0, bump_last=0, voc_other=None, bump_other=None,
+                              final=None, summed=None, near_value=None, emb=pos @ mix, state=state))
+    assert probe_r2(records, HAND, lam=1e-3) > 0.99
+    for r in records:  # embeddings that carry no information about the state
+        r.emb = rng.normal(size=r.emb.shape)
+    assert probe_r2(records, HAND, lam=1e-3) < 0.2
+
+
+def test_score_command_writes_report(tmp_path, capsys):
+    from reprl.cli import main
+
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as e:
+        main(["score", "tests/data/metaworld/heldout", "--encoder", "a=random:tiny", "--encoder", "b=random:tiny",
+              "--seed", "3", "--boot", "20", "--max-frames", "16", "--report", str(out)])
+    assert e.value.code == 0
+    import json
+
+    result = json.loads((out / "results.json").read_text())
+    assert set(result["scores"]) == {"a", "b"} and result["data"]["videos"] == 3
+    a = result["scores"]["a"]
+    assert -1 <= a["voc_last"]["lo"] <= a["voc_last"]["mean"] <= a["voc_last"]["hi"] <= 1
+    assert result["scores"]["a"] == result["scores"]["b"]  # same architecture, same seed: same random init
+    assert (out / "metrics.png").stat().st_size > 0 and "near-miss AUC" in (out / "table.md").read_text()
+    assert "VOC, goal = other episodes" in capsys.readouterr().out
+
+
+def test_score_rejects_bad_settings(capsys):
+    from reprl.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["score", "tests/data/metaworld/heldout", "--encoder", "random:tiny", "--near", "1.5"])
+    assert e.value.code == 2 and "--near must lie strictly between 0 and 1" in capsys.readouterr().err
