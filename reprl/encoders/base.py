@@ -155,6 +155,14 @@ class Encoder(nn.Module):
         """The value function this encoder was trained with, for embedding pairs (broadcasting)."""
         return similarity(a, b, self.config.similarity, self.config.gamma)
 
+    def text_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the text tower (none without one): frozen when the objective does not use text."""
+        return []
+
+    def fixed_parameters(self) -> list[nn.Parameter]:
+        """Parameters that training keeps fixed even when everything else trains (CLIP's logit scale)."""
+        return []
+
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         raise ReprlError(f"encoder '{self.config.name}' has no text tower, so it cannot embed text goals; "
                          "use a language-capable encoder such as clip-rn50 (LIV), or give an image goal")

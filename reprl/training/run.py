@@ -40,12 +40,12 @@ def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Enco
                                 similarity=similarity, gamma=cfg.objective.gamma)
         encoder.config.source = "reprl pretrain"
     encoder.train().requires_grad_(True)
-    if getattr(encoder, "has_text", False):
-        encoder.model.logit_scale.requires_grad_(False)  # type: ignore[union-attr]
-        o = cfg.objective
-        if o.name != "liv" or not (o.clip_weight or o.lang_weight):
-            for p in encoder.text_parameters():  # type: ignore[attr-defined]
-                p.requires_grad_(False)  # unused by this objective: frozen, so DDP has nothing to wait for
+    for p in encoder.fixed_parameters():
+        p.requires_grad_(False)
+    o = cfg.objective
+    if o.name != "liv" or not (o.clip_weight or o.lang_weight):
+        for p in encoder.text_parameters():
+            p.requires_grad_(False)  # unused by this objective: frozen, so DDP has nothing to wait for
     return encoder.set_channels_last(e.channels_last and torch.cuda.is_available())
 
 
