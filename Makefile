@@ -7,7 +7,7 @@ STAMP := $(VENV)/.reprl-installed
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo study test test-fast lint clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	bash tools/demo.sh
 
+# The study (several hours on 2 cores; resumable: run it again to continue). docs/results.md has the figures.
+study: $(STAMP)
+	bash tools/study.sh
+
 test: $(STAMP)
 	$(PY) -m ruff check reprl tests tools
 	$(PY) -m pytest
@@ -33,4 +37,4 @@ lint: $(STAMP)
 	$(PY) -m ruff check reprl tests tools
 
 clean:
-	rm -rf demo_out runs .pytest_cache
+	rm -rf demo_out study_out runs .pytest_cache

@@ -152,7 +152,8 @@ def _per_task_auc(records: list[Record], pos: Callable[[Record], float | None],
 
 
 def probe_r2(records: list[Record], target: slice, lam: float = 10.0) -> float:
-    """Leave-one-task-out ridge probe (features z-scored on the fitting tasks) -> mean R^2 on held-out tasks."""
+    """Leave-one-task-out ridge probe (features z-scored on the fitting tasks) -> mean R^2 on held-out tasks
+    (R^2 pooled over x, y, z; tasks whose target does not move are left out)."""
     rows = [(r.emb, r.state[:, target], r.task) for r in records if r.state is not None]
     tasks = sorted({t for _, _, t in rows})
     if len(tasks) < 2:
@@ -166,7 +167,8 @@ def probe_r2(records: list[Record], target: slice, lam: float = 10.0) -> float:
         xt = np.concatenate([e for e, _, t in rows if t == held])
         yt = np.concatenate([s for _, s, t in rows if t == held])
         scores.append(r2_score(yt, (xt - mu) / sd @ w + b))
-    return float(np.mean(scores))
+    scores = [x for x in scores if np.isfinite(x)]  # a task whose target never moves has nothing to explain
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 def _failure_auc(field: str) -> Callable[[list[Record]], float]:

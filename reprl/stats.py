@@ -62,13 +62,16 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float = 1.0) -> tuple[np.ndarra
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination 1 - SS_res / SS_tot per output column, averaged over columns."""
+    """Coefficient of determination pooled over output columns: 1 - sum SS_res / sum SS_tot (columns weighted
+    by their variance, so a column that barely varies, like a drawer's fixed height, cannot dominate).
+    NaN when y does not vary at all."""
     y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     if y.ndim == 1:
         y, pred = y[:, None], pred[:, None]
-    ss_res = ((y - pred) ** 2).sum(0)
-    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
-    return float(np.mean(1 - ss_res / np.maximum(ss_tot, 1e-12)))
+    ss_tot = float(((y - y.mean(0)) ** 2).sum())
+    if ss_tot <= 1e-12:
+        return float("nan")
+    return 1.0 - float(((y - pred) ** 2).sum()) / ss_tot
 
 
 def format_ci(ci: dict[str, float], scale: float = 1.0, digits: int = 3) -> str:

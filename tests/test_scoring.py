@@ -25,7 +25,9 @@ def test_auc_hand_values():
 
 def test_r2_and_ridge_on_linear_data():
     assert r2_score([1, 2, 3], [1, 2, 2]) == pytest.approx(0.5)  # SS_res 1, SS_tot 2
-    assert r2_score(np.array([[1, 0], [2, 0], [3, 1]]), np.array([[1, 0], [2, 0], [3, 1]])) == pytest.approx(1.0)
+    # pooled over columns: SS_res (1 + 0) / SS_tot (2 + 2/3) -> 1 - 3/8
+    assert r2_score(np.array([[1, 0], [2, 0], [3, 1]]), np.array([[1, 0], [2, 0], [2, 1]])) == pytest.approx(0.625)
+    assert np.isnan(r2_score([2, 2, 2], [1, 2, 3]))  # nothing to explain
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
     y = x @ np.array([[2.0], [-1.0], [0.5]]) + 3.0

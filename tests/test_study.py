@@ -3,12 +3,14 @@ configuration (the real figures come from the full run, docs/results.md)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_training import metrics, tiny
 
 import reprl
 
 
+@pytest.mark.slow
 def test_liv_trains_resnet_with_frozen_sentence_text_tower(tmp_path):
     from reprl.training.run import build_training_encoder, pretrain
 
@@ -27,3 +29,26 @@ def test_liv_trains_resnet_with_frozen_sentence_text_tower(tmp_path):
     a, b = loaded.embed_text(["open the drawer"]), again.embed_text(["open the drawer"])
     assert a.shape == (1, 16) and torch.equal(a, b)
     assert not torch.allclose(a, loaded.embed_text(["close the door"]))  # the sentence encoder tells texts apart
+
+
+@pytest.mark.slow
+def test_make_study_runs_end_to_end_in_a_tiny_configuration(tmp_path):
+    """tools/study.sh with STUDY_TINY=1: every step runs once, a second run skips them all."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "STUDY_TINY": "1", "STUDY_OUT": str(tmp_path / "out"), "REPRL": f"{sys.executable} -m reprl"}
+    run = subprocess.run(["bash", str(repo / "tools" / "study.sh")], cwd=repo, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = tmp_path / "out" / "results"
+    scores = json.loads((results / "reward_quality" / "results.json").read_text())["scores"]
+    assert set(scores) == {"random", "vip"} and "near_auc" in scores["vip"]
+    steps = [line.split("\t")[0] for line in (results / "timing.tsv").read_text().splitlines()[1:]]
+    assert steps == ["render train", "render heldout", "render eval", "pretrain study_vip", "score"]
+    again = subprocess.run(["bash", str(repo / "tools" / "study.sh")], cwd=repo, env=env, capture_output=True,
+                           text=True)
+    assert again.returncode == 0 and again.stdout.count(": done (") == 5
