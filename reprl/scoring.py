@@ -100,6 +100,7 @@ class Record:
     final: float | None  # V(o_T; other)
     summed: float | None  # V(o_T; other) - V(o_0; other): the summed reward
     near_value: float | None  # V(o_near; other)
+    curve: np.ndarray | None  # V(o_t; other) for the kept frames, for plots
     emb: np.ndarray
     state: np.ndarray | None
 
@@ -112,7 +113,7 @@ def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | Non
                   final=float(vo[-1]) if vo is not None else None,
                   summed=float(vo[-1] - vo[0]) if vo is not None else None,
                   near_value=float(vo[v.near]) if vo is not None and v.near is not None else None,
-                  emb=emb.numpy(), state=v.state)
+                  curve=vo, emb=emb.numpy(), state=v.state)
 
 
 def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
@@ -194,6 +195,17 @@ def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
     strata = [r.task for r in records]
     return {m: bootstrap_ci(records, STATISTICS[m], n_boot=min(n_boot, PROBE_BOOT) if m.startswith("probe") else n_boot,
                             seed=seed, strata=strata) for m in metrics}
+
+
+def example_curves(videos: list[ScoreVideo], records: list[Record], per_task: int = 2) -> list[tuple[str, np.ndarray]]:
+    """Value curves (goal = other episodes) of the first `per_task` successful videos of each task, labelled
+    by task: the same videos for every encoder, since videos load in a fixed order."""
+    out, seen = [], defaultdict(int)
+    for v, r in zip(videos, records):
+        if v.succeeded and r.curve is not None and seen[v.task] < per_task:
+            seen[v.task] += 1
+            out.append((f"{v.task} #{seen[v.task]}", r.curve))
+    return out
 
 
 def dataset_summary(videos: list[ScoreVideo]) -> dict[str, Any]:

@@ -75,7 +75,8 @@ def test_record_on_hand_made_curves():
 
 def _rec(task: str, ok: bool, final: float, near: float | None = None, summed: float = 0.0) -> Record:
     return Record(task=task, succeeded=ok, voc_last=1.0, bump_last=0.0, voc_other=0.5 if ok else -0.5,
-                  bump_other=0.25, final=final, summed=summed, near_value=near, emb=np.zeros((1, 2)), state=None)
+                  bump_other=0.25, final=final, summed=summed, near_value=near, curve=None,
+                  emb=np.zeros((1, 2)), state=None)
 
 
 def test_success_detection_metrics():
@@ -103,7 +104,7 @@ def test_probe_recovers_linear_state_on_unseen_tasks():
         state = np.zeros((30, 7))
         state[:, HAND] = pos
         records.append(Record(task=task, succeeded=True, voc_last=0, bump_last=0, voc_other=None, bump_other=None,
-                              final=None, summed=None, near_value=None, emb=pos @ mix, state=state))
+                              final=None, summed=None, near_value=None, curve=None, emb=pos @ mix, state=state))
     assert probe_r2(records, HAND, lam=1e-3) > 0.99
     for r in records:  # embeddings that carry no information about the state
         r.emb = rng.normal(size=r.emb.shape)
@@ -125,7 +126,8 @@ def test_score_command_writes_report(tmp_path, capsys):
     a = result["scores"]["a"]
     assert -1 <= a["voc_last"]["lo"] <= a["voc_last"]["mean"] <= a["voc_last"]["hi"] <= 1
     assert result["scores"]["a"] == result["scores"]["b"]  # same architecture, same seed: same random init
-    assert (out / "metrics.png").stat().st_size > 0 and "near-miss AUC" in (out / "table.md").read_text()
+    assert (out / "metrics.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    assert "near-miss AUC" in (out / "table.md").read_text()
     assert "VOC, goal = other episodes" in capsys.readouterr().out
 
 

@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of random: baselines and of the bootstrap (default 0)")
     p.add_argument("--title", default=None, help="report title (default: the shards' folder name)")
-    p.add_argument("--report", default=None, help="write results.json, table.md and metrics.png to this folder")
+    p.add_argument("--report", default=None, help="write results.json, table.md, metrics.png and curves.png to this "
+                   "folder")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.encoders.io import random_like
     from reprl.evaluation.harness import parse_encoders
     from reprl.evaluation.score_report import table_lines, write_score_report
-    from reprl.scoring import dataset_summary, embed_records, load_videos, score_records
+    from reprl.scoring import dataset_summary, embed_records, example_curves, load_videos, score_records
     from reprl.utils.files import write_json
 
     _check(args)
@@ -60,13 +61,15 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     encoders = {label: random_like(src[len("random:"):], args.seed).freeze() if src.startswith("random:")
                 else reprl.load(src) for label, src in sources.items()}
     title = args.title or Path(args.shards.rstrip("/")).name
-    scores, data, cache = {}, None, {}
+    scores, data, cache, curves = {}, None, {}, {}
     for label, enc in encoders.items():
         size = enc.config.image_size
         if size not in cache:
             cache[size] = load_videos(args.shards, size, args.videos, args.max_frames, args.near)
         data = dataset_summary(cache[size])
-        scores[label] = score_records(embed_records(enc, cache[size]), n_boot=args.boot, seed=args.seed)
+        records = embed_records(enc, cache[size])
+        scores[label] = score_records(records, n_boot=args.boot, seed=args.seed)
+        curves[label] = example_curves(cache[size], records)
     result = {"title": title, "shards": args.shards, "scores": scores, "names": {k: k for k in scores},
               "sources": sources, "data": data,
               "settings": {"n_boot": args.boot, "max_frames": args.max_frames, "near": args.near, "seed": args.seed}}
@@ -74,8 +77,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"{args.shards}: {data['videos']} videos; mean [95% bootstrap interval over videos]")
     print("\n".join(table_lines(scores, result["names"])))
     if args.report:
-        write_score_report(args.report, result)
-        print(f"report: {args.report}/table.md, {args.report}/metrics.png")
+        write_score_report(args.report, result, curves)
+        print(f"report: {args.report}/table.md, metrics.png (metrics), curves.png (value curves)")
     if args.json:
         write_json(args.json, result)
     return 0

@@ -1,4 +1,4 @@
-"""The reward-quality report of `reprl score --report DIR`: results.json, table.md and metrics.png."""
+"""The reward-quality report of `reprl score --report DIR`: results.json, table.md, metrics.png, curves.png."""
 
 from __future__ import annotations
 
@@ -64,7 +64,47 @@ def plot(scores: dict[str, dict[str, dict[str, float]]], names: dict[str, str], 
     plt.close(fig)
 
 
-def write_score_report(out_dir: str | Path, result: dict[str, Any]) -> None:
+def plot_curves(curves: dict[str, list[tuple[str, np.ndarray]]], names: dict[str, str], path: Path, title: str,
+                max_panels: int = 10) -> None:
+    """Value curves V(o_t; goal = other episodes) of the same videos under each encoder, one panel per video.
+    Each curve is min-max scaled to [0, 1] so encoders with different value ranges share an axis; a good
+    value rises steadily to 1 at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    encoders = list(curves)
+    n = min(max_panels, min(len(c) for c in curves.values()))
+    if n == 0:
+        return
+    cols = min(5, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.3 * rows + 0.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    colors = plt.get_cmap("tab10").colors
+    for i, ax in enumerate(list(axes.flat)[:n]):
+        ax.axis("on")
+        for j, e in enumerate(encoders):
+            label, v = curves[e][i]
+            span = float(v.max() - v.min()) or 1.0
+            ax.plot(np.linspace(0, 1, len(v)), (v - v.min()) / span, lw=1.3, color=colors[j % 10], label=names[e])
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("share of the episode", fontsize=7)
+        ax.set_ylabel("scaled value", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{title}: value curves V(o_t; g)\ng = mean last frame of the other successful episodes of the "
+                 "task; each curve scaled to [0, 1]", fontsize=9)
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def write_score_report(out_dir: str | Path, result: dict[str, Any],
+                       curves: dict[str, list[tuple[str, np.ndarray]]] | None = None) -> None:
     """result: {'scores': {encoder: {metric: ci}}, 'names': {encoder: short name}, 'data': ..., 'settings': ...}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,3 +119,5 @@ def write_score_report(out_dir: str | Path, result: dict[str, Any]) -> None:
              "Encoders: " + ", ".join(f"`{result['names'][e]}` = `{e}`" for e in result["scores"]), ""]
     write_text_atomic(out / "table.md", "\n".join(lines))
     plot(result["scores"], result["names"], out / "metrics.png", result["title"])
+    if curves:
+        plot_curves(curves, result["names"], out / "curves.png", result["title"])
