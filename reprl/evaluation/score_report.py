@@ -80,7 +80,7 @@ def plot_curves(curves: dict[str, list[tuple[str, np.ndarray]]], names: dict[str
         return
     cols = min(5, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.3 * rows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(7.5, 3.0 * cols), 2.3 * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     colors = plt.get_cmap("tab10").colors
