@@ -52,3 +52,14 @@ def test_make_study_runs_end_to_end_in_a_tiny_configuration(tmp_path):
     again = subprocess.run(["bash", str(repo / "tools" / "study.sh")], cwd=repo, env=env, capture_output=True,
                            text=True)
     assert again.returncode == 0 and again.stdout.count(": done (") == 5
+
+
+def test_pretrain_without_a_bar_prints_plain_progress_lines(tmp_path, capsys):
+    from reprl.training.progress import TextProgress, format_eta
+    from reprl.training.run import pretrain
+
+    assert (format_eta(59.6), format_eta(307), format_eta(-3)) == ("1m00s", "5m07s", "0s")
+    pretrain(tiny(tmp_path, "--trainer.max_steps", "4"))  # progress false: lines instead of a bar
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
+    assert lines and lines[-1].startswith("step 4/4 (100%)  loss ") and "steps/s  ETA 0s" in lines[-1]
+    assert TextProgress(every=2).every == 2

@@ -31,7 +31,7 @@ else
   PRE_TASKS=pretrain; EVAL_TASKS=eval
   RENDER=(--size 128 --cameras corner,corner2 --frame-every 2 --workers 2 --max-videos-per-shard 32)
   EP_TRAIN=20; EP_HELD=1; EP_EVAL=30; NOISY=0.3333
-  TRAIN_ARGS=(--trainer.progress true)
+  TRAIN_ARGS=(--trainer.progress false)  # plain progress lines: the study runs in the background
   SCORE_ARGS=(--boot 1000 --max-frames 64)
 fi
 mkdir -p "$OUT/corpus" "$OUT/runs" "$RESULTS"

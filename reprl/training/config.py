@@ -66,7 +66,7 @@ class TrainerSection:
     keep_checkpoints: int = 3
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
     loggers: str = "csv,tensorboard"  # comma-separated: csv, tensorboard, wandb
-    progress: bool = True
+    progress: bool = True  # a redrawing progress bar; false: a plain line every 5% of the run (logs, scripts)
 
 
 @dataclass

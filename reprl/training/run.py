@@ -81,6 +81,7 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from reprl.training.callbacks import AtomicCheckpointIO, ExportEncoder, make_loggers
+    from reprl.training.progress import TextProgress
 
     t = cfg.trainer
     gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
@@ -89,6 +90,8 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
                                  auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every,
                                  save_top_k=-1, save_last=True)
     callbacks = [checkpoint, ExportEncoder(run_dir / "encoders", t.keep_checkpoints, run_dir / "checkpoints")]
+    if not t.progress:  # no redrawing bar (logs, scripts): a plain line every 5% instead
+        callbacks.append(TextProgress())
     loggers = make_loggers(t.loggers, run_dir)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
