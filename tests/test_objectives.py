@@ -1,4 +1,4 @@
-"""Objectives against values computed by hand (plain Python arithmetic on the formulas of REFERENCE.md)."""
+"""Objectives against values computed by hand (plain Python arithmetic on the formulas of docs/objectives.md)."""
 
 import math
 
@@ -102,20 +102,30 @@ def cos(a, b):
 
 
 def test_clip_term_is_symmetric_at_temperature_one_and_masks_repeated_captions():
-    img, txt = T([[1.0, 0.0], [0.6, 0.8]]), T([[0.8, 0.6], [0.0, 1.0]])
+    # three pairs whose image->text and text->image cross-entropies differ, so each half of the symmetric
+    # term is visible: dropping the transposed half, or scaling the logits, changes the value
+    img, txt = T([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]), T([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])
     L = [[cos(i, t) for t in rows(txt)] for i in rows(img)]
 
     def ce(logits, target):
         return -logits[target] + math.log(sum(math.exp(v) for v in logits))
 
-    rows_ce = sum(ce(L[i], i) for i in range(2)) / 2
-    cols_ce = sum(ce([L[0][j], L[1][j]], j) for j in range(2)) / 2
+    rows_ce = sum(ce(L[i], i) for i in range(3)) / 3
+    cols_ce = sum(ce([L[k][j] for k in range(3)], j) for j in range(3)) / 3
+    assert abs(rows_ce - cols_ce) > 0.05  # the example tells the two directions apart
     loss, _ = clip_loss(img, txt)
     assert loss.item() == pytest.approx(0.5 * (rows_ce + cols_ce), rel=1e-6)
-    masked, _ = clip_loss(img, txt, ids=T([5, 5]))  # the same caption twice: no negatives left
+    pair, two = T([[1.0, 0.0], [0.6, 0.8]]), T([[0.8, 0.6], [0.0, 1.0]])
+    masked, _ = clip_loss(pair, two, ids=T([5, 5]))  # the same caption twice: no negatives left
     assert masked.item() == pytest.approx(0.0, abs=1e-6)
-    unmasked, _ = clip_loss(img, txt, ids=T([5, 5]), mask_repeated=False)
-    assert unmasked.item() == pytest.approx(loss.item())
+    unmasked, _ = clip_loss(pair, two, ids=T([5, 5]), mask_repeated=False)
+    assert unmasked.item() == pytest.approx(clip_loss(pair, two)[0].item())
+    # masking keeps each pair's own logit: captions 0 and 2 equal -> row 0 loses column 2 and vice versa
+    part, _ = clip_loss(img, txt, ids=T([7, 8, 7]))
+    keep = [[j for j in range(3) if j == i or [7, 8, 7][j] != [7, 8, 7][i]] for i in range(3)]
+    rows_m = sum(ce([L[i][j] for j in keep[i]], keep[i].index(i)) for i in range(3)) / 3
+    cols_m = sum(ce([L[k][j] for k in keep[j]], keep[j].index(j)) for j in range(3)) / 3
+    assert part.item() == pytest.approx(0.5 * (rows_m + cols_m), rel=1e-6)
 
 
 def test_liv_loss_combines_clip_vip_image_and_vip_language_with_scaled_cosine():
