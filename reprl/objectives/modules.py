@@ -19,7 +19,7 @@ from reprl.objectives.vip import vip_loss
 
 @dataclass
 class ObjectiveConfig:
-    """The training objective and its weights (REFERENCE.md sections 1-4)."""
+    """The training objective and its weights (docs/objectives.md)."""
 
     name: Literal["vip", "liv", "r3m"] = "vip"
     gamma: float = 0.98

@@ -11,7 +11,7 @@ V(t_pi(i); g_i)); all of them form ONE extra term log(eps + mean exp(y')) added 
 (`negatives="separate"`, the reference code). `negatives="joint"` puts them in the main term instead (the
 paper's description). Embedding penalties l1 / l2 act on all 4B embeddings.
 
-`f` picks the dual's f-divergence (REFERENCE section 4): "kl" is VIP; "chi2" and "tv" replace
+`f` picks the dual's f-divergence (docs/objectives.md): "kl" is VIP; "chi2" and "tv" replace
 log-mean-exp with per-sample conjugates that are bounded below and give unbiased mini-batch gradients.
 """
 
