@@ -62,9 +62,22 @@ def test_short_real_training_run_lowers_the_loss(tmp_path):
                "--objective.l2_weight", "0.001")
     summary = pretrain(cfg)
     assert summary["steps"] == 80 and summary["skipped_steps"] == 0
-    values = [v for _, v in losses(tmp_path / "run")]
-    assert len(values) == 80
-    assert sum(values[-10:]) / 10 < sum(values[:10]) / 10 - 0.05
+    assert len(losses(tmp_path / "run")) == 80
+    # The per-step loss is too noisy (a new batch each step) to compare two short windows of one run, so the
+    # loss is measured on the same 64 fixed tuples, for the encoder at init (same seed) and after training.
+    from reprl.data.stream import StreamConfig, TupleStream
+    from reprl.objectives import vip_loss
+    from reprl.training.run import build_training_encoder
+
+    batch = next(iter(TupleStream(TRAIN_SHARDS, StreamConfig(image_size=48, batch_size=64, augment=False, seed=7))))
+
+    def fixed_loss(encoder):
+        with torch.no_grad():
+            e = {r: encoder(batch.frames[r]) for r in ("start", "goal", "t", "t1")}
+            return vip_loss(e["start"], e["goal"], e["t"], e["t1"], l1_weight=0.001, l2_weight=0.001)[0].item()
+
+    init = build_training_encoder(cfg, seed=cfg.trainer.seed).eval()
+    assert fixed_loss(reprl.load(summary["encoder"])) < fixed_loss(init) - 0.03
     assert {"random init", "trained"} == set(summary["heldout"])
     vals = [r for r in metrics(tmp_path / "run") if r.get("val/voc")]
     assert len(vals) == 2 and all(-1 <= float(r["val/voc"]) <= 1 for r in vals)
