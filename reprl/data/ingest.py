@@ -59,7 +59,7 @@ class FrameSpool:
             for n in self.sizes:
                 yield f.read(n)
 
-    def remove(self) -> None:
+    def delete(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
 
@@ -152,7 +152,7 @@ class CutSink:
         n, part = c.frames, len(self.done)
         if n < self.opts.min_frames:
             if c.spool is not None:
-                c.spool.remove()
+                c.spool.delete()
             what = f"clip {part} (frames {c.start}-{end})" if self.splits else "the cut"
             self.done.append(Skipped(self.src.path, "too short", f"{what}: {n} frames after subsampling; "
                                      f"at least {self.opts.min_frames} needed"))
@@ -199,7 +199,7 @@ class CutSink:
 
     def abort(self) -> None:
         if self.clip is not None and self.clip.spool is not None:
-            self.clip.spool.remove()
+            self.clip.spool.delete()
         for item in self.done:
             if isinstance(item, EncodedVideo) and isinstance(item.frames, FrameSpool):
-                item.frames.remove()
+                item.frames.delete()

@@ -7,6 +7,9 @@ Sample layout (readable by plain `webdataset`):
     {key}.000000.jpg ...    frames in order
     {key}.{name}.npy        per-step arrays (actions, proprio, success, ...) when the source has them
 
+Each shard gets a sidecar frame index (`shard-000000.idx.json`, see reprl.data.frameindex) with the offset
+and size of every member, so readers can fetch sampled frames without walking the tar.
+
 Writing is atomic at two levels: each shard is written as `*.tar.partial` and renamed when complete, and the
 whole output is built in a hidden staging folder that replaces the output folder only when `index.json` is
 written, so an interrupted run never leaves shards that look whole.
@@ -31,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 import reprl
+from reprl.data.frameindex import IndexBuilder, index_path
 from reprl.data.sources import VIDEO_EXTS, discover
 from reprl.data.video import resize_shorter  # noqa: F401 - part of this module's interface
 from reprl.errors import ReprlError
@@ -107,12 +111,14 @@ class ShardWriter:
         self.warnings: list[str] = []
         self._tar: tarfile.TarFile | None = None
         self._cur: dict[str, Any] = {}
+        self._members = IndexBuilder()
         self._mtime = int(time.time())
 
     # -- shards -----------------------------------------------------------------------------------
     def _open(self) -> None:
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
-        self._cur = {"name": name, "videos": 0, "frames": 0, "bytes": 0}
+        self._cur = {"name": name, "videos": 0, "frames": 0, "bytes": 0, "index": index_path(name)}
+        self._members = IndexBuilder()
         self._tar = tarfile.open(self.staging / (name + ".partial"), "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def _close(self) -> None:
@@ -120,7 +126,9 @@ class ShardWriter:
             return
         self._tar.close()
         name = self._cur["name"]
-        os.replace(self.staging / (name + ".partial"), self.staging / name)
+        partial = self.staging / (name + ".partial")
+        (self.staging / self._cur["index"]).write_text(self._members.dump(partial.stat().st_size))
+        os.replace(partial, self.staging / name)
         self.shards.append(self._cur)
         self._tar = None
 
@@ -130,12 +138,14 @@ class ShardWriter:
         assert self._tar is not None
         self._tar.addfile(info, io.BytesIO(data))
         self._cur["bytes"] += len(data) + 512
+        key, ext = name.split(".", 1)
+        self._members.add(key, ext, self._tar.offset - (len(data) + 511) // 512 * 512, len(data))
 
     def add(self, video: EncodedVideo) -> str:
         """Write one video; returns its key."""
         size = getattr(video.frames, "nbytes", None) or sum(len(f) for f in video.frames)
         full = self._cur.get("videos", 0) >= self.opts.max_videos_per_shard or (
-            self._cur.get("videos", 0) > 0 and self._cur["bytes"] + size > self.opts.max_shard_mb * 2**20
+            self._cur.get("videos", 0) > 0 and self._cur["bytes"] + size + 4096 > self.opts.max_shard_mb * 2**20
         )
         if self._tar is not None and full:
             self._close()
@@ -151,8 +161,8 @@ class ShardWriter:
         count = 0
         for count, jpg in enumerate(video.frames, 1):
             self._member(f"{key}.{count - 1:06d}.jpg", jpg)
-        if hasattr(video.frames, "remove"):
-            video.frames.remove()
+        if hasattr(video.frames, "delete"):  # a spool file: written, no longer needed
+            video.frames.delete()
         for name, arr in video.arrays.items():
             buf = io.BytesIO()
             np.save(buf, np.asarray(arr), allow_pickle=False)
