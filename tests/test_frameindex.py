@@ -122,3 +122,17 @@ def test_write_shards_writes_an_index_per_shard(tmp_path):
         side = json.loads((tmp_path / "out" / s["index"]).read_text())
         assert side["tar_bytes"] == (tmp_path / "out" / s["name"]).stat().st_size
         assert sum(len(x["frames"]) // 2 for x in side["samples"]) == s["frames"]
+
+
+def test_bench_compares_walk_and_index_side_by_side(tmp_path):
+    from reprl.bench.data import DataBenchConfig, format_data_bench, run_data_bench
+
+    cfg = DataBenchConfig(cache=str(tmp_path), frame_size=32, image_size=16, batch_size=4, batches=2, repeats=1,
+                          frame_index=(6, 60))
+    result = run_data_bench(cfg)
+    short, long = result["frame_index"]
+    assert (short["clip_frames"], long["clip_frames"]) == (6, 60)
+    # walking reads every header of a clip; the index reads the same frame data plus a share of its file
+    assert long["walk"]["bytes_per_tuple"] - long["index"]["bytes_per_tuple"] > 512 * 50
+    assert all(r[k]["tuples_per_s"]["median"] > 0 for r in (short, long) for k in ("walk", "index"))
+    assert "index tuples/s" in format_data_bench(result)

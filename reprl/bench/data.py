@@ -36,6 +36,7 @@ class DataBenchConfig:
     repeats: int = 3
     render_tasks: str = BENCH_TASKS
     render_episodes: int = 2
+    frame_index: tuple[int, ...] = ()  # clip lengths: run only the frame-index comparison (bench/frameindex.py)
 
 
 def ensure_corpus(cfg: DataBenchConfig) -> str:
@@ -134,6 +135,11 @@ def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: in
 
 
 def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
+    if cfg.frame_index:
+        from reprl.bench.frameindex import bench_frame_index
+
+        return {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                "frame_index": bench_frame_index(cfg)}
     shards = ensure_corpus(cfg)
     manifest = export_frame_folders(shards, Path(cfg.cache) / f"frames_{Path(shards).name}")
     from reprl.data.shards import read_index
@@ -152,6 +158,11 @@ def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
 
 
 def format_data_bench(r: dict[str, Any]) -> str:
+    if "frame_index" in r:
+        from reprl.bench.frameindex import format_frame_index
+
+        return format_frame_index(r["frame_index"], r["config"])
+
     def fig(d: dict[str, Any]) -> str:
         return f"{d['median']:7.1f}  [{d['min']:.0f}-{d['max']:.0f}]"
 
