@@ -1,7 +1,8 @@
 """Turn videos into WebDataset shards: one sample per video (or clip), frames as JPEG members in order.
 
 Inputs: a folder with one sub-folder of frames per video, a folder or list of video files (mp4, webm,
-avi, mov, mkv), or a manifest (CSV or JSONL) with a path column and optional caption, fps and start/end.
+avi, mov, mkv), a manifest (CSV or JSONL) with a path column and optional caption, fps and start/end, or
+a LeRobot dataset folder (v2.x or v3.0: one sample per episode and camera, with actions and state).
 The manifest layouts of the VIP / R3M (path,len[,txt]) and LIV (directory,num_frames,text) repos work as is.
 
 Examples:
@@ -30,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="split videos into clip samples of N frames (counted after --fps/--every)")
     p.add_argument("--clip-seconds", type=float, default=None,
                    help="split videos into clip samples of S seconds of source time")
+    p.add_argument("--cameras", default=None,
+                   help="LeRobot datasets: comma-separated cameras to write (e.g. top,wrist); default all")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     p.add_argument("--max-shard-mb", type=float, default=256.0, help="start a new shard past this size")
     p.add_argument("--max-videos-per-shard", type=int, default=1000)
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if not 1 <= args.quality <= 100:
         raise ReprlError("--quality must be between 1 and 100")
     opts = ShardOptions(resize=args.resize, fps=args.fps, every=args.every, clip_frames=args.clip_frames,
-                        clip_seconds=args.clip_seconds, quality=args.quality,
+                        clip_seconds=args.clip_seconds, cameras=args.cameras, quality=args.quality,
                         max_shard_mb=args.max_shard_mb, max_videos_per_shard=args.max_videos_per_shard,
                         workers=args.workers, min_frames=args.min_frames, require_caption=args.require_caption,
                         strict=args.strict, overwrite=args.overwrite)

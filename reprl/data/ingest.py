@@ -12,9 +12,11 @@ cuts can be split into clip samples (`clip_frames` / `clip_seconds`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from reprl.data.shards import EncodedVideo, ShardOptions, Skipped
 from reprl.data.sources import VideoSource
@@ -100,6 +102,7 @@ class _Clip:
     spool: FrameSpool | None = None  # created with the first kept frame
     seen: int = 0  # source frames inside the clip
     shape: tuple[int, int] = (0, 0)  # (width, height) of the written frames
+    rows: list[int] = field(default_factory=list)  # kept frames, from the cut's start (only with arrays)
 
     @property
     def frames(self) -> int:
@@ -111,6 +114,7 @@ class CutSink:
 
     def __init__(self, src: VideoSource, info: FrameInfo, opts: ShardOptions, spool: Callable[[], Path]) -> None:
         self.src, self.info, self.opts, self._spool_path = src, info, opts, spool
+        self.arrays: dict[str, np.ndarray] = src.arrays_from.load() if src.arrays_from is not None else {}
         self.start, self.end = cut_range(src, info.fps)
         self.sub = Subsampler(info.fps, opts.fps, opts.every)
         self.clip_len = round(opts.clip_seconds * info.fps) if opts.clip_seconds and info.fps else None
@@ -145,6 +149,8 @@ class CutSink:
         if self.clip.spool is None:
             self.clip.spool, self.clip.shape = FrameSpool(self._spool_path()), shape
         self.clip.spool.append(jpeg)
+        if self.arrays:
+            self.clip.rows.append(idx - self.start)
 
     def _close(self, end: int) -> None:
         c, self.clip = self.clip, None
@@ -159,7 +165,16 @@ class CutSink:
             return
         assert c.spool is not None
         c.spool.close()
-        self.done.append(EncodedVideo(frames=c.spool, meta=self._meta(c, end, part), caption=self.src.caption))
+        self.done.append(EncodedVideo(frames=c.spool, meta=self._meta(c, end, part), caption=self.src.caption,
+                                      arrays=self._arrays(c.rows)))
+
+    def _arrays(self, rows: list[int]) -> dict[str, np.ndarray]:
+        """The per-frame arrays at a clip's kept frames; `actions` lose the last row (T frames, T-1 actions)."""
+        out = {}
+        for name, arr in self.arrays.items():
+            picked = arr[[r for r in rows if r < len(arr)]]
+            out[name] = picked[:-1] if name == "actions" else picked
+        return out
 
     @property
     def splits(self) -> bool:
@@ -191,6 +206,9 @@ class CutSink:
                                      "no frames decoded (empty video or cut outside the video)"))
         warn = None
         s = self.src
+        rows = {len(a) for a in self.arrays.values()}
+        if rows and rows != {self.seen}:
+            warn = f"{s.origin or s.path}: {sorted(rows)} rows of per-frame data but {self.seen} video frames"
         if s.expected_frames is not None and s.start_frame is None and s.start_sec is None \
                 and s.expected_frames != self.seen:
             warn = (f"{s.origin or s.path}: the manifest says {s.expected_frames} frames but {self.seen} were "

@@ -96,6 +96,8 @@ def _sink(src: VideoSource, info: FrameInfo, opts: ShardOptions, spool: Callable
         return CutSink(src, info, opts, spool)
     except DecodeError as e:
         return Skipped(src.path, "unreadable", str(e))
+    except (OSError, ValueError, KeyError) as e:  # its per-frame data (a parquet file) cannot be read
+        return Skipped(src.path, "unreadable", f"{src.origin or src.path}: cannot read its per-frame data: {e}")
 
 
 def _spans(sinks: list[CutSink]) -> list[tuple[int, int | None, list[CutSink]]]:

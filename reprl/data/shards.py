@@ -54,6 +54,7 @@ class ShardOptions:
     every: int = 1  # keep every N-th frame (applied after fps subsampling)
     clip_frames: int | None = None  # split each video into clip samples of this many (written) frames
     clip_seconds: float | None = None  # ... or of this many seconds of source time
+    cameras: str | None = None  # LeRobot datasets: cameras to write (full or short names), default all
     quality: int = 90  # JPEG quality
     max_shard_mb: float = 256.0
     max_videos_per_shard: int = 1000
@@ -242,7 +243,7 @@ def write_shards(inputs: Iterable[str | Path], out_dir: str | Path, opts: ShardO
 
     opts = check_options(opts or ShardOptions())
     with ShardWriter(out_dir, opts) as writer:
-        sources = discover(inputs, warn=writer.warn)
+        sources = discover(inputs, warn=writer.warn, cameras=opts.cameras)
         start, decoded, busy = time.perf_counter(), 0, 0.0
         for result in encode_all(sources, opts, writer.staging, progress):
             for warning in result.warnings:

@@ -48,6 +48,7 @@ class VideoSource:
     end_sec: float | None = None
     expected_frames: int | None = None  # a manifest's len / num_frames, checked against what is found
     origin: str | None = None  # 'manifest.csv:LINE' for a manifest row, for messages
+    arrays_from: Any = None  # loads per-frame arrays (row r = frame r of the cut), e.g. lerobot.ParquetArrays
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,9 +67,13 @@ def _print_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def discover(inputs: Iterable[str | Path], warn: Callable[[str], None] = _print_warning) -> list[VideoSource]:
-    """Expand the user's inputs (folders, video files, manifests, list files) into video sources; problems
-    that do not stop the run (ragged manifest rows) go to `warn`, which may raise."""
+def discover(inputs: Iterable[str | Path], warn: Callable[[str], None] = _print_warning,
+             cameras: str | None = None) -> list[VideoSource]:
+    """Expand the user's inputs (folders, video files, manifests, list files, LeRobot datasets with the
+    `cameras` named) into video sources; problems that do not stop the run (ragged manifest rows) go to
+    `warn`, which may raise."""
+    from reprl.data.lerobot import is_lerobot, lerobot_sources
+
     sources: list[VideoSource] = []
     inputs = list(inputs)
     if not inputs:
@@ -77,7 +82,9 @@ def discover(inputs: Iterable[str | Path], warn: Callable[[str], None] = _print_
         path = Path(item)
         if not path.exists():
             raise ReprlError(f"input not found: {path}")
-        if path.is_dir():
+        if is_lerobot(path):
+            sources.extend(lerobot_sources(path, cameras))
+        elif path.is_dir():
             sources.extend(_discover_folder(path))
         elif path.suffix.lower() in VIDEO_EXTS:
             sources.append(VideoSource(path=str(path), kind="video"))
