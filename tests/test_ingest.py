@@ -194,3 +194,15 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
         assert json.loads((tmp_path / f"out{n}" / "index.json").read_text())["frames"] == n
     # holding decoded frames would add 2700 x 0.92 MB = 2.5 GB; a streaming converter adds nothing
     assert peaks[3000] - peaks[300] < 30, peaks
+
+
+@pytest.mark.slow
+def test_ingest_bench_reports_rate_and_peak_memory_per_length(tmp_path):
+    from reprl.bench.data import DataBenchConfig, format_data_bench, run_data_bench
+
+    result = run_data_bench(DataBenchConfig(cache=str(tmp_path), repeats=1, ingest=(20, 40)))
+    rows = result["ingest"]["lengths"]
+    assert [r["frames"] for r in rows] == [20, 40]
+    assert all(r["frames_per_s"]["median"] > 0 and 20 < r["peak_mb"]["median"] < 2000 for r in rows)
+    assert [w["workers"] for w in result["ingest"]["workers"]] == [1, 2]
+    assert "source frames/s" in format_data_bench(result)

@@ -87,3 +87,24 @@ def format_frame_index(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> str:
                      f"{i['tuples_per_s']['median'] / w['tuples_per_s']['median']:>7.2f}x  "
                      f"{w['bytes_per_tuple'] / 1024:>13.1f}  {i['bytes_per_tuple'] / 1024:>14.1f}")
     return "\n".join(lines)
+
+
+def bench_sections(cfg: Any) -> dict[str, Any]:
+    """The shard-format sections of `bench data` the config asks for (frame index and/or ingestion)."""
+    out: dict[str, Any] = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    if cfg.ingest:
+        from reprl.bench.ingest import bench_ingest
+
+        out["ingest"] = bench_ingest(cfg)
+    if cfg.frame_index:
+        out["frame_index"] = bench_frame_index(cfg)
+    return out
+
+
+def format_sections(r: dict[str, Any]) -> str:
+    from reprl.bench.ingest import format_ingest
+
+    parts = [format_ingest(r["ingest"], r["config"])] if "ingest" in r else []
+    if "frame_index" in r:
+        parts.append(format_frame_index(r["frame_index"], r["config"]))
+    return "\n\n".join(parts)
