@@ -42,6 +42,7 @@ def episode_rows(ep: int, offset: int) -> dict[str, list]:
     n = LENGTHS[ep]
     return {"action": [[float(ep), float(t)] for t in range(n)],
             "observation.state": [[float(t), t + 1.0, float(ep)] for t in range(n)],
+            "next.success": [t == n - 1 for t in range(n)],
             "timestamp": [t / FPS for t in range(n)], "frame_index": list(range(n)), "episode_index": [ep] * n,
             "index": list(range(offset, offset + n)), "task_index": [ep] * n}
 
@@ -58,6 +59,7 @@ def info(version: str, data_path: str, video_path: str) -> dict:
             "features": {**{c: video for c in CAMS},
                          "observation.state": {"dtype": "float32", "shape": [3]},
                          "action": {"dtype": "float32", "shape": [2]},
+                         "next.success": {"dtype": "bool", "shape": [1]},
                          "timestamp": {"dtype": "float32", "shape": [1]},
                          "frame_index": {"dtype": "int64", "shape": [1]},
                          "episode_index": {"dtype": "int64", "shape": [1]}}}
@@ -119,6 +121,7 @@ def test_episodes_become_samples_with_actions_state_and_task(tmp_path, make):
         assert video.array("state").tolist() == [[t, t + 1, ep] for t in range(n)]
         assert np.array_equal(video.array("proprio"), video.array("state"))
         assert video.array("actions").tolist() == [[ep, t] for t in range(n - 1)]  # T frames, T-1 actions
+        assert video.array("success").tolist() == [0] * (n - 1) + [1] and video.array("success").dtype == np.uint8
 
 
 def test_cameras_by_name_and_subsampled_clips_keep_their_rows(tmp_path):

@@ -24,7 +24,9 @@ from reprl.errors import ReprlError
 
 # LeRobot column -> shard array (the names MetaWorld shards use; `actions` drops the last frame's action so
 # that a sample of T frames has the T-1 actions between them, as the downstream heads expect)
-ARRAY_COLUMNS = {"action": "actions", "observation.state": "state"}
+ARRAY_COLUMNS = {"action": "actions", "observation.state": "state", "next.reward": "reward",
+                 "next.success": "success", "next.done": "done"}
+FLAGS = ("success", "done")  # stored as uint8, as rendered shards store success
 PROPRIO_FROM = "observation.state"
 
 
@@ -44,13 +46,15 @@ class ParquetArrays:
         """Shard arrays (actions, state, proprio, ...) of the episode, in frame order."""
         import pyarrow.parquet as pq
 
-        wanted = [c for c in self.columns] + ["episode_index", "frame_index"]
+        wanted = list(self.columns) + ["episode_index", "frame_index"]
         table = pq.read_table(self.path, columns=wanted, filters=[("episode_index", "=", self.episode)])
         order = np.argsort(np.asarray(table.column("frame_index").to_pylist()), kind="stable")
         out = {}
         for col in self.columns:
+            name = ARRAY_COLUMNS[col]
             rows = np.asarray(table.column(col).to_pylist(), dtype=np.float32)[order]
-            out[ARRAY_COLUMNS.get(col, col.replace(".", "_"))] = rows.reshape(len(rows), -1)
+            rows = rows.reshape(len(rows), -1) if name in ("actions", "state") else rows.reshape(len(rows))
+            out[name] = rows.astype(np.uint8) if name in FLAGS else rows
             if col == PROPRIO_FROM:
                 out["proprio"] = out[ARRAY_COLUMNS[col]]
         return out
