@@ -8,7 +8,6 @@ headers walked, index files loaded and member data used (json, caption, decoded 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import numpy as np
 import torch
 
 from reprl.data.frameindex import STATS
-from reprl.data.stream import StreamConfig, TupleStream
 from reprl.utils.timing import median_spread
 
 
@@ -39,20 +37,17 @@ def synthetic_clips(out: Path, length: int, total_frames: int, size: int) -> str
 
 
 def _measure(shards: str, cfg: Any, use_index: bool, seed: int) -> tuple[float, float]:
-    """(tuples/s, bytes read per tuple) over cfg.batches batches after one warm-up batch, one thread."""
-    stream = TupleStream(shards, StreamConfig(mode=cfg.mode, image_size=cfg.image_size, batch_size=cfg.batch_size,
-                                              tuples_per_video=cfg.tuples_per_video, seed=seed,
-                                              shuffle_buffer=cfg.batch_size))
+    """(tuples/s, bytes read per tuple) with the data bench's stream and timing, one thread. Bytes are
+    counted from after a first warm-up batch over the timed batches and the timer's own warm-up batch."""
+    from reprl.bench.data import _stream, _time_batches
+
+    stream = _stream(shards, cfg, seed)
     stream.use_index = use_index
     it = iter(stream)
     next(it)
     STATS.reset()
-    start = time.perf_counter()
-    for _ in range(cfg.batches):
-        next(it)
-    elapsed = time.perf_counter() - start
-    tuples = cfg.batches * cfg.batch_size
-    return tuples / elapsed, STATS.total / tuples
+    rate = _time_batches(it, cfg.batches, cfg.batch_size)
+    return rate, STATS.total / ((cfg.batches + 1) * cfg.batch_size)
 
 
 def bench_frame_index(cfg: Any, frames_per_length: int = 12000) -> list[dict[str, Any]]:
