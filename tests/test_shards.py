@@ -90,8 +90,8 @@ def test_shards_roll_over_by_count(tmp_path):
     index = write_shards([tmp_path / "in"], tmp_path / "out", ShardOptions(resize=0, max_videos_per_shard=2),
                          progress=False)
     assert [s["videos"] for s in index["shards"]] == [2, 2, 1]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "index.json", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["index.json"] + [
+        f"shard-00000{i}.{ext}" for i in range(3) for ext in ("idx.json", "tar")]
 
 
 def test_bad_videos_are_skipped_counted_and_reported(tmp_path, capsys):

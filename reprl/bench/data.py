@@ -36,6 +36,8 @@ class DataBenchConfig:
     repeats: int = 3
     render_tasks: str = BENCH_TASKS
     render_episodes: int = 2
+    frame_index: tuple[int, ...] = ()  # clip lengths: run only the frame-index comparison (bench/frameindex.py)
+    ingest: tuple[int, ...] = ()  # video lengths: run only the ingestion figures (bench/ingest.py)
 
 
 def ensure_corpus(cfg: DataBenchConfig) -> str:
@@ -134,6 +136,10 @@ def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: in
 
 
 def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
+    if cfg.frame_index or cfg.ingest:
+        from reprl.bench.frameindex import bench_sections
+
+        return bench_sections(cfg)
     shards = ensure_corpus(cfg)
     manifest = export_frame_folders(shards, Path(cfg.cache) / f"frames_{Path(shards).name}")
     from reprl.data.shards import read_index
@@ -152,6 +158,11 @@ def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
 
 
 def format_data_bench(r: dict[str, Any]) -> str:
+    if "frame_index" in r or "ingest" in r:
+        from reprl.bench.frameindex import format_sections
+
+        return format_sections(r)
+
     def fig(d: dict[str, Any]) -> str:
         return f"{d['median']:7.1f}  [{d['min']:.0f}-{d['max']:.0f}]"
 

@@ -36,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--batches", type=int, default=20, help="batches timed per repeat")
     d.add_argument("--repeats", type=int, default=3, help="repeats; figures are medians")
     d.add_argument("--render-episodes", type=int, default=2, help="episodes per task of the rendered corpus")
+    d.add_argument("--frame-index", type=_counts, default=(), metavar="LENGTHS",
+                   help="only compare reading with and without the frame index on synthetic clips of these "
+                        "lengths, e.g. 40,400: tuples/s and bytes read per tuple")
+    d.add_argument("--ingest", type=_counts, default=(), metavar="LENGTHS",
+                   help="only measure reprl shards on synthetic 640x480 videos of these lengths, e.g. 300,3000: "
+                        "source frames/s and peak memory, and 1 vs 2 workers")
     t = sub.add_parser("train", help="real training loop vs synthetic batch, data-wait share")
     t.add_argument("--shards", default="tests/data/metaworld/train", help="training shards (folder or pattern)")
     t.add_argument("--encoder", default="resnet18", help="registered encoder name (random init)")

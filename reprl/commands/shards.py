@@ -1,12 +1,17 @@
 """Turn videos into WebDataset shards: one sample per video (or clip), frames as JPEG members in order.
 
 Inputs: a folder with one sub-folder of frames per video, a folder or list of video files (mp4, webm,
-avi, mov, mkv), or a manifest (CSV or JSONL) with a path column and optional caption, fps and start/end.
+avi, mov, mkv), a manifest (CSV or JSONL) with a path column and optional caption, fps and start/end, or
+a LeRobot dataset folder (v2.x or v3.0: one sample per episode and camera, with actions and state).
 The manifest layouts of the VIP / R3M (path,len[,txt]) and LIV (directory,num_frames,text) repos work as is.
 
 Examples:
   reprl shards my_videos/ --out shards/mine
   reprl shards manifest.csv --out shards/ego --resize 256 --fps 10 --workers 8
+  reprl shards long_videos/ --out shards/clips --fps 10 --clip-seconds 20
+
+Videos are decoded frame by frame (memory does not grow with their length); a manifest listing many clips
+of one video decodes it once, seeking to clips far apart.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", type=int, default=256, help="shorter side in pixels; 0 keeps the size (default 256)")
     p.add_argument("--fps", type=float, default=None, help="subsample to at most this frame rate")
     p.add_argument("--every", type=int, default=1, help="keep every N-th frame (after --fps)")
+    p.add_argument("--clip-frames", type=int, default=None,
+                   help="split videos into clip samples of N frames (counted after --fps/--every)")
+    p.add_argument("--clip-seconds", type=float, default=None,
+                   help="split videos into clip samples of S seconds of source time")
+    p.add_argument("--cameras", default=None,
+                   help="LeRobot datasets: comma-separated cameras to write (e.g. top,wrist); default all")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     p.add_argument("--max-shard-mb", type=float, default=256.0, help="start a new shard past this size")
     p.add_argument("--max-videos-per-shard", type=int, default=1000)
@@ -38,7 +49,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     if not 1 <= args.quality <= 100:
         raise ReprlError("--quality must be between 1 and 100")
-    opts = ShardOptions(resize=args.resize, fps=args.fps, every=args.every, quality=args.quality,
+    opts = ShardOptions(resize=args.resize, fps=args.fps, every=args.every, clip_frames=args.clip_frames,
+                        clip_seconds=args.clip_seconds, cameras=args.cameras, quality=args.quality,
                         max_shard_mb=args.max_shard_mb, max_videos_per_shard=args.max_videos_per_shard,
                         workers=args.workers, min_frames=args.min_frames, require_caption=args.require_caption,
                         strict=args.strict, overwrite=args.overwrite)

@@ -14,7 +14,7 @@ import logging
 import mmap
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from reprl.data.frameindex import STATS, iter_indexed, load_index
 from reprl.errors import ReprlError
 
 log = logging.getLogger("reprl.data")
@@ -74,7 +75,7 @@ class ShardVideo:
     """One video sample from a shard, frames still JPEG-encoded."""
 
     key: str
-    frames: list[bytes]
+    frames: Sequence[bytes | memoryview]
     meta: dict[str, Any] = field(default_factory=dict)
     text: str | None = None
     arrays: dict[str, bytes] = field(default_factory=dict)
@@ -86,7 +87,9 @@ class ShardVideo:
     def decode(self, indices: Iterable[int] | None = None) -> torch.Tensor:
         """Decode frames (all, or `indices` in the order given) -> uint8 [N, 3, H, W]."""
         idx = list(range(len(self.frames))) if indices is None else list(indices)
-        return decode_frames([self.frames[i] for i in idx])
+        jpegs = [self.frames[i] for i in idx]
+        STATS.data_bytes += sum(len(b) for b in jpegs)
+        return decode_frames(jpegs)
 
     def array(self, name: str) -> np.ndarray:
         """A per-step array stored beside the frames (actions, proprio, success, ...)."""
@@ -110,7 +113,11 @@ def decode_frames(jpegs: list[bytes]) -> torch.Tensor:
 
 def parse_sample(raw: dict[str, Any]) -> ShardVideo:
     """A raw sample (bytes-like per extension) -> ShardVideo. Raises ValueError on a malformed sample."""
-    frame_keys = sorted(k for k in raw if k.endswith(".jpg") or k == "jpg")
+    if "__frames__" in raw:  # from a frame index: already in order, sliced lazily
+        frames = raw["__frames__"]
+    else:
+        frames = [raw[k] for k in sorted(k for k in raw if k.endswith(".jpg") or k == "jpg")]
+    STATS.data_bytes += sum(len(raw[k]) for k in ("json", "txt") if raw.get(k) is not None)
     meta: dict[str, Any] = {}
     if raw.get("json") is not None and len(raw["json"]):
         try:
@@ -119,7 +126,7 @@ def parse_sample(raw: dict[str, Any]) -> ShardVideo:
             raise ValueError(f"bad json member: {e}") from None
     text = bytes(raw["txt"]).decode("utf-8", errors="replace").strip() if raw.get("txt") is not None else None
     arrays = {k[: -len(".npy")]: v for k, v in raw.items() if k.endswith(".npy")}
-    return ShardVideo(key=raw.get("__key__", ""), frames=[raw[k] for k in frame_keys], meta=meta, text=text or None,
+    return ShardVideo(key=raw.get("__key__", ""), frames=frames, meta=meta, text=text or None,
                       arrays=arrays, url=raw.get("__url__", ""))
 
 
@@ -140,19 +147,31 @@ def _split_key(name: str) -> tuple[str, str]:
     return (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
 
 
-def iter_local_tar(path: str) -> Iterator[dict[str, Any]]:
-    """Samples of a local tar via mmap: headers are parsed directly and member data are zero-copy
-    memoryviews, so frames that are never decoded are never copied. Raises ValueError on corruption."""
+def iter_local_tar(path: str, use_index: bool = True) -> Iterator[dict[str, Any]]:
+    """Samples of a local tar via mmap: member data are zero-copy memoryviews, so frames that are never
+    decoded are never read. With a matching frame index (see reprl.data.frameindex) member positions come
+    from it; otherwise headers are parsed one by one. Raises ValueError on corruption."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     view = memoryview(mm)
+    samples = load_index(path, size) if use_index else None
+    indexed = iter_indexed(path, view, samples) if samples else None
+    if indexed is not None:
+        yield from indexed
+        return
+    yield from _walk_tar(path, mm, view, size)
+
+
+def _walk_tar(path: str, mm: mmap.mmap, view: memoryview, size: int) -> Iterator[dict[str, Any]]:
+    """Samples of a tar by parsing every header."""
     pos, long_name = 0, None
     sample: dict[str, Any] = {}
     while pos + 512 <= size:
         hdr = mm[pos:pos + 512]
+        STATS.header_bytes += 512
         if hdr == _ZERO_BLOCK:
             break
         stored = _octal(hdr[148:156])
@@ -193,11 +212,12 @@ def _is_local(url: str) -> bool:
     return "://" not in url and not url.startswith("pipe:") and os.path.isfile(url)
 
 
-def iter_raw_samples(url: str, skips: SkipCounter) -> Iterator[dict[str, Any]]:
-    """Raw samples of one shard: mmap for local files, webdataset's streaming reader for pipes and URLs."""
+def iter_raw_samples(url: str, skips: SkipCounter, use_index: bool = True) -> Iterator[dict[str, Any]]:
+    """Raw samples of one shard: mmap for local files (with the frame index when there is a valid one),
+    webdataset's streaming reader for pipes and URLs."""
     if _is_local(url):
         try:
-            yield from iter_local_tar(url)
+            yield from iter_local_tar(url, use_index)
         except (ValueError, OSError, UnicodeDecodeError) as e:
             skips.note("corrupt shard data", f"{url}: {e}")
         return
@@ -210,11 +230,12 @@ def iter_raw_samples(url: str, skips: SkipCounter) -> Iterator[dict[str, Any]]:
     yield from tarfile_samples(iter([{"url": url}]), handler=handler)
 
 
-def iter_videos(urls: Iterable[str], skips: SkipCounter | None = None) -> Iterator[ShardVideo]:
-    """Every video of the given shards in order. Corrupt tars/members are counted in `skips` and skipped."""
+def iter_videos(urls: Iterable[str], skips: SkipCounter | None = None, use_index: bool = True) -> Iterator[ShardVideo]:
+    """Every video of the given shards in order. Corrupt tars/members are counted in `skips` and skipped.
+    `use_index=False` ignores frame indexes (for comparisons)."""
     skips = skips if skips is not None else SkipCounter("shard members")
     for url in urls:
-        for raw in iter_raw_samples(url, skips):
+        for raw in iter_raw_samples(url, skips, use_index):
             try:
                 video = parse_sample(raw)
             except ValueError as e:

@@ -7,6 +7,9 @@ Sample layout (readable by plain `webdataset`):
     {key}.000000.jpg ...    frames in order
     {key}.{name}.npy        per-step arrays (actions, proprio, success, ...) when the source has them
 
+Each shard gets a sidecar frame index (`shard-000000.idx.json`, see reprl.data.frameindex) with the offset
+and size of every member, so readers can fetch sampled frames without walking the tar.
+
 Writing is atomic at two levels: each shard is written as `*.tar.partial` and renamed when complete, and the
 whole output is built in a hidden staging folder that replaces the output folder only when `index.json` is
 written, so an interrupted run never leaves shards that look whole.
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import tarfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +34,13 @@ import numpy as np
 from PIL import Image
 
 import reprl
-from reprl.data.sources import VIDEO_EXTS, VideoSource, discover
-from reprl.data.video import DecodeError, iter_frames
+from reprl.data.frameindex import IndexBuilder, index_path
+from reprl.data.sources import VIDEO_EXTS, discover
+from reprl.data.video import resize_shorter  # noqa: F401 - part of this module's interface
 from reprl.errors import ReprlError
 from reprl.utils.files import StagingDir, write_json
-from reprl.utils.parallel import ordered_map
 
+log = logging.getLogger("reprl.data")
 INDEX_NAME = "index.json"
 FORMAT = "reprl-shards/1"
 
@@ -47,6 +52,9 @@ class ShardOptions:
     resize: int = 256  # shorter side in pixels; 0 keeps the original size
     fps: float | None = None  # subsample to at most this frame rate (needs the source fps)
     every: int = 1  # keep every N-th frame (applied after fps subsampling)
+    clip_frames: int | None = None  # split each video into clip samples of this many (written) frames
+    clip_seconds: float | None = None  # ... or of this many seconds of source time
+    cameras: str | None = None  # LeRobot datasets: cameras to write (full or short names), default all
     quality: int = 90  # JPEG quality
     max_shard_mb: float = 256.0
     max_videos_per_shard: int = 1000
@@ -59,9 +67,10 @@ class ShardOptions:
 
 @dataclass
 class EncodedVideo:
-    """A video ready to be written: JPEG bytes per frame, metadata, optional caption and arrays."""
+    """A video ready to be written: JPEG bytes per frame (a list, or a spool file read back one frame at a
+    time), metadata, optional caption and arrays."""
 
-    frames: list[bytes]
+    frames: Sequence[bytes] | Any
     meta: dict[str, Any]
     caption: str | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
@@ -74,73 +83,10 @@ class Skipped:
     detail: str  # what exactly, for the report
 
 
-def resize_shorter(frame: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the shorter side is `size` (antialiased); 0 or equal size returns the frame as is."""
-    h, w = frame.shape[:2]
-    if size <= 0 or min(h, w) == size:
-        return frame
-    scale = size / min(h, w)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(frame).resize(new, Image.BILINEAR, reducing_gap=None))
-
-
 def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
-
-
-def subsample_indices(n: int, src_fps: float | None, fps: float | None, every: int) -> list[int]:
-    """Indices kept by fps subsampling (at most `fps` frames per second) and then every-N-th."""
-    keep = list(range(n))
-    if fps and src_fps and fps < src_fps:
-        ratio = fps / src_fps
-        keep = [i for i in keep if i == 0 or int(i * ratio) != int((i - 1) * ratio)]
-    return keep[:: max(1, every)]
-
-
-def encode_source(src: VideoSource, opts: ShardOptions) -> EncodedVideo | Skipped:
-    """Decode, cut, subsample, resize and JPEG-encode one source. Never raises for a bad video."""
-    if opts.require_caption and not src.caption:
-        return Skipped(src.path, "no caption", "captions are required (--require-caption) but none was given")
-    try:
-        info, frames = iter_frames(src)
-        if opts.fps and not info.fps:
-            return Skipped(src.path, "fps unknown", "--fps needs the source fps: add an fps column to the manifest")
-        raw = list(frames)
-    except DecodeError as e:
-        return Skipped(src.path, "unreadable", str(e))
-    if not raw:
-        return Skipped(src.path, "zero frames", "no frames decoded (empty video or cut outside the video)")
-    keep = subsample_indices(len(raw), info.fps, opts.fps, opts.every)
-    if len(keep) < opts.min_frames:
-        return Skipped(src.path, "too short",
-                       f"{len(keep)} frames after subsampling; at least {opts.min_frames} needed")
-    out_frames = [resize_shorter(raw[i], opts.resize) for i in keep]
-    out_fps = info.fps * len(keep) / len(raw) if info.fps else None
-    meta: dict[str, Any] = {
-        "source": src.path,
-        "num_frames": len(out_frames),
-        "fps": out_fps,
-        "source_fps": info.fps,
-        "width": int(out_frames[0].shape[1]),
-        "height": int(out_frames[0].shape[0]),
-        "source_width": info.width,
-        "source_height": info.height,
-        "source_frames": len(raw),
-    }
-    if src.expected_frames is not None and src.expected_frames != len(raw) and src.start_frame is None:
-        meta["manifest_frames"] = src.expected_frames
-    for name in ("start_frame", "end_frame", "start_sec", "end_sec"):
-        if getattr(src, name) is not None:
-            meta[name] = getattr(src, name)
-    meta.update(src.meta)
-    encoded = [encode_jpeg(f, opts.quality) for f in out_frames]
-    return EncodedVideo(frames=encoded, meta=meta, caption=src.caption)
-
-
-def _encode_job(job: tuple[VideoSource, ShardOptions]) -> EncodedVideo | Skipped:
-    return encode_source(*job)
 
 
 def sanitize_key(text: str, index: int) -> str:
@@ -163,14 +109,17 @@ class ShardWriter:
         self.videos = self.frames = self.captions = 0
         self.skipped: Counter[str] = Counter()
         self.skip_examples: dict[str, list[str]] = defaultdict(list)
+        self.warnings: list[str] = []
         self._tar: tarfile.TarFile | None = None
         self._cur: dict[str, Any] = {}
+        self._members = IndexBuilder()
         self._mtime = int(time.time())
 
     # -- shards -----------------------------------------------------------------------------------
     def _open(self) -> None:
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
-        self._cur = {"name": name, "videos": 0, "frames": 0, "bytes": 0}
+        self._cur = {"name": name, "videos": 0, "frames": 0, "bytes": 0, "index": index_path(name)}
+        self._members = IndexBuilder()
         self._tar = tarfile.open(self.staging / (name + ".partial"), "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def _close(self) -> None:
@@ -178,7 +127,9 @@ class ShardWriter:
             return
         self._tar.close()
         name = self._cur["name"]
-        os.replace(self.staging / (name + ".partial"), self.staging / name)
+        partial = self.staging / (name + ".partial")
+        (self.staging / self._cur["index"]).write_text(self._members.dump(partial.stat().st_size))
+        os.replace(partial, self.staging / name)
         self.shards.append(self._cur)
         self._tar = None
 
@@ -188,12 +139,14 @@ class ShardWriter:
         assert self._tar is not None
         self._tar.addfile(info, io.BytesIO(data))
         self._cur["bytes"] += len(data) + 512
+        key, ext = name.split(".", 1)
+        self._members.add(key, ext, self._tar.offset - (len(data) + 511) // 512 * 512, len(data))
 
     def add(self, video: EncodedVideo) -> str:
         """Write one video; returns its key."""
-        size = sum(len(f) for f in video.frames) + 4096
+        size = getattr(video.frames, "nbytes", None) or sum(len(f) for f in video.frames)
         full = self._cur.get("videos", 0) >= self.opts.max_videos_per_shard or (
-            self._cur.get("videos", 0) > 0 and self._cur["bytes"] + size > self.opts.max_shard_mb * 2**20
+            self._cur.get("videos", 0) > 0 and self._cur["bytes"] + size + 4096 > self.opts.max_shard_mb * 2**20
         )
         if self._tar is not None and full:
             self._close()
@@ -206,16 +159,19 @@ class ShardWriter:
         self._member(f"{key}.json", json.dumps(meta).encode())
         if video.caption:
             self._member(f"{key}.txt", video.caption.encode())
-        for i, jpg in enumerate(video.frames):
-            self._member(f"{key}.{i:06d}.jpg", jpg)
+        count = 0
+        for count, jpg in enumerate(video.frames, 1):
+            self._member(f"{key}.{count - 1:06d}.jpg", jpg)
+        if hasattr(video.frames, "delete"):  # a spool file: written, no longer needed
+            video.frames.delete()
         for name, arr in video.arrays.items():
             buf = io.BytesIO()
             np.save(buf, np.asarray(arr), allow_pickle=False)
             self._member(f"{key}.{name}.npy", buf.getvalue())
         self._cur["videos"] += 1
-        self._cur["frames"] += len(video.frames)
+        self._cur["frames"] += count
         self.videos += 1
-        self.frames += len(video.frames)
+        self.frames += count
         self.captions += bool(video.caption)
         return key
 
@@ -225,6 +181,13 @@ class ShardWriter:
         self.skipped[item.reason] += 1
         if len(self.skip_examples[item.reason]) < 5:
             self.skip_examples[item.reason].append(f"{item.source}: {item.detail}")
+
+    def warn(self, message: str) -> None:
+        """A problem with the inputs that does not stop the run (an error under --strict)."""
+        if self.opts.strict:
+            raise ReprlError(f"{message} (--strict stops at the first problem)")
+        self.warnings.append(message)
+        log.warning("%s", message)
 
     # -- finishing --------------------------------------------------------------------------------
     def finish(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -243,6 +206,7 @@ class ShardWriter:
             "captions": self.captions,
             "skipped": dict(self.skipped),
             "skip_examples": dict(self.skip_examples),
+            "warnings": self.warnings[:100],
             "options": asdict(self.opts),
             **(extra or {}),
         }
@@ -275,19 +239,41 @@ class ShardWriter:
 def write_shards(inputs: Iterable[str | Path], out_dir: str | Path, opts: ShardOptions | None = None,
                  progress: bool = True) -> dict[str, Any]:
     """Turn frame folders / video files / manifests into shards under `out_dir`; returns the index."""
-    from tqdm import tqdm
+    from reprl.data.jobs import encode_all
 
-    opts = opts or ShardOptions()
+    opts = check_options(opts or ShardOptions())
+    with ShardWriter(out_dir, opts) as writer:
+        sources = discover(inputs, warn=writer.warn, cameras=opts.cameras)
+        start, decoded, busy = time.perf_counter(), 0, 0.0
+        for result in encode_all(sources, opts, writer.staging, progress):
+            for warning in result.warnings:
+                writer.warn(warning)
+            for item in result.items:
+                writer.add(item) if isinstance(item, EncodedVideo) else writer.skip(item)
+            decoded, busy = decoded + result.decoded, busy + result.seconds
+        wall = time.perf_counter() - start
+        ingest = {"source_frames_decoded": decoded, "seconds": round(wall, 3), "workers": max(1, opts.workers),
+                  "frames_per_s_per_worker": round(decoded / busy, 1) if busy else None}
+        index = writer.finish({"inputs": [str(i) for i in inputs], "ingest": ingest})
+        print(writer.report())
+        print(f"decoded {decoded} source frames in {wall:.1f} s: {decoded / max(wall, 1e-9):.0f} frames/s overall, "
+              f"{ingest['frames_per_s_per_worker'] or 0:.0f} frames/s per worker ({ingest['workers']} workers)")
+    return index
+
+
+def check_options(opts: ShardOptions) -> ShardOptions:
+    """Reject option values that cannot work, before anything is decoded."""
     if opts.min_frames < 1:
         raise ReprlError("--min-frames must be at least 1")
-    sources = discover(inputs)
-    with ShardWriter(out_dir, opts) as writer:
-        encoded = ordered_map(_encode_job, [(s, opts) for s in sources], opts.workers)
-        for item in tqdm(encoded, total=len(sources), desc="shards", unit="video", disable=not progress):
-            writer.add(item) if isinstance(item, EncodedVideo) else writer.skip(item)
-        index = writer.finish({"inputs": [str(i) for i in inputs]})
-        print(writer.report())
-    return index
+    if opts.clip_frames is not None and opts.clip_seconds is not None:
+        raise ReprlError("give --clip-frames or --clip-seconds, not both")
+    if opts.clip_frames is not None and opts.clip_frames < opts.min_frames:
+        raise ReprlError(f"--clip-frames must be at least --min-frames ({opts.min_frames})")
+    if opts.clip_seconds is not None and opts.clip_seconds <= 0:
+        raise ReprlError("--clip-seconds must be positive")
+    if opts.every < 1 or (opts.fps is not None and opts.fps <= 0):
+        raise ReprlError("--every must be at least 1 and --fps positive")
+    return opts
 
 
 def read_index(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,8 @@ class VideoSource:
     start_sec: float | None = None
     end_sec: float | None = None
     expected_frames: int | None = None  # a manifest's len / num_frames, checked against what is found
+    origin: str | None = None  # 'manifest.csv:LINE' for a manifest row, for messages
+    arrays_from: Any = None  # loads per-frame arrays (row r = frame r of the cut), e.g. lerobot.ParquetArrays
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,8 +63,17 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def discover(inputs: Iterable[str | Path]) -> list[VideoSource]:
-    """Expand the user's inputs (folders, video files, manifests, list files) into video sources."""
+def _print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def discover(inputs: Iterable[str | Path], warn: Callable[[str], None] = _print_warning,
+             cameras: str | None = None) -> list[VideoSource]:
+    """Expand the user's inputs (folders, video files, manifests, list files, LeRobot datasets with the
+    `cameras` named) into video sources; problems that do not stop the run (ragged manifest rows) go to
+    `warn`, which may raise."""
+    from reprl.data.lerobot import is_lerobot, lerobot_sources
+
     sources: list[VideoSource] = []
     inputs = list(inputs)
     if not inputs:
@@ -70,12 +82,14 @@ def discover(inputs: Iterable[str | Path]) -> list[VideoSource]:
         path = Path(item)
         if not path.exists():
             raise ReprlError(f"input not found: {path}")
-        if path.is_dir():
+        if is_lerobot(path):
+            sources.extend(lerobot_sources(path, cameras))
+        elif path.is_dir():
             sources.extend(_discover_folder(path))
         elif path.suffix.lower() in VIDEO_EXTS:
             sources.append(VideoSource(path=str(path), kind="video"))
         elif path.suffix.lower() in MANIFEST_EXTS:
-            sources.extend(read_manifest(path))
+            sources.extend(read_manifest(path, warn))
         else:
             raise ReprlError(
                 f"unsupported input {path}: expected a folder, a video ({', '.join(sorted(VIDEO_EXTS))}) "
@@ -101,7 +115,7 @@ def _discover_folder(folder: Path) -> list[VideoSource]:
     )
 
 
-def read_manifest(path: Path) -> list[VideoSource]:
+def read_manifest(path: Path, warn: Callable[[str], None] = _print_warning) -> list[VideoSource]:
     """Read a CSV / JSONL manifest (or a .txt list of paths) into sources; relative paths are resolved
     against the manifest's folder first, then the working directory."""
     suffix = path.suffix.lower()
@@ -117,11 +131,29 @@ def read_manifest(path: Path) -> list[VideoSource]:
             except json.JSONDecodeError as e:
                 raise ReprlError(f"{path}:{n}: not valid JSON ({e.msg})") from None
     else:
-        with path.open(newline="") as f:
-            rows = [{(k or "").strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = _read_csv(path, warn)
     if not rows:
         raise ReprlError(f"manifest {path} lists no videos")
     return [_row_to_source(row, path, n) for n, row in enumerate(rows, 2 if suffix == ".csv" else 1)]
+
+
+def _read_csv(path: Path, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+    """CSV rows as dicts by header name; a row with more or fewer fields than the header is a warning
+    (missing fields read as empty, extra fields are dropped)."""
+    with path.open(newline="") as f:
+        lines = list(csv.reader(f))
+    if not lines:
+        return []
+    header = [h.strip() for h in lines[0]]
+    rows = []
+    for n, fields in enumerate(lines[1:], 2):
+        if not any(v.strip() for v in fields):
+            continue
+        if len(fields) != len(header):
+            warn(f"{path}:{n}: {len(fields)} fields but the header has {len(header)} ({','.join(header)}); "
+                 "quote fields that contain commas")
+        rows.append(dict(zip(header, fields + [""] * (len(header) - len(fields)))))
+    return rows
 
 
 def _first(row: dict[str, Any], names: tuple[str, ...]) -> Any:
@@ -170,5 +202,6 @@ def _row_to_source(row: dict[str, Any], manifest: Path, line: int) -> VideoSourc
         start_sec=_number(_first(row, START_SEC_COLS), float, where, "start"),
         end_sec=_number(_first(row, END_SEC_COLS), float, where, "end"),
         expected_frames=_number(_first(row, LEN_COLS), int, where, "len"),
+        origin=where,
         meta=meta,
     )

@@ -123,6 +123,7 @@ class TupleStream(IterableDataset):
         self.roles = ROLES[cfg.mode]
         self.skips = SkipCounter("video")
         self.timer: StageTimer = NullTimer()  # benchmarks swap in a StageTimer: read/decode/augment/collate
+        self.use_index = True  # read frames through shards' frame indexes when present (benchmarks compare)
 
     def __len__(self) -> int:
         if self.batches_per_epoch is None:
@@ -171,7 +172,7 @@ class TupleStream(IterableDataset):
         while True:
             usable = 0
             for url in rng.permutation(shards):
-                for video in self.timer.timed_iter("read", iter_videos([str(url)], self.skips)):
+                for video in self.timer.timed_iter("read", iter_videos([str(url)], self.skips, self.use_index)):
                     for tup in self.tuples_from_video(video, rng):
                         usable += 1
                         yield tup

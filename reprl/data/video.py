@@ -6,9 +6,11 @@ Grayscale, palette, RGBA and 16-bit frames are converted to 8-bit RGB; undecodab
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -42,6 +44,22 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def scaled_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) with the shorter side `size` and the aspect kept; size 0 keeps the size."""
+    if size <= 0 or min(width, height) == size:
+        return width, height
+    scale = size / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_shorter(frame: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the shorter side is `size` (antialiased); 0 or equal size returns the frame as is."""
+    new = scaled_size(frame.shape[1], frame.shape[0], size)
+    if new == (frame.shape[1], frame.shape[0]):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize(new, Image.BILINEAR, reducing_gap=None))
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read one image file as RGB uint8 [H, W, 3]."""
     try:
@@ -52,78 +70,155 @@ def load_image(path: str | Path) -> np.ndarray:
         raise DecodeError(f"cannot read image {path}: {e}") from None
 
 
-def iter_frames(src: VideoSource) -> tuple[FrameInfo, Iterator[np.ndarray]]:
-    """Frames of `src` (after its start/end cut) and what is known about them."""
-    if src.kind == "frames":
-        return _iter_folder(src)
-    return _iter_video(src)
+# A cut that starts more than this many frames past the decoder's position seeks (to the keyframe before it)
+# instead of decoding on; below it, decoding on is about as cheap as a seek and exact for any frame rate.
+SEEK_GAP = 64
 
 
-def _cut_indices(n: int, src: VideoSource, fps: float | None) -> range:
-    start, end = src.start_frame or 0, src.end_frame if src.end_frame is not None else n
+Getter = Callable[..., np.ndarray]  # get(size=0) -> RGB uint8 [H, W, 3], shorter side `size`
+
+
+class FrameReader:
+    """Frames of one frame folder or video file, read lazily in index order over increasing ranges.
+
+    `read(start, end)` yields (index, get) pairs where `get(size)` returns the RGB uint8 frame with its shorter
+    side resized to `size` (0 keeps it): frames that a subsampler drops are never converted (or, for folders,
+    never loaded), and video frames are scaled while converted from YUV, on the small image.
+    """
+
+    info: FrameInfo
+    decoded: int = 0  # frames the decoder produced (a measure of work: seeking keeps it low)
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, Getter]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file (a no-op for folders)."""
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FolderReader(FrameReader):
+    """A folder of image files in natural order; every frame must have the first frame's size."""
+
+    def __init__(self, path: str, fps: float | None = None) -> None:
+        self.files = list_frames(Path(path))
+        if not self.files:
+            raise DecodeError("folder holds no frames (jpg/png)")
+        first = load_image(self.files[0])
+        self.info = FrameInfo(fps=fps, width=first.shape[1], height=first.shape[0], source_frames=len(self.files))
+
+    def _load(self, i: int) -> np.ndarray:
+        frame = load_image(self.files[i])
+        if frame.shape[:2] != (self.info.height, self.info.width):
+            raise DecodeError(f"mixed frame sizes: {self.files[0].name} is {self.info.width}x{self.info.height} "
+                              f"but {self.files[i].name} is {frame.shape[1]}x{frame.shape[0]}")
+        return frame
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, Getter]]:
+        stop = len(self.files) if end is None else min(end, len(self.files))
+        for i in range(max(0, start), stop):
+            self.decoded += 1
+            yield i, (lambda size=0, i=i: resize_shorter(self._load(i), size))
+
+
+class VideoReader(FrameReader):
+    """A video file (PyAV). Ranges are read in increasing order; a range starting more than SEEK_GAP frames
+    past the current position seeks to the keyframe before it, decodes on and drops frames before `start`
+    (frame indices then come from timestamps). Otherwise frames are counted from the start of the file."""
+
+    def __init__(self, path: str) -> None:
+        import av
+
+        try:
+            self._c = av.open(path)
+        except (av.error.FFmpegError, OSError) as e:
+            raise DecodeError(f"cannot open video: {e}") from None
+        if not self._c.streams.video:
+            self._c.close()
+            raise DecodeError("file has no video stream")
+        self._s = s = self._c.streams.video[0]
+        fps = float(s.average_rate) if s.average_rate else None
+        self.info = FrameInfo(fps=fps, width=s.codec_context.width, height=s.codec_context.height,
+                              source_frames=s.frames or None)
+        self._frames: Iterator[Any] | None = None
+        self._next = 0  # index of the next frame the open decoder yields (when counting)
+        self._held: tuple[int, Any] | None = None  # a frame read past the end of the previous range
+
+    def _seek(self, start: int) -> None:
+        s, fps = self._s, self.info.fps or 0.0
+        base = s.start_time or 0
+        self._c.seek(base + int(start / fps / s.time_base), stream=s, backward=True, any_frame=False)
+        self._frames = self._indexed(lambda f: round(float((f.pts - base) * s.time_base) * fps))
+        self._held = None
+
+    def _indexed(self, index_of: Callable[[Any], int] | None) -> Iterator[tuple[int, Any]]:
+        import av
+
+        try:
+            for frame in self._c.decode(self._s):
+                self.decoded += 1
+                if index_of is None:
+                    i = self._next
+                elif frame.pts is None:
+                    raise DecodeError("frames carry no timestamps, so cuts cannot seek: convert the video to mp4")
+                else:
+                    i = index_of(frame)
+                self._next = i + 1
+                yield i, frame
+        except av.error.FFmpegError as e:
+            raise DecodeError(f"video stopped decoding: {e}") from None
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, Getter]]:
+        far = start - (self._held[0] if self._held else self._next) > SEEK_GAP
+        if self._frames is None and not (far and self.info.fps):
+            self._frames = self._indexed(None)
+        elif far and self.info.fps:
+            self._seek(start)
+        assert self._frames is not None
+        pending = [self._held] if self._held else []
+        self._held = None
+        for i, frame in itertools.chain(pending, self._frames):
+            if end is not None and i >= end:
+                self._held = (i, frame)
+                return
+            if i >= start:
+                yield i, (lambda size=0, f=frame: _rgb(f, size))
+
+    def close(self) -> None:
+        self._c.close()
+
+
+def _rgb(frame: Any, size: int) -> np.ndarray:
+    """A decoded frame as RGB uint8, its shorter side scaled to `size` in the same swscale pass (area filter)."""
+    w, h = scaled_size(frame.width, frame.height, size)
+    if (w, h) == (frame.width, frame.height):
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+
+
+def open_reader(src: VideoSource) -> FrameReader:
+    """A FrameReader for a source's folder or file. Raises DecodeError when it cannot be read."""
+    return FolderReader(src.path, src.fps) if src.kind == "frames" else VideoReader(src.path)
+
+
+def cut_range(src: VideoSource, fps: float | None) -> tuple[int, int | None]:
+    """The source's [start, end) in frames (end None = to the end); start/end in seconds need the fps."""
+    start, end = src.start_frame or 0, src.end_frame
     if src.start_sec is not None or src.end_sec is not None:
         if not fps:
             raise DecodeError("start/end given in seconds but the fps is unknown: add an fps column or use start_frame")
         start = round((src.start_sec or 0.0) * fps)
-        end = round(src.end_sec * fps) if src.end_sec is not None else n
-    return range(max(0, start), min(n, end))
-
-
-def _iter_folder(src: VideoSource) -> tuple[FrameInfo, Iterator[np.ndarray]]:
-    files = list_frames(Path(src.path))
-    if not files:
-        raise DecodeError("folder holds no frames (jpg/png)")
-    first = load_image(files[0])
-    keep = _cut_indices(len(files), src, src.fps)
-    info = FrameInfo(fps=src.fps, width=first.shape[1], height=first.shape[0], source_frames=len(files))
-
-    def gen() -> Iterator[np.ndarray]:
-        for i in keep:
-            frame = first if i == 0 else load_image(files[i])
-            if frame.shape != first.shape:
-                raise DecodeError(
-                    f"mixed frame sizes: {files[0].name} is {first.shape[1]}x{first.shape[0]} but "
-                    f"{files[i].name} is {frame.shape[1]}x{frame.shape[0]}"
-                )
-            yield frame
-
-    return info, gen()
-
-
-def _iter_video(src: VideoSource) -> tuple[FrameInfo, Iterator[np.ndarray]]:
-    import av
-
-    try:
-        container = av.open(src.path)
-    except (av.error.FFmpegError, OSError) as e:
-        raise DecodeError(f"cannot open video: {e}") from None
-    if not container.streams.video:
-        container.close()
-        raise DecodeError("file has no video stream")
-    stream = container.streams.video[0]
-    fps = float(stream.average_rate) if stream.average_rate else None
-    info = FrameInfo(fps=fps, width=stream.codec_context.width, height=stream.codec_context.height,
-                     source_frames=stream.frames or None)
-    cut = _cut_indices(10**12, src, fps)
-
-    def gen() -> Iterator[np.ndarray]:
-        try:
-            for i, frame in enumerate(container.decode(stream)):
-                if i >= cut.stop:
-                    break
-                if i >= cut.start:
-                    yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as e:
-            raise DecodeError(f"video stopped decoding: {e}") from None
-        finally:
-            container.close()
-
-    return info, gen()
+        end = round(src.end_sec * fps) if src.end_sec is not None else None
+    return max(0, start), end
 
 
 def read_video_frames(path: str | Path) -> tuple[FrameInfo, list[np.ndarray]]:
-    """All frames of a video file or frame folder, decoded."""
+    """All frames of a video file or frame folder, decoded (for small inputs: tests, previews)."""
     p = Path(path)
-    src = VideoSource(path=str(p), kind="frames" if p.is_dir() else "video")
-    info, frames = iter_frames(src)
-    return info, list(frames)
+    with open_reader(VideoSource(path=str(p), kind="frames" if p.is_dir() else "video")) as reader:
+        return reader.info, [get() for _, get in reader.read()]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from reprl.data.sources import IMAGE_EXTS, VIDEO_EXTS, list_frames, natural_key
-from reprl.data.video import DecodeError, load_image
+from reprl.data.video import DecodeError, VideoReader, load_image
 from reprl.errors import ReprlError
 
 
@@ -52,43 +52,30 @@ def _image_files_batches(files: list[Path]) -> Any:
     return gen
 
 
-def _video_batches(path: str) -> Any:
+def _video_batches(path: str, start: int = 0, end: int | None = None) -> Any:
+    """Batches of a video's frames [start, end), decoded by the shards' reader (seeks to a far start)."""
     def gen(size: int) -> Iterator[torch.Tensor]:
-        import av
-
         try:
-            container = av.open(path)
-        except (av.error.FFmpegError, OSError) as e:
-            raise ReprlError(f"cannot open video {path}: {e}") from None
-        with container:
-            if not container.streams.video:
-                raise ReprlError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            buf: list[np.ndarray] = []
-            try:
-                for frame in container.decode(stream):
-                    buf.append(frame.to_ndarray(format="rgb24"))
+            with VideoReader(path) as reader:
+                buf: list[np.ndarray] = []
+                for _, get in reader.read(start, end):
+                    buf.append(get())
                     if len(buf) == size:
                         yield torch.from_numpy(np.stack(buf)).permute(0, 3, 1, 2)
                         buf = []
-            except av.error.FFmpegError as e:
-                raise ReprlError(f"{path} stopped decoding: {e}") from None
-            if buf:
-                yield torch.from_numpy(np.stack(buf)).permute(0, 3, 1, 2)
+                if buf:
+                    yield torch.from_numpy(np.stack(buf)).permute(0, 3, 1, 2)
+        except DecodeError as e:
+            raise ReprlError(f"{path}: {e}") from None
     return gen
 
 
 def _video_info(path: str) -> tuple[float | None, int | None]:
-    import av
-
     try:
-        with av.open(path) as c:
-            if not c.streams.video:
-                raise ReprlError(f"{path} has no video stream")
-            s = c.streams.video[0]
-            return (float(s.average_rate) if s.average_rate else None), (s.frames or None)
-    except (av.error.FFmpegError, OSError) as e:
-        raise ReprlError(f"cannot open video {path}: {e}") from None
+        with VideoReader(path) as reader:
+            return reader.info.fps, reader.info.source_frames
+    except DecodeError as e:
+        raise ReprlError(f"{path}: {e}") from None
 
 
 def _shard_batches(video: Any) -> Any:

@@ -14,17 +14,20 @@ from reprl.errors import ReprlError
 T = TypeVar("T")
 
 
-def ordered_map(fn: Callable[[Any], T], jobs: Iterable[Any], workers: int, ahead: int = 2) -> Iterator[T]:
+def ordered_map(fn: Callable[[Any], T], jobs: Iterable[Any], workers: int, ahead: int = 2,
+                initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = ()) -> Iterator[T]:
     """Yield fn(job) in job order, running up to `workers` processes (spawned) with `ahead` x workers jobs in flight.
 
-    workers <= 1 runs in this process. A worker that crashes raises ReprlError instead of hanging the run.
+    workers <= 1 runs in this process (without `initializer`). A worker that crashes raises ReprlError instead
+    of hanging the run.
     """
     if workers <= 1:
         yield from map(fn, jobs)
         return
     pending: deque[Future[T]] = deque()
     it = iter(jobs)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=initializer,
+                             initargs=initargs) as pool:
         try:
             for job in it:
                 pending.append(pool.submit(fn, job))
