@@ -74,12 +74,13 @@ class EncoderConfig:
 
 
 def apply_op(x: torch.Tensor, op: dict[str, Any], interpolation: InterpolationMode) -> torch.Tensor:
-    """One preprocessing op on float images [B, 3, H, W]."""
+    """One preprocessing op on float images [B, 3, H, W]. A resize antialiases unless the op says
+    "antialias": false (LIV's reference transform does not)."""
     kind, size = op.get("op"), int(op.get("size", 0))
     if kind == "resize":
         if min(x.shape[-2:]) == size:
             return x
-        return TF.resize(x, [size], interpolation=interpolation, antialias=True)
+        return TF.resize(x, [size], interpolation=interpolation, antialias=bool(op.get("antialias", True)))
     if kind == "center_crop":
         return x if tuple(x.shape[-2:]) == (size, size) else TF.center_crop(x, [size, size])
     raise ReprlError(f"unknown preprocessing op {op!r}: use resize or center_crop")
