@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     s = run_embed(opts)
     t = s["timing"]
     what = f"{s['videos']} videos, {s['frames']} frames" if s["kind"] == "shards" else f"{s['frames']} frames"
-    print(f"embedded {what} with {s['encoder']['name']} ({t['images_per_s']:.0f} images/s); goal: "
+    print(f"embedded {what} with {s['encoder']['label']} ({t['images_per_s']:.0f} images/s); goal: "
           f"{s['goal']['description']}")
     if s.get("voc") is not None:
         label = "mean " if s["kind"] == "shards" else ""

@@ -70,7 +70,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         records = embed_records(enc, cache[size])
         scores[label] = score_records(records, n_boot=args.boot, seed=args.seed)
         curves[label] = example_curves(cache[size], records)
-    result = {"title": title, "shards": args.shards, "scores": scores, "names": {k: k for k in scores},
+    names = {k: f"{k} (random init)" if encoders[k].config.random_init and not sources[k].startswith("random:")
+             else k for k in scores}  # random init is never silent
+    result = {"title": title, "shards": args.shards, "scores": scores, "names": names,
               "sources": sources, "data": data,
               "settings": {"n_boot": args.boot, "max_frames": args.max_frames, "near": args.near, "seed": args.seed}}
     assert data is not None

@@ -61,6 +61,16 @@ class EncoderConfig:
             self.preprocess = default_preprocess(self.image_size)
         self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]
 
+    @property
+    def random_init(self) -> bool:
+        """True when the weights are untrained (a registered architecture, or random:SOURCE)."""
+        return self.source.startswith("random init")
+
+    @property
+    def label(self) -> str:
+        """The name to show users: says "random init" when the weights are untrained."""
+        return f"{self.name} (random init)" if self.random_init else self.name
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
