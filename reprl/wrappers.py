@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
+
+try:
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+except ImportError:  # pragma: no cover - an optional extra
+    raise ReprlError("reprl.wrappers needs gymnasium >= 1.0: pip install 'reprl[rl]'") from None
 from reprl.rewards import goal_from_embeddings, goal_from_image, goal_from_text, values
 
 MODES = ("diff", "value")
@@ -85,10 +89,10 @@ class _Scorer:
                              "render_mode='rgb_array' or pass image_key")
         return np.stack(frames) if isinstance(frames, (list, tuple)) else frames
 
-    def values(self, images: Any) -> np.ndarray:
+    def values(self, images: Any, layout: str = "BHWC") -> np.ndarray:
         """Values of env frames, which gymnasium gives channels-last (H, W, 3), one image or a batch."""
         with torch.inference_mode():
-            emb = self.encoder(images, layout="BHWC")
+            emb = self.encoder(images, layout=layout)
             return values(emb, self.goal.to(emb.device), self.encoder.similarity).double().cpu().numpy()
 
     def reward(self, env_reward: Any, shaped: np.ndarray) -> Any:

@@ -163,3 +163,23 @@ def test_rewards_rise_along_a_metaworld_expert_episode():
     assert vals[-1] == pytest.approx(0.0, abs=1e-4), "the replay ends on the goal frame"
     assert total == pytest.approx(vals[-1] - vals[0], abs=1e-4) and total > 0
     assert spearman(vals, np.arange(len(vals))) > 0.5
+
+
+def test_torchrl_transform_gives_the_same_rewards():
+    pytest.importorskip("torchrl")
+    from torchrl.envs import GymWrapper, TransformedEnv
+
+    from reprl.wrappers_torchrl import GoalRewardTransform
+
+    env = TransformedEnv(GymWrapper(Brightness()), GoalRewardTransform(MeanColour(), WHITE, in_key="pixels"))
+    td = env.reset()
+    assert float(td["goal_value"]) == pytest.approx(-math.sqrt(3))
+    td["action"] = torch.nn.functional.one_hot(torch.tensor(51), 256)
+    td = env.step(td)
+    assert float(td["next", "reward"]) == pytest.approx(math.sqrt(3) * 0.2, rel=1e-5)
+    assert float(td["next", "goal_value"]) == pytest.approx(-math.sqrt(3) * 0.8, rel=1e-5)
+    env = TransformedEnv(GymWrapper(Brightness()), GoalRewardTransform(
+        MeanColour(), WHITE, in_key="pixels", mode="value", weight=2.0, add_to_env=True))
+    td = env.rollout(3, policy=lambda td: td.set("action", torch.nn.functional.one_hot(torch.tensor(51), 256)))
+    expected = [1.0 + 2.0 * -math.sqrt(3) * (1 - 0.2 * k) for k in (1, 2, 3)]
+    assert td["next", "reward"].flatten().tolist() == pytest.approx(expected, rel=1e-5)
