@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -177,6 +178,19 @@ class Encoder(nn.Module):
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         raise ReprlError(f"encoder '{self.config.name}' has no text tower, so it cannot embed text goals; "
                          "use a language-capable encoder such as clip-rn50 (LIV), or give an image goal")
+
+    def save_pretrained(self, out: str | Path, run_dir: str | Path | None = None,
+                        info: dict[str, Any] | None = None) -> Path:
+        """Save as a shareable folder: config.json + model.safetensors + a README model card (see hub.py)."""
+        from reprl.encoders.hub import save_pretrained
+
+        return save_pretrained(self, out, run_dir=run_dir, info=info)
+
+    def push_to_hub(self, repo: str, **kwargs: Any) -> str:
+        """Upload to the Hugging Face hub repo 'org/name' with a model card (needs huggingface_hub)."""
+        from reprl.encoders.hub import push_to_hub
+
+        return push_to_hub(self, repo, **kwargs)
 
     def set_channels_last(self, enabled: bool = True) -> Encoder:
         self.channels_last = enabled

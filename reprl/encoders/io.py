@@ -27,12 +27,15 @@ WEIGHTS = "model.safetensors"
 CKPT_CONFIG_KEY = "reprl_encoder_config"  # where reprl training checkpoints keep the encoder config
 
 
-def save_encoder(encoder: Encoder, out: str | Path) -> Path:
-    """Write config.json + model.safetensors atomically (a staging folder renamed into place)."""
+def save_encoder(encoder: Encoder, out: str | Path, extra: dict[str, str] | None = None) -> Path:
+    """Write config.json + model.safetensors (and `extra` text files, e.g. a README model card) atomically
+    (a staging folder renamed into place)."""
     from safetensors.torch import save_file
 
     out = Path(out)
     with StagingDir(out) as staging:
+        for name, text in (extra or {}).items():
+            (staging / Path(name).name).write_text(text)
         config = {**encoder.config.to_dict(), "reprl_version": reprl.__version__}
         (staging / CONFIG).write_text(json.dumps(config, indent=2))
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
