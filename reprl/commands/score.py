@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from reprl.cli import add_device
+
 HELP = "reward quality (VOC, bump rate, success detection, state probe) of encoders on held-out shards"
 
 
@@ -33,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default=None, help="write results.json, table.md, metrics.png and curves.png to this "
                    "folder")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    add_device(p)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -58,8 +61,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     _check(args)
     sources = parse_encoders(args.encoder)
-    encoders = {label: random_like(src[len("random:"):], args.seed).freeze() if src.startswith("random:")
-                else reprl.load(src) for label, src in sources.items()}
+    encoders = {label: (random_like(src[len("random:"):], args.seed).freeze() if src.startswith("random:")
+                        else reprl.load(src)).to(args.device) for label, src in sources.items()}
     title = args.title or Path(args.shards.rstrip("/")).name
     scores, data, cache, curves = {}, None, {}, {}
     for label, enc in encoders.items():

@@ -163,7 +163,7 @@ def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     goal = parse_goal(opts, encoder)
     with StagingDir(opts.out, opts.overwrite) as out:
         summary = _summary_base(opts, encoder, goal, kind)
-        if kind == "shards":
+        if kind in ("shards", "videos"):  # one result per video
             summary.update(_run_shards(encoder, sources, goal, opts, out))
         else:
             summary.update(_run_single(encoder, next(sources), goal, opts, out))
