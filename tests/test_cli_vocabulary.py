@@ -5,14 +5,12 @@ import argparse
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import VIDEO
 
 from reprl.cli import build_parser, main, precision
 from reprl.embed.plot import short_name
-
-VIDEO = Path(__file__).parent / "data" / "drawer_open.mp4"
 
 
 def leaf_parsers(parser, name="reprl"):

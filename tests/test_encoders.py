@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torchvision
+from conftest import reference_resnet
 from PIL import Image
 
 import reprl
@@ -112,17 +112,6 @@ def test_load_errors_name_the_problem(small, tmp_path):
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(ReprlError, match="unrecognised checkpoint"):
         reprl.load(tmp_path / "other.pt")
-
-
-def reference_resnet(depth, fc_dim):
-    torch.manual_seed(depth)
-    net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-    net.fc = torch.nn.Linear(net.fc.in_features, fc_dim) if fc_dim else torch.nn.Identity()
-    for m in net.modules():  # non-trivial BN statistics, so eval-mode BN matters
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return net.eval()
 
 
 def test_registry_lists_encoders_and_building_a_resnet_never_imports_open_clip():

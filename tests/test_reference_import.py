@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
+from conftest import reference_resnet
 
 import reprl
 from reprl.data.reader import decode_frames, iter_videos
@@ -25,17 +25,6 @@ CLIP = (torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1),
 
 def rel_error(got, expected):
     return float(((got - expected).norm(dim=-1) / expected.norm(dim=-1)).max())
-
-
-def reference_resnet(depth, fc_dim):
-    torch.manual_seed(depth)
-    net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-    net.fc = torch.nn.Linear(net.fc.in_features, fc_dim) if fc_dim else torch.nn.Identity()
-    for m in net.modules():  # non-trivial BN statistics, so eval-mode BN matters
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return net.eval()
 
 
 def resize_shorter(x, size, antialias):

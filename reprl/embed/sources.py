@@ -112,15 +112,22 @@ def _folder_sources(folder: Path) -> Iterator[FrameSource]:
     from reprl.data.shards import sanitize_key
     from reprl.data.sources import discover
 
-    videos = discover([folder])  # raises a one-line error when the folder holds no videos
-    for i, v in enumerate(videos):
-        name = sanitize_key(Path(v.path).name, i)
-        if v.kind == "video":
-            fps, count = _video_info(v.path)
-            yield FrameSource(name=name, kind="video", fps=fps, count=count, _open=_video_batches(v.path))
-        else:
-            files = list_frames(Path(v.path))
-            yield FrameSource(name=name, kind="frames", count=len(files), _open=_image_files_batches(files))
+    try:
+        videos = discover([folder])  # up front, so a wrong folder fails before the encoder loads
+    except ReprlError:
+        raise ReprlError(f"{folder} holds no frames (jpg/png), no videos ({', '.join(sorted(VIDEO_EXTS))}) and no "
+                         "index.json (not shards)") from None
+
+    def gen() -> Iterator[FrameSource]:
+        for i, v in enumerate(videos):
+            name = sanitize_key(Path(v.path).name, i)
+            if v.kind == "video":
+                fps, count = _video_info(v.path)
+                yield FrameSource(name=name, kind="video", fps=fps, count=count, _open=_video_batches(v.path))
+            else:
+                files = list_frames(Path(v.path))
+                yield FrameSource(name=name, kind="frames", count=len(files), _open=_image_files_batches(files))
+    return gen()
 
 
 def open_sources(spec: str) -> tuple[str, Iterator[FrameSource]]:
