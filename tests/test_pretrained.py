@@ -138,7 +138,10 @@ def test_offline_error_names_the_address_and_how_to_place_the_file(cache, monkey
     msg = str(e.value)
     assert "\n" not in msg and "cannot reach http://127.0.0.1:9/vip/model.pt" in msg
     assert "reprl convert model.pt --out DIR" in msg
-    assert str(cache / "pretrained" / "vip-resnet50" / "model.pt") in msg
+    placed = cache / "pretrained" / "vip-resnet50" / "model.pt"
+    assert str(placed) in msg
+    torch.save(resnet_checkpoint("vip", 8), placed)  # placed by hand, as the message says: no network needed
+    assert reprl.load("vip-resnet50").config.embed_dim == 8
 
 
 def test_a_web_page_instead_of_the_file_is_an_error(server, cache, monkeypatch, tmp_path):

@@ -143,13 +143,15 @@ def _release(name: str) -> Release:
 
 
 def fetch(name: str, progress: bool = True) -> Path:
-    """The cached weights file of a release, downloading what is missing first."""
+    """The cached weights file of a release, downloading it (and its config record) first if missing. A
+    model.pt placed in the cache by hand is used as is, with no network access."""
     release = _release(name)
     folder = release_dir(name)
-    for file, url in release.files.items():
+    weights = folder / "model.pt"
+    if weights.is_file():
+        return weights
+    for file, url in sorted(release.files.items(), key=lambda kv: kv[0] != "model.pt"):  # weights first
         dest = folder / file
-        if dest.is_file():
-            continue
         log.info("downloading %s %s from %s into %s", name, file, url, folder)
         try:
             download(url, dest, progress=progress)
@@ -159,7 +161,7 @@ def fetch(name: str, progress: bool = True) -> Path:
                 continue
             raise ReprlError(f"{e}. To install {name} by hand, download {url} and either run "
                              f"`reprl convert model.pt --out DIR` (then load DIR) or put it at {dest}") from None
-    return folder / "model.pt"
+    return weights
 
 
 def load_pretrained(name: str, progress: bool = True) -> Encoder:
