@@ -103,7 +103,7 @@ class GoalReward(gym.Wrapper):
     """Reward S(o'; g) - S(o; g) (mode "diff", VIP's reward) or S(o'; g) (mode "value") from a frozen encoder,
     times `weight`, replacing the env reward or added to it (add_to_env=True). Vector envs get GoalRewardVector."""
 
-    def __new__(cls, env: Any, *args: Any, **kwargs: Any) -> Any:
+    def __new__(cls, env: Any = None, *args: Any, **kwargs: Any) -> Any:  # env optional: copy / pickle call cls()
         if cls is GoalReward and isinstance(env, VectorEnv):
             return GoalRewardVector(env, *args, **kwargs)
         return super().__new__(cls)

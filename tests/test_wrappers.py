@@ -1,5 +1,6 @@
 """GoalReward on a tiny fake env with a hand-checkable encoder, gymnasium vector envs, and (slow) MetaWorld."""
 
+import copy
 import math
 
 import gymnasium as gym
@@ -133,6 +134,8 @@ def test_wrapper_works_with_a_real_reprl_encoder():
     _, info = env.reset()
     _, r, _, _, step_info = env.step(255)
     assert r == pytest.approx(step_info["goal_value"] - info["goal_value"]) and step_info["goal_value"] == 0.0
+    twin = copy.deepcopy(env)  # what vector envs and checkpointing tools do with wrappers
+    assert type(twin) is GoalReward and twin.reset()[1]["goal_value"] == pytest.approx(info["goal_value"])
 
 
 @pytest.mark.slow
