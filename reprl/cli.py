@@ -16,6 +16,47 @@ from reprl.errors import ReprlError
 COMMANDS = ("shards", "render", "stream", "pretrain", "score", "embed", "convert", "eval", "bench", "list")
 
 
+DEVICE_HELP = "torch device: cpu, cuda, cuda:1, ..."
+PRECISION_HELP = "32, bf16 or 16 (16 on CUDA only); bf16-mixed / 16-mixed are the same"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps descriptions as written and shows every option's default (not the empty ones: None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS \
+                or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def precision(text: str) -> str:
+    """--precision, one vocabulary for every command: 32 | bf16 | 16 (Lightning's '-mixed' names accepted)."""
+    value = text.strip().lower().removesuffix("-mixed").removesuffix("-true")
+    if value not in ("32", "bf16", "16", "auto"):
+        raise argparse.ArgumentTypeError(f"precision must be 32, bf16 or 16, got {text!r}")
+    return value
+
+
+def add_device(p: argparse.ArgumentParser, default: str = "cpu") -> None:
+    p.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def _finish(p: argparse.ArgumentParser) -> None:
+    """Every (sub)command: defaults in --help, and -q accepted after the subcommand name too."""
+    p.formatter_class = HelpFormatter
+    for a in p._actions:  # argparse prints no help line, hence no default, for options without help text
+        if not a.help and a.option_strings and a.default not in (None, False, argparse.SUPPRESS):
+            a.help = "(default: %(default)s)"
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subs:
+        for child in set(action.choices.values()):
+            _finish(child)
+    if not subs and not any("-q" in a.option_strings for a in p._actions):
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import reprl
 
@@ -31,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == f"reprl.commands.{name}":
                 continue  # not built yet
             raise
-        p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__, formatter_class=HelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run, _overrides=getattr(mod, "ACCEPTS_OVERRIDES", False))
+        _finish(p)
     return parser
 
 

@@ -62,3 +62,19 @@ def random_frames(n: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> li
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     return [np.roll(base, 2 * i, axis=1) for i in range(n)]
+
+
+def reference_resnet(depth: int, fc_dim: int):
+    """A torchvision ResNet as the VIP / R3M reference code builds it (fc = Linear or Identity), with
+    non-trivial BatchNorm statistics so eval-mode BN matters; seeded by depth."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(depth)
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    net.fc = torch.nn.Linear(net.fc.in_features, fc_dim) if fc_dim else torch.nn.Identity()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()

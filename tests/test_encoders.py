@@ -5,12 +5,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torchvision
+from conftest import reference_resnet
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
 import reprl
-from reprl.encoders.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from reprl.encoders.io import save_encoder
 from reprl.errors import ReprlError
 
@@ -114,73 +112,6 @@ def test_load_errors_name_the_problem(small, tmp_path):
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(ReprlError, match="unrecognised checkpoint"):
         reprl.load(tmp_path / "other.pt")
-
-
-def reference_resnet(depth, fc_dim):
-    torch.manual_seed(depth)
-    net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-    net.fc = torch.nn.Linear(net.fc.in_features, fc_dim) if fc_dim else torch.nn.Identity()
-    for m in net.modules():  # non-trivial BN statistics, so eval-mode BN matters
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return net.eval()
-
-
-def resize_crop(x, size, crop):
-    return TF.center_crop(TF.resize(x, [size], antialias=True), [crop, crop])
-
-
-def test_vip_reference_checkpoint_gives_the_reference_embeddings(tmp_path):
-    net = reference_resnet(50, 1024)
-    torch.save({"vip": {f"module.convnet.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "model.pt")
-    enc = reprl.load(tmp_path / "model.pt")
-    x = images(2, 240, 320)
-    # VIP's example transform (Resize 256, CenterCrop 224, x255), then the model's own /255, Resize 256,
-    # CenterCrop 224 (always taken) and ImageNet normalisation
-    raw = x.permute(0, 3, 1, 2).float() / 255
-    user = resize_crop(raw, 256, 224) * 255
-    inside = TF.normalize(resize_crop(user / 255, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
-    with torch.no_grad():
-        expected = net(inside)
-    assert enc.config.embed_dim == 1024 and enc.config.similarity == "l2"
-    torch.testing.assert_close(enc(x), expected, atol=1e-4, rtol=1e-4)
-
-
-def test_r3m_reference_checkpoint_drops_language_weights(tmp_path):
-    net = reference_resnet(18, 0)
-    state = {f"module.convnet.{k}": v for k, v in net.state_dict().items()}
-    state["module.lang_rew.pred.0.weight"] = torch.zeros(3, 3)
-    torch.save({"r3m": state}, tmp_path / "r3m.pt")
-    enc = reprl.load(tmp_path / "r3m.pt")
-    x = images(2, 240, 320)
-    inside = TF.normalize(resize_crop(x.permute(0, 3, 1, 2).float() / 255, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
-    with torch.no_grad():
-        expected = net(inside)
-    assert enc.config.embed_dim == 512 and enc.config.params["depth"] == 18
-    torch.testing.assert_close(enc(x), expected, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.slow
-def test_liv_reference_checkpoint_gives_the_reference_image_and_text_embeddings(tmp_path):
-    import open_clip
-
-    torch.manual_seed(1)
-    ref = open_clip.create_model("RN50", pretrained=None).eval()
-    state = {f"module.model.{k}": v.half() if v.is_floating_point() else v for k, v in ref.state_dict().items()}
-    state["module.model.input_resolution"] = torch.tensor(224)
-    torch.save({"liv": state}, tmp_path / "liv.pt")
-    ref.load_state_dict({k[len("module.model."):]: v.float() for k, v in state.items() if "input_res" not in k})
-    enc = reprl.load(tmp_path / "liv.pt")
-    x = images(2, 240, 320)
-    inside = TF.normalize(resize_crop(x.permute(0, 3, 1, 2).float() / 255, 224, 224), CLIP_MEAN, CLIP_STD)
-    tokens = open_clip.get_tokenizer("RN50")(["open the drawer", "close the door"])
-    with torch.no_grad():
-        expected_img, expected_txt = ref.encode_image(inside), ref.encode_text(tokens)
-        got_txt = enc.embed_text(["open the drawer", "close the door"])
-    assert enc.config.similarity == "cosine" and enc.has_text
-    torch.testing.assert_close(enc(x), expected_img, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(got_txt, expected_txt, atol=1e-4, rtol=1e-4)
 
 
 def test_registry_lists_encoders_and_building_a_resnet_never_imports_open_clip():

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from reprl.cli import PRECISION_HELP, add_device, precision
+
 HELP = "measure data / training / embedding throughput"
 
 
@@ -53,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--steps", type=int, default=30, help="timed steps per run, after --warmup")
     t.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of each run")
     t.add_argument("--repeats", type=int, default=3, help="runs of each loop; figures are medians")
-    t.add_argument("--device", dest="accelerator", default="auto", help="auto, cpu or gpu")
+    t.add_argument("--device", dest="accelerator", default="auto", help="auto, cpu or cuda (Lightning accelerator)")
     t.add_argument("--precision", default="auto", help="auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, ...")
     e = sub.add_parser("embed", help="reprl embed images/s vs forward-only")
     e.add_argument("--encoder", default="resnet18", help="any reprl.load source (registered names: random init)")
@@ -61,9 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--video", default=None, help="video to embed (default: render a MetaWorld episode once)")
     e.add_argument("--frame-size", type=int, default=256)
     e.add_argument("--cache", default="runs/bench")
-    e.add_argument("--device", default="cpu")
+    add_device(e)
     e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--precision", default="32")
+    e.add_argument("--precision", type=precision, default="32", help=PRECISION_HELP)
     e.add_argument("--repeats", type=int, default=3)
     e.add_argument("--max-frames", type=int, default=300, help="frames of the rendered video")
     for q in (d, t, e):

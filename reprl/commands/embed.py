@@ -1,7 +1,8 @@
 """Embed videos with a frozen encoder and compute values and goal-conditioned rewards.
 
 Inputs: a video file (mp4, webm, avi, mov, mkv), a folder of frames, an image glob ('frames/*.png', quoted),
-or shards (a folder with index.json, a .tar, a brace pattern; one result set per video).
+shards (a folder with index.json, a .tar, a brace pattern) or a folder of videos (video files or frame
+sub-folders, as `reprl shards` takes); for shards and folders of videos, one result set per video.
 Goal (one of): --goal IMAGE, --goal-frame last|INDEX (default: last), --goal-text "open the drawer"
 (language-capable encoders such as LIV's), --goal-caption (shards: each video's own caption).
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 
+from reprl.cli import PRECISION_HELP, add_device, precision
+
 HELP = "embeddings, values and rewards of videos under an image or text goal"
 
 
@@ -29,9 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--goal-frame", default=None, help="'last' (default) or a frame index; negative counts from the end")
     p.add_argument("--goal-text", default=None, help="text goal (needs an encoder with a text tower)")
     p.add_argument("--goal-caption", action="store_true", help="shards: use each video's caption as its goal")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_device(p)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", default="32", help="32, bf16 or 16 (16 on CUDA only)")
+    p.add_argument("--precision", type=precision, default="32", help=PRECISION_HELP)
     p.add_argument("--parquet", action="store_true", help="also write the tables as parquet (needs pyarrow)")
     p.add_argument("--max-videos", type=int, default=None, help="shards: stop after this many videos")
     p.add_argument("--plots", type=int, default=8, help="shards: full figures for the first N videos (plots/)")
@@ -49,11 +52,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                         progress=not args.no_progress)
     s = run_embed(opts)
     t = s["timing"]
-    what = f"{s['videos']} videos, {s['frames']} frames" if s["kind"] == "shards" else f"{s['frames']} frames"
-    print(f"embedded {what} with {s['encoder']['name']} ({t['images_per_s']:.0f} images/s); goal: "
+    what = f"{s['videos']} videos, {s['frames']} frames" if s["kind"] in ("shards", "videos") else \
+        f"{s['frames']} frames"
+    print(f"embedded {what} with {s['encoder']['label']} ({t['images_per_s']:.0f} images/s); goal: "
           f"{s['goal']['description']}")
     if s.get("voc") is not None:
-        label = "mean " if s["kind"] == "shards" else ""
+        label = "mean " if s["kind"] in ("shards", "videos") else ""
         print(f"{label}VOC {s['voc']:+.3f} (higher is better), {label}bump rate {s['bump_rate']:.3f} (lower is better)")
     print(f"wrote {args.out}/: {', '.join(s['outputs'])}  <- look at {args.out}/values.png")
     return 0

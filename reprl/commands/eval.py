@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import argparse
 
+from reprl.cli import add_device
+
 HELP = "train BC / RWR heads on frozen embeddings and roll them out in MetaWorld"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", required=True, help="suite spec (eval/suites/*.yaml)")
     p.add_argument("--encoder", action="append", required=True, help="[LABEL=]SOURCE; repeat to compare")
-    p.add_argument("--out", default="eval/results", help="results root (default eval/results)")
-    p.add_argument("--cache", default="eval/cache", help="rendered data and embedding cache (default eval/cache)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="eval/results", help="results root")
+    p.add_argument("--cache", default="eval/cache", help="rendered data and embedding cache")
+    add_device(p)
     p.add_argument("--rerun", action="store_true", help="recompute finished cells")
 
 

@@ -1,24 +1,44 @@
-"""List the registered encoders (what `reprl.load(NAME)` builds at random init) and what each needs."""
+"""List the registered encoders (what `reprl.load(NAME)` builds at random init) and what each needs, or with
+--pretrained the released weights loadable by name (downloaded once into the cache, $REPRL_CACHE).
+
+  reprl list
+  reprl list --pretrained
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "list registered encoders"
+HELP = "list registered encoders, or released weights with --pretrained"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--pretrained", action="store_true",
+                   help="released VIP / R3M / LIV weights: names, sizes, sources, cached or not")
+
+
+def _pretrained() -> None:
+    from reprl.encoders.pretrained import cache_dir, describe_pretrained
+
+    print(f"{'name':14s} {'size':>8s} {'cached':6s}  {'source':48s} description")
+    for r in describe_pretrained():
+        print(f"{r['name']:14s} {r['size']:>8s} {r['cached']:6s}  {r['source']:48s} {r['description']}")
+    print(f"\nreprl.load(NAME) downloads into {cache_dir()}/pretrained/NAME/ (set REPRL_CACHE to move it). Offline: "
+          "download the model.pt yourself and put it there, or run `reprl convert model.pt --out DIR`.")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import reprl
 
+    if args.pretrained:
+        _pretrained()
+        return 0
     rows = reprl.list_encoders()
     print(f"{'name':20s} {'dim':>5s} {'px':>4s} {'similarity':10s} {'text':4s}  {'needs':16s} description")
     for r in rows:
         print(f"{r['name']:20s} {r['embed_dim']:>5s} {r['image_size']:>4s} {r['similarity']:10s} {r['text']:4s}  "
               f"{r['needs']:16s} {r['description']}")
-    print("\nAlso loadable: exported folders (config.json + model.safetensors), VIP/R3M/LIV checkpoints, reprl .ckpt "
-          "files, hf://org/repo")
+    print("\nThese names build the architecture at RANDOM INIT. Trained weights: `reprl list --pretrained` (by "
+          "name), exported folders (config.json + model.safetensors), VIP/R3M/LIV checkpoints, reprl .ckpt files, "
+          "hf://org/repo")
     return 0

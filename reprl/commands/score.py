@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from reprl.cli import add_device
+
 HELP = "reward quality (VOC, bump rate, success detection, state probe) of encoders on held-out shards"
 
 
@@ -33,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default=None, help="write results.json, table.md, metrics.png and curves.png to this "
                    "folder")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    add_device(p)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -58,8 +61,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     _check(args)
     sources = parse_encoders(args.encoder)
-    encoders = {label: random_like(src[len("random:"):], args.seed).freeze() if src.startswith("random:")
-                else reprl.load(src) for label, src in sources.items()}
+    encoders = {label: (random_like(src[len("random:"):], args.seed).freeze() if src.startswith("random:")
+                        else reprl.load(src)).to(args.device) for label, src in sources.items()}
     title = args.title or Path(args.shards.rstrip("/")).name
     scores, data, cache, curves = {}, None, {}, {}
     for label, enc in encoders.items():
@@ -70,7 +73,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         records = embed_records(enc, cache[size])
         scores[label] = score_records(records, n_boot=args.boot, seed=args.seed)
         curves[label] = example_curves(cache[size], records)
-    result = {"title": title, "shards": args.shards, "scores": scores, "names": {k: k for k in scores},
+    names = {k: f"{k} (random init)" if encoders[k].config.random_init and not sources[k].startswith("random:")
+             else k for k in scores}  # random init is never silent
+    result = {"title": title, "shards": args.shards, "scores": scores, "names": names,
               "sources": sources, "data": data,
               "settings": {"n_boot": args.boot, "max_frames": args.max_frames, "near": args.near, "seed": args.seed}}
     assert data is not None

@@ -55,6 +55,14 @@ def plot_video(path: Path, values: np.ndarray, rewards: np.ndarray, thumbs: list
     plt.close(fig)
 
 
+def short_name(name: str, width: int = 34) -> str:
+    """`name` in at most `width` characters, shortened in the middle so its start and end both show."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return f"{name[:head]}\u2026{name[len(name) - (width - 1 - head):]}"
+
+
 def plot_many(path: Path, curves: list[tuple[str, np.ndarray, float]], title: str, max_panels: int = 16) -> None:
     """A grid of value curves (one panel per video, labelled with its VOC)."""
     plt = _mpl()
@@ -67,7 +75,9 @@ def plot_many(path: Path, curves: list[tuple[str, np.ndarray, float]], title: st
     for ax, (name, vals, voc) in zip(axes.flat, curves):
         ax.axis("on")
         ax.plot(vals, lw=1.4)
-        ax.set_title(f"{name[-34:]}\nVOC {voc:+.2f}", fontsize=7)
+        ax.set_title(f"{short_name(name)}\nVOC {voc:+.2f}", fontsize=7)
+        ax.set_xlabel("frame", fontsize=6)
+        ax.set_ylabel("value V(o_t; g)", fontsize=6)
         ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -147,8 +147,8 @@ def _embed_one(encoder: Encoder, source: FrameSource, opts: EmbedOptions) -> tup
 def _summary_base(opts: EmbedOptions, encoder: Encoder, goal: Goal, kind: str) -> dict[str, Any]:
     c = encoder.config
     return {"input": opts.input, "kind": kind, "reprl_version": reprl.__version__,
-            "encoder": {"source": opts.encoder, "name": c.name, "embed_dim": c.embed_dim, "similarity": c.similarity,
-                        "image_size": c.image_size, "provenance": c.source},
+            "encoder": {"source": opts.encoder, "name": c.name, "label": c.label, "embed_dim": c.embed_dim,
+                        "similarity": c.similarity, "image_size": c.image_size, "provenance": c.source},
             "goal": {"kind": goal.kind, "description": goal.description},
             "device": opts.device, "precision": opts.precision, "batch_size": opts.batch_size}
 
@@ -163,7 +163,7 @@ def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     goal = parse_goal(opts, encoder)
     with StagingDir(opts.out, opts.overwrite) as out:
         summary = _summary_base(opts, encoder, goal, kind)
-        if kind == "shards":
+        if kind in ("shards", "videos"):  # one result per video
             summary.update(_run_shards(encoder, sources, goal, opts, out))
         else:
             summary.update(_run_single(encoder, next(sources), goal, opts, out))
@@ -184,7 +184,7 @@ def _run_single(encoder: Encoder, source: FrameSource, goal: Goal, opts: EmbedOp
     np.save(out / "embeddings.npy", emb.numpy())
     _write_csv(out / "frames.csv", frame_rows(vals, source.fps), opts.parquet)
     metrics = {"voc": voc(vals), "bump_rate": bump_rate(vals)} if len(vals) > 1 else {"voc": None, "bump_rate": None}
-    title = (f"{source.name}: {encoder.config.name}, goal = {goal.description[:40]}"
+    title = (f"{source.name}: {encoder.config.label}, goal = {goal.description[:40]}"
              + (f"\nVOC {metrics['voc']:+.2f}, bump rate {metrics['bump_rate']:.2f}" if len(vals) > 1 else ""))
     goal_thumb = goal.thumb if goal.kind == "image" else None
     plot_video(out / "values.png", vals, np.diff(vals), stats.thumbnails.pick(7), title=title, fps=source.fps,
@@ -220,7 +220,7 @@ def _run_shards(encoder: Encoder, sources: Any, goal: Goal, opts: EmbedOptions, 
         videos.append(v)
         curves.append((source.name, vals, v["voc"] if v["voc"] is not None else 0.0))
         if i < opts.plots and len(vals) > 1:
-            title = (f"{source.name}: {encoder.config.name}, goal = {goal.description[:40]}\n"
+            title = (f"{source.name}: {encoder.config.label}, goal = {goal.description[:40]}\n"
                      f"VOC {v['voc']:+.2f}, bump rate {v['bump_rate']:.2f}")
             plot_video(out / "plots" / f"{source.name}.png", vals, np.diff(vals), stats.thumbnails.pick(7),
                        title=title, fps=source.fps, goal_thumb=goal.thumb if goal.kind == "image" else None)
@@ -231,8 +231,9 @@ def _run_shards(encoder: Encoder, sources: Any, goal: Goal, opts: EmbedOptions, 
     scored = [v for v in videos if v["voc"] is not None]
     mean_voc = float(np.mean([v["voc"] for v in scored])) if scored else None
     mean_br = float(np.mean([v["bump_rate"] for v in scored])) if scored else None
-    title = f"{opts.input}: {encoder.config.name}, goal = {goal.description}; mean VOC {mean_voc:+.2f}" if scored \
-        else opts.input
+    where = Path(opts.input).name or opts.input  # no absolute paths in titles
+    title = f"{where}: {encoder.config.label}, goal = {goal.description}; mean VOC {mean_voc:+.2f}" if scored \
+        else where
     plot_many(out / "values.png", curves, title)
     return {"videos": len(videos), "frames": sum(v["frames"] for v in videos), "voc": mean_voc, "bump_rate": mean_br,
             "timing": _timing(total),

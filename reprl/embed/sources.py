@@ -94,8 +94,31 @@ def is_shards(spec: str) -> bool:
         ".tar" in spec and "{" in spec) or spec.startswith("pipe:")
 
 
+def _folder_sources(folder: Path) -> Iterator[FrameSource]:
+    """Each video file and frame sub-folder of `folder`, named by a file-system-safe key."""
+    from reprl.data.shards import sanitize_key
+    from reprl.data.sources import discover
+
+    try:
+        videos = discover([folder])  # up front, so a wrong folder fails before the encoder loads
+    except ReprlError:
+        raise ReprlError(f"{folder} holds no frames (jpg/png), no videos ({', '.join(sorted(VIDEO_EXTS))}) and no "
+                         "index.json (not shards)") from None
+
+    def gen() -> Iterator[FrameSource]:
+        for i, v in enumerate(videos):
+            name = sanitize_key(Path(v.path).name, i)
+            if v.kind == "video":
+                fps, count = _video_info(v.path)
+                yield FrameSource(name=name, kind="video", fps=fps, count=count, _open=_video_batches(v.path))
+            else:
+                files = list_frames(Path(v.path))
+                yield FrameSource(name=name, kind="frames", count=len(files), _open=_image_files_batches(files))
+    return gen()
+
+
 def open_sources(spec: str) -> tuple[str, Iterator[FrameSource]]:
-    """('video' | 'frames' | 'images' | 'shards', lazily opened sources) for a user's input spec."""
+    """('video' | 'frames' | 'images' | 'shards' | 'videos', lazily opened sources) for a user's input spec."""
     if is_shards(spec):
         from reprl.data.reader import expand_urls, iter_videos
 
@@ -119,8 +142,8 @@ def open_sources(spec: str) -> tuple[str, Iterator[FrameSource]]:
         raise ReprlError(f"input not found: {spec}")
     if p.is_dir():
         files = list_frames(p)
-        if not files:
-            raise ReprlError(f"{spec} holds no frames (jpg/png) and no index.json (not shards)")
+        if not files:  # a folder of videos (files or frame sub-folders), as `reprl shards` takes: one result each
+            return "videos", _folder_sources(p)
         return "frames", iter([FrameSource(name=p.name, kind="frames", count=len(files),
                                            _open=_image_files_batches(files))])
     if p.suffix.lower() in VIDEO_EXTS:

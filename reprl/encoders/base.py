@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,6 +62,16 @@ class EncoderConfig:
             self.preprocess = default_preprocess(self.image_size)
         self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]
 
+    @property
+    def random_init(self) -> bool:
+        """True when the weights are untrained (a registered architecture, or random:SOURCE)."""
+        return self.source.startswith("random init")
+
+    @property
+    def label(self) -> str:
+        """The name to show users: says "random init" when the weights are untrained."""
+        return f"{self.name} (random init)" if self.random_init else self.name
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
@@ -74,12 +85,13 @@ class EncoderConfig:
 
 
 def apply_op(x: torch.Tensor, op: dict[str, Any], interpolation: InterpolationMode) -> torch.Tensor:
-    """One preprocessing op on float images [B, 3, H, W]."""
+    """One preprocessing op on float images [B, 3, H, W]. A resize antialiases unless the op says
+    "antialias": false (LIV's reference transform does not)."""
     kind, size = op.get("op"), int(op.get("size", 0))
     if kind == "resize":
         if min(x.shape[-2:]) == size:
             return x
-        return TF.resize(x, [size], interpolation=interpolation, antialias=True)
+        return TF.resize(x, [size], interpolation=interpolation, antialias=bool(op.get("antialias", True)))
     if kind == "center_crop":
         return x if tuple(x.shape[-2:]) == (size, size) else TF.center_crop(x, [size, size])
     raise ReprlError(f"unknown preprocessing op {op!r}: use resize or center_crop")
@@ -166,6 +178,19 @@ class Encoder(nn.Module):
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         raise ReprlError(f"encoder '{self.config.name}' has no text tower, so it cannot embed text goals; "
                          "use a language-capable encoder such as clip-rn50 (LIV), or give an image goal")
+
+    def save_pretrained(self, out: str | Path, run_dir: str | Path | None = None,
+                        info: dict[str, Any] | None = None) -> Path:
+        """Save as a shareable folder: config.json + model.safetensors + a README model card (see hub.py)."""
+        from reprl.encoders.hub import save_pretrained
+
+        return save_pretrained(self, out, run_dir=run_dir, info=info)
+
+    def push_to_hub(self, repo: str, **kwargs: Any) -> str:
+        """Upload to the Hugging Face hub repo 'org/name' with a model card (needs huggingface_hub)."""
+        from reprl.encoders.hub import push_to_hub
+
+        return push_to_hub(self, repo, **kwargs)
 
     def set_channels_last(self, enabled: bool = True) -> Encoder:
         self.channels_last = enabled

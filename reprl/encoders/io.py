@@ -8,6 +8,7 @@ reachable hub), or `random:SOURCE` (SOURCE's architecture at random init, seed 0
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,21 @@ from reprl.encoders.registry import SPECS, build_encoder, build_from_config
 from reprl.errors import ReprlError
 from reprl.utils.files import StagingDir
 
+log = logging.getLogger(__name__)
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CKPT_CONFIG_KEY = "reprl_encoder_config"  # where reprl training checkpoints keep the encoder config
 
 
-def save_encoder(encoder: Encoder, out: str | Path) -> Path:
-    """Write config.json + model.safetensors atomically (a staging folder renamed into place)."""
+def save_encoder(encoder: Encoder, out: str | Path, extra: dict[str, str] | None = None) -> Path:
+    """Write config.json + model.safetensors (and `extra` text files, e.g. a README model card) atomically
+    (a staging folder renamed into place)."""
     from safetensors.torch import save_file
 
     out = Path(out)
     with StagingDir(out) as staging:
+        for name, text in (extra or {}).items():
+            (staging / Path(name).name).write_text(text)
         config = {**encoder.config.to_dict(), "reprl_version": reprl.__version__}
         (staging / CONFIG).write_text(json.dumps(config, indent=2))
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
@@ -137,10 +142,17 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
         return load_dir(path)
     if path.is_file():
         return load_file(path)
+    from reprl.encoders.pretrained import RELEASES, load_pretrained
+
+    if text in RELEASES:
+        return load_pretrained(text)
     if text in SPECS:
+        log.warning("%s is an architecture name: random init, no trained weights (for released weights use one "
+                    "of %s)", text, ", ".join(RELEASES))
         return build_encoder(text, **overrides)
     raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
-                     f"hf:// repo, random:SOURCE, or a registered name ({', '.join(SPECS)})")
+                     f"hf:// repo, random:SOURCE, a pretrained name ({', '.join(RELEASES)}) or a registered "
+                     f"architecture ({', '.join(SPECS)})")
 
 
 def load_encoder(source: str | Path, device: str | torch.device = "cpu", freeze: bool = True,

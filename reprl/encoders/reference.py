@@ -7,11 +7,13 @@ Layouts (top-level key -> state dict):
 - LIV: 'liv' -> 'module.model.*' or 'model.*' (OpenAI CLIP RN50 image and text towers, possibly fp16).
 
 Preprocessing reproduces what the reference code does to a raw frame, so embeddings match it:
-- VIP: its examples apply Resize(256) + CenterCrop(224), and its model applies Resize(256) + CenterCrop(224)
-  again internally (the size check there compares a torch.Size with a list, which is never equal). Both
-  zooms are kept: [resize 256, crop 224, resize 256, crop 224].
+- VIP: its examples apply Resize(256) + CenterCrop(224) to a raw frame and pass the 224x224 result to the
+  model, whose forward then only normalises (it resizes only inputs that are not 3x224x224, so a raw frame
+  given to it directly gets the same single Resize(256) + CenterCrop(224)). One zoom, antialiased.
 - R3M: Resize(256) + CenterCrop(224) in its examples; the model only normalises.
-- LIV: the model resizes to 224, center-crops 224 and normalises with CLIP statistics; cosine similarity.
+- LIV: the model resizes the shorter side to 224 WITHOUT antialiasing (its tensor transform passes
+  antialias=None, which torchvision treats as False), center-crops 224 and normalises with CLIP
+  statistics; cosine similarity.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from reprl.encoders.base import CLIP_MEAN, CLIP_STD, Encoder, EncoderConfig
 from reprl.errors import ReprlError
 
 RESIZE_CROP = [{"op": "resize", "size": 256}, {"op": "center_crop", "size": 224}]
-VIP_PREPROCESS = RESIZE_CROP + RESIZE_CROP
+VIP_PREPROCESS = RESIZE_CROP
 R3M_PREPROCESS = RESIZE_CROP
-LIV_PREPROCESS = [{"op": "resize", "size": 224}, {"op": "center_crop", "size": 224}]
+LIV_PREPROCESS = [{"op": "resize", "size": 224, "antialias": False}, {"op": "center_crop", "size": 224}]
 
 
 def _sub_state(state: dict[str, Any], prefixes: tuple[str, ...], where: str) -> dict[str, torch.Tensor]:

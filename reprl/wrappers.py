@@ -1,0 +1,175 @@
+"""Goal-conditioned rewards from a frozen encoder, as a gymnasium wrapper.
+
+    env = GoalReward(env, reprl.load("vip-resnet50"), goal=goal_image)          # r = S(o'; g) - S(o; g)
+    env = GoalReward(env, encoder, goal="open the drawer", mode="value")          # r = S(o'; g)  (LIV text goal)
+    env = GoalReward(env, encoder, goal=demo_last_frames, weight=0.1, add_to_env=True)  # env reward + 0.1 r
+
+The image is read from the observation (an image observation, or `image_key` of a dict observation) or,
+failing that, rendered (render_mode="rgb_array"). S is the encoder's own similarity (reprl.rewards.values).
+The goal is an image, a list / batch of images (their mean embedding), a text (language-capable encoders) or
+an embedding ([D], or [K, D] averaged); set at construction or per episode with reset(options={"goal": ...}).
+info["goal_value"] carries S(o; g) of the returned observation and info["goal_reward"] the shaped term.
+Vector envs (gymnasium.vector, autoreset NEXT_STEP or DISABLED) embed all sub-envs' frames in one call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from reprl.encoders.base import Encoder
+from reprl.errors import ReprlError
+
+try:
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+except ImportError:  # pragma: no cover - an optional extra
+    raise ReprlError("reprl.wrappers needs gymnasium >= 1.0: pip install 'reprl[rl]'") from None
+from reprl.rewards import goal_from_embeddings, goal_from_image, goal_from_text, values
+
+MODES = ("diff", "value")
+
+
+def goal_embedding(encoder: Encoder, goal: Any) -> torch.Tensor:
+    """Goal [D] from text, one image, several images (mean embedding) or embeddings ([D] or [K, D])."""
+    if goal is None:
+        raise ReprlError("GoalReward needs a goal: pass goal=... or reset(options={'goal': ...})")
+    with torch.inference_mode():
+        if isinstance(goal, str):
+            return goal_from_text(encoder, goal).float()
+        if isinstance(goal, (list, tuple)):
+            if not goal:
+                raise ReprlError("the goal is an empty list; give at least one goal image")
+            return goal_from_embeddings(encoder(list(goal))).float()
+        arr = torch.from_numpy(np.ascontiguousarray(goal)) if isinstance(goal, np.ndarray) else goal
+        if isinstance(arr, torch.Tensor) and arr.dim() <= 2 and arr.is_floating_point():  # embeddings
+            if arr.shape[-1] != encoder.embed_dim:
+                raise ReprlError(f"goal embedding has {arr.shape[-1]} dims, the encoder embeds to {encoder.embed_dim}")
+            return (arr if arr.dim() == 1 else goal_from_embeddings(arr)).float().to(encoder.device)
+        if isinstance(arr, torch.Tensor) and arr.dim() == 4:  # a batch of images
+            return goal_from_embeddings(encoder(arr)).float()
+        return goal_from_image(encoder, arr).float()
+
+
+def _without_goal(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The reset options the wrapped env sees: ours ('goal') removed."""
+    return None if options is None else {k: v for k, v in options.items() if k != "goal"} or None
+
+
+class _Scorer:
+    """What single and vector wrappers share: the goal, the frame source and one batched value call."""
+
+    def __init__(self, encoder: Encoder, goal: Any, mode: str, weight: float, add_to_env: bool,
+                 image_key: str | None) -> None:
+        if mode not in MODES:
+            raise ReprlError(f"mode must be one of {MODES}, got {mode!r}")
+        self.encoder, self.mode, self.weight, self.add_to_env = encoder, mode, float(weight), bool(add_to_env)
+        self.image_key = image_key
+        self.goal = None if goal is None else goal_embedding(encoder, goal)
+
+    def set_goal(self, options: dict[str, Any] | None) -> None:
+        if options and options.get("goal") is not None:
+            self.goal = goal_embedding(self.encoder, options["goal"])
+        if self.goal is None:
+            goal_embedding(self.encoder, None)  # raises the "needs a goal" error
+
+    def frames(self, obs: Any, render: Any) -> Any:
+        """Images of the observation: obs[image_key], the observation itself if it is an image, or a render."""
+        if self.image_key is not None:
+            if not isinstance(obs, dict) or self.image_key not in obs:
+                raise ReprlError(f"image_key {self.image_key!r} is not a key of the observation")
+            return obs[self.image_key]
+        if isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and obs.ndim >= 3:
+            return obs
+        frames = render()
+        if frames is None:
+            raise ReprlError("the observation is not an image and env.render() returned None: make the env with "
+                             "render_mode='rgb_array' or pass image_key")
+        return np.stack(frames) if isinstance(frames, (list, tuple)) else frames
+
+    def values(self, images: Any, layout: str = "BHWC") -> np.ndarray:
+        """Values of env frames, which gymnasium gives channels-last (H, W, 3), one image or a batch."""
+        with torch.inference_mode():
+            emb = self.encoder(images, layout=layout)
+            return values(emb, self.goal.to(emb.device), self.encoder.similarity).double().cpu().numpy()
+
+    def reward(self, env_reward: Any, shaped: np.ndarray) -> Any:
+        return (env_reward if self.add_to_env else 0.0) + self.weight * shaped
+
+
+class GoalReward(gym.Wrapper):
+    """Reward S(o'; g) - S(o; g) (mode "diff", VIP's reward) or S(o'; g) (mode "value") from a frozen encoder,
+    times `weight`, replacing the env reward or added to it (add_to_env=True). Vector envs get GoalRewardVector."""
+
+    def __new__(cls, env: Any = None, *args: Any, **kwargs: Any) -> Any:  # env optional: copy / pickle call cls()
+        if cls is GoalReward and isinstance(env, VectorEnv):
+            return GoalRewardVector(env, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, env: gym.Env, encoder: Encoder, goal: Any = None, mode: str = "diff", weight: float = 1.0,
+                 add_to_env: bool = False, image_key: str | None = None) -> None:
+        super().__init__(env)
+        self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key)
+        self._value = 0.0
+
+    def _value_of(self, obs: Any) -> float:
+        return float(self.scorer.values(self.scorer.frames(obs, self.env.render))[0])  # one image, no batch axis
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        self.scorer.set_goal(options)
+        obs, info = self.env.reset(seed=seed, options=_without_goal(options))
+        self._value = self._value_of(obs)
+        return obs, {**info, "goal_value": self._value}
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        obs, env_reward, terminated, truncated, info = self.env.step(action)
+        value = self._value_of(obs)
+        shaped = value - self._value if self.scorer.mode == "diff" else value
+        self._value = value
+        info = {**info, "goal_value": value, "goal_reward": shaped}
+        return obs, float(self.scorer.reward(env_reward, np.float64(shaped))), terminated, truncated, info
+
+
+class GoalRewardVector(VectorWrapper):
+    """GoalReward for gymnasium vector envs: one encoder call per step for all sub-envs. A sub-env that was
+    auto-reset (NEXT_STEP) gets shaped reward 0 on its reset step, and its value restarts from the new frame."""
+
+    def __init__(self, env: VectorEnv, encoder: Encoder, goal: Any = None, mode: str = "diff", weight: float = 1.0,
+                 add_to_env: bool = False, image_key: str | None = None) -> None:
+        super().__init__(env)
+        autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if autoreset not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+            raise ReprlError(f"GoalReward supports vector envs with autoreset NEXT_STEP or DISABLED, not {autoreset}")
+        self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key)
+        self._values = np.zeros(env.num_envs)
+        self._restarted = np.zeros(env.num_envs, dtype=bool)
+
+    def _values_of(self, obs: Any) -> np.ndarray:
+        v = self.scorer.values(self.scorer.frames(obs, self.env.render))
+        if v.shape != (self.num_envs,):
+            raise ReprlError(f"got {v.shape[0]} frames for {self.num_envs} sub-environments")
+        return v
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        self.scorer.set_goal(options)
+        obs, info = self.env.reset(seed=seed, options=_without_goal(options))
+        mask = (options or {}).get("reset_mask")
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        self._values = np.where(mask, self._values_of(obs), self._values)
+        self._restarted[mask] = False
+        return obs, {**info, "goal_value": self._values.copy()}
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
+        obs, env_reward, terminated, truncated, info = self.env.step(actions)
+        value = self._values_of(obs)
+        shaped = value - self._values if self.scorer.mode == "diff" else value.copy()
+        if self.scorer.mode == "diff":
+            shaped[self._restarted] = 0.0  # a NEXT_STEP reset step: no transition to reward
+        self._values = value
+        self._restarted = np.logical_or(terminated, truncated) & (
+            self.env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP)
+        info = {**info, "goal_value": value, "goal_reward": shaped}
+        reward = self.scorer.reward(np.asarray(env_reward, dtype=np.float64), shaped)
+        return obs, reward, terminated, truncated, info
