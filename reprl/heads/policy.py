@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from reprl.errors import ReprlError
+from reprl.heads.losses import gaussian_nll
 from reprl.utils.files import StagingDir
 
 
@@ -67,8 +68,7 @@ class PolicyHead(nn.Module):
         mean = self(emb, proprio)
         if self.log_std is None:
             return ((mean - actions) ** 2).sum(-1)
-        var = torch.exp(2 * self.log_std)
-        return 0.5 * (((actions - mean) ** 2) / var + 2 * self.log_std + np.log(2 * np.pi)).sum(-1)
+        return gaussian_nll(mean, self.log_std, actions)
 
 
 class Policy(nn.Module):
