@@ -72,7 +72,8 @@ def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fin
     for v, emb in zip(videos, embs):
         episodes.append({"key": v.key, "emb": emb, "proprio": v.array("proprio"), "actions": v.array("actions"),
                          "success": v.array("success").astype(bool), "expert": bool(v.meta.get("expert", True)),
-                         "reward": v.array("reward"), "behaviour": v.meta.get("behaviour", "expert" if v.meta.get("expert", True) else "noisy"),
+                         "reward": v.array("reward"),
+                         "behaviour": v.meta.get("behaviour", "expert" if v.meta.get("expert", True) else "noisy"),
                          "episode": int(v.meta.get("episode", 0))})
     return episodes
 

@@ -5,7 +5,6 @@ where it stopped."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections import Counter
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from reprl.config import to_dict
 from reprl.encoders.base import Encoder
@@ -23,8 +21,8 @@ from reprl.evaluation.data import encoder_fingerprint, ensure_task_data, task_ep
 from reprl.evaluation.rollout import EnvPool, rollout, summarize
 from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import Policy, save_head
-from reprl.heads.registry import make_learner, reward_source
-from reprl.heads.train import Transitions, transition_rewards
+from reprl.heads.registry import make_learner, with_reward
+from reprl.heads.train import Transitions
 from reprl.utils.files import write_json
 
 
@@ -50,20 +48,6 @@ def select_training_episodes(episodes: list[dict[str, Any]], n_demos: int, seed:
     return [experts[i] for i in order[:n_demos]], [e for e in episodes if not e["expert"]]
 
 
-def cell_transitions(kind: str, spec: SuiteSpec, episodes: list[dict[str, Any]], demos: list[dict[str, Any]],
-                     encoder: Encoder) -> Transitions:
-    """The training data of one head: demos (expert) + every suboptimal episode, with the reward the head uses
-    (the encoder's S(o'; g) - S(o; g), goal = mean of the demos' last frames, or the environment's)."""
-    data = Transitions.from_episodes(episodes)
-    source = reward_source(kind, spec.head_config(kind))
-    if source == "encoder":
-        goal = torch.as_tensor(np.stack([d["emb"][-1] for d in demos])).mean(0)
-        data = dataclasses.replace(data, reward=transition_rewards(data, goal, encoder.similarity))
-    elif source is None:
-        data = dataclasses.replace(data, reward=None)
-    return data
-
-
 def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[dict[str, Any]], n_demos: int,
              seed: int, kind: str, progress: Any = None, policy_dir: Path | None = None,
              source: str = "") -> dict[str, Any]:
@@ -71,7 +55,8 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[di
     control code calls), and save the final policy folder to policy_dir."""
     t0 = time.perf_counter()
     demos, noisy = select_training_episodes(episodes, n_demos, seed)
-    data = cell_transitions(kind, spec, demos + noisy, demos, encoder)
+    data = with_reward(kind, spec.head_config(kind), Transitions.from_episodes(demos + noisy),
+                       [d["emb"][-1] for d in demos], encoder.similarity)
     seeds = [spec.eval_seed + 1000 * seed + i for i in range(spec.rollouts)]
     evals, losses = [], []
     learner = make_learner(kind, data, spec.head, spec.head_config(kind), seed=seed)

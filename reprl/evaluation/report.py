@@ -12,7 +12,6 @@ import numpy as np
 
 from reprl.utils.files import replacing, write_text_atomic
 
-
 BOOTSTRAP = 2000  # resamples of the 95% intervals
 CI_NOTE = "95% bootstrap interval over seeds and, within each seed, its rollouts"
 
@@ -86,7 +85,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     heads, tasks = suite["heads"], suite["tasks"]
     lines = [f"# {suite['name']}", "", suite.get("description", "").strip(), "",
              f"Success rate (%) over {suite['rollouts']} rollouts of {suite['horizon']} steps per cell: mean over "
-             f"seeds {suite['seeds']} [{CI_NOTE}, {BOOTSTRAP} resamples]; camera {suite['data']['camera']}, {suite['data']['frame_size']} px; head "
+             f"seeds {suite['seeds']} [{CI_NOTE}, {BOOTSTRAP} resamples]; camera {suite['data']['camera']}, "
+             f"{suite['data']['frame_size']} px; head "
              f"{suite['head']['steps']} steps, batch {suite['head']['batch_size']}, lr {suite['head']['lr']}.", "",
              "Encoders: " + ", ".join(f"`{k}` = `{v}`" for k, v in result["encoders"].items()), ""]
     metrics = [("success", "success at any step within the horizon"), ("success_final_step", "success at the "

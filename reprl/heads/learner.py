@@ -29,7 +29,8 @@ class Standardize(nn.Module):
     def __init__(self, x: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mean", x.mean(0) if len(x) else torch.zeros(x.shape[1]))
-        self.register_buffer("std", (x.std(0, unbiased=False) if len(x) > 1 else torch.ones(x.shape[1])).clamp_min(1e-6))
+        std = x.std(0, unbiased=False) if len(x) > 1 else torch.ones(x.shape[1])
+        self.register_buffer("std", std.clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

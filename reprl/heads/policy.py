@@ -154,7 +154,7 @@ def load_head(path: str | Path) -> tuple[nn.Module, str, dict[str, Any]]:
     from safetensors.torch import load_file
 
     from reprl.config import from_dict
-    from reprl.heads.trail import TRAILConfig, TrailActor
+    from reprl.heads.trail import TrailActor, TRAILConfig
 
     p = Path(path)
     meta = json.loads((p / CONFIG).read_text()) if (p / CONFIG).exists() else {}

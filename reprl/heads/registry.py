@@ -10,16 +10,25 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from reprl.config import from_dict
 from reprl.errors import ReprlError
-from reprl.heads.dualrl import AWRConfig, AWRLearner, FDVLConfig, FDVLLearner, IQLConfig, IQLLearner, ReCOILConfig, \
-    ReCOILLearner
+from reprl.heads.dualrl import (
+    AWRConfig,
+    AWRLearner,
+    FDVLConfig,
+    FDVLLearner,
+    IQLConfig,
+    IQLLearner,
+    ReCOILConfig,
+    ReCOILLearner,
+)
 from reprl.heads.learner import Learner
 from reprl.heads.policy import HeadConfig
-from reprl.heads.train import HeadTrainer, Transitions, rwr_weights
 from reprl.heads.trail import TRAILConfig, TRAILLearner
+from reprl.heads.train import HeadTrainer, Transitions, rwr_weights, transition_rewards
 
 
 @dataclass
@@ -72,6 +81,19 @@ def prepare_rewards(rewards: torch.Tensor, cfg: Any) -> torch.Tensor:
     if getattr(cfg, "standardize_reward", False) and r.numel() > 1:
         r = (r - r.mean()) / r.std().clamp_min(1e-8)
     return r * getattr(cfg, "reward_scale", 1.0)
+
+
+def with_reward(kind: str, cfg: Any, data: Transitions, goal_embeddings: Any, similarity: Any) -> Transitions:
+    """The transitions with the reward head `kind` learns from: the encoder's S(o'; g) - S(o; g) with g the mean of
+    `goal_embeddings` (e.g. the expert demos' last frames), the data's own (environment) reward, or none."""
+    source = reward_source(kind, head_config(kind, cfg))
+    if source == "encoder":
+        goal = torch.as_tensor(np.stack([np.asarray(g) for g in goal_embeddings])).float().mean(0)
+        return dataclasses.replace(data, reward=transition_rewards(data, goal, similarity))
+    if source == "env" and data.reward is None:
+        raise ReprlError(f"the {kind} head is set to the environment's reward, but the data has none: add reward "
+                         "arrays or use reward=encoder")
+    return data if source else dataclasses.replace(data, reward=None)
 
 
 def make_learner(kind: str, data: Transitions, head: HeadConfig, cfg: Any = None, *, seed: int = 0,

@@ -75,7 +75,8 @@ def episode_videos(ep: Any, episode: int, quality: int) -> list[EncodedVideo]:
     for camera, frames in ep.frames.items():
         meta = {"source": f"metaworld:{ep.task}/{camera}/episode{episode}", "task": ep.task, "camera": camera,
                 "episode": episode, "num_frames": len(frames), "steps": ep.steps, "width": int(frames[0].shape[1]),
-                "height": int(frames[0].shape[0]), "expert": ep.info["noise"] == 0 and ep.info.get("behaviour", "expert") == "expert", **ep.info}
+                "height": int(frames[0].shape[0]), **ep.info,
+                "expert": ep.info["noise"] == 0 and ep.info.get("behaviour", "expert") == "expert"}
         out.append(EncodedVideo(frames=[encode_jpeg(f, quality) for f in frames], meta=meta,
                                 caption=ep.info["text"], arrays=arrays))
     return out
