@@ -96,7 +96,7 @@ class Policy(nn.Module):
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
         """LeRobot-style: {'observation.image' (or 'image' / 'pixels'), 'observation.state' (or 'proprio' /
         'state')} -> action(s)."""
-        image = _first(observation, ("observation.image", "image", "pixels"), "an image")
+        image = _first(observation, ("observation.image", "image", "pixels"), "image")
         proprio = _first(observation, ("observation.state", "proprio", "state"), None)
         return self.act(image, proprio)
 
