@@ -33,8 +33,8 @@ def train(capsys, *args):
     return e.value.code, capsys.readouterr()
 
 
-@pytest.mark.parametrize("head", ["recoil", "trail"])
-def test_heads_train_on_an_npz_saves_a_policy_that_loads_and_acts(tmp_path, capsys, encoder_dir, head):
+def test_heads_train_on_an_npz_saves_a_policy_that_loads_and_acts(tmp_path, capsys, encoder_dir, head="recoil"):
+    """(TRAIL's actor saves and loads in test_readme's policy snippet.)"""
     demos = episodes_npz(tmp_path / "eps.npz")
     code, out = train(capsys, "--demos", demos, "--encoder", encoder_dir, "--head", head, "--out", tmp_path / "p",
                       "--steps", 10, "--batch-size", 8, "--set", "hidden=16,16")
