@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from reprl.stats import format_ci, resampled_means, two_level_ci
 from reprl.utils.files import replacing, write_text_atomic
 
 BOOTSTRAP = 2000  # resamples of the 95% intervals
@@ -30,20 +31,6 @@ def outcomes(cell: dict[str, Any], metric: str) -> np.ndarray:
     return np.array([float(cell[metric])])
 
 
-def _resampled_means(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """[BOOTSTRAP] means of x resampled with replacement."""
-    return x[rng.integers(len(x), size=(BOOTSTRAP, len(x)))].mean(1)
-
-
-def _interval(per_seed: list[np.ndarray], rng: np.random.Generator) -> dict[str, float]:
-    """per_seed: [seeds] arrays [BOOTSTRAP] of within-seed resampled means -> seeds resampled too."""
-    m = np.stack(per_seed)  # [S, B]
-    pick = rng.integers(len(per_seed), size=(BOOTSTRAP, len(per_seed)))
-    boot = m[pick, np.arange(BOOTSTRAP)[:, None]].mean(1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return {"lo": float(lo), "hi": float(hi)}
-
-
 def aggregate(cells: list[dict[str, Any]], metric: str) -> dict[tuple, dict[str, float]]:
     """(demos, encoder, head, task) -> mean / std / n over seeds and a 95% bootstrap interval (lo, hi) over seeds
     and rollouts; task 'mean' averages tasks per seed (and per resample)."""
@@ -54,13 +41,13 @@ def aggregate(cells: list[dict[str, Any]], metric: str) -> dict[tuple, dict[str,
     for c in cells:
         key = (c["demos"], c["encoder"], c["head"], c["task"])
         by[key].append(c[metric])
-        boots[key][c["seed"]] = _resampled_means(outcomes(c, metric), rng)
+        boots[key][c["seed"]] = resampled_means(outcomes(c, metric), BOOTSTRAP, rng)
         per_seed[(c["demos"], c["encoder"], c["head"], c["seed"])][c["task"]] = c[metric]
     for (d, e, h, seed), tasks in per_seed.items():
         by[(d, e, h, "mean")].append(float(np.mean(list(tasks.values()))))
         boots[(d, e, h, "mean")][seed] = np.mean([boots[(d, e, h, t)][seed] for t in tasks], axis=0)
     return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v),
-                **_interval(list(boots[k].values()), rng)} for k, v in by.items()}
+                **two_level_ci(list(boots[k].values()), rng)} for k, v in by.items()}
 
 
 def _table(agg: dict[tuple, dict[str, float]], demos: int, encoders: list[str], heads: list[str],
@@ -72,7 +59,7 @@ def _table(agg: dict[tuple, dict[str, float]], demos: int, encoders: list[str], 
             row = []
             for t in cols:
                 a = agg.get((demos, e, h, t))
-                row.append(f"{100 * a['mean']:.0f} [{100 * a['lo']:.0f}, {100 * a['hi']:.0f}]" if a else "-")
+                row.append(format_ci(a, scale=100, digits=0) if a else "-")
             lines.append(f"| {e} | {h} | " + " | ".join(row) + " |")
     return lines
 
