@@ -71,7 +71,7 @@ def test_heads_train_rejects_bad_input_before_any_work(tmp_path, capsys, encoder
 
 
 def test_mixed_quality_corpus_jobs():
-    from reprl.sim.corpus import CorpusConfig, corpus_jobs
+    from reprl.sim.corpus import CorpusConfig, corpus_jobs, render_corpus
 
     cfg = CorpusConfig(tasks="drawer-open", episodes=10, noise=1.0, noisy_fraction=0.2, random_fraction=0.2,
                        early_fraction=0.3, early_stop_steps=12)
@@ -79,3 +79,5 @@ def test_mixed_quality_corpus_jobs():
     assert [j[5] for j in jobs] == ["noisy"] * 2 + ["random"] * 2 + ["early"] * 3 + ["expert"] * 3
     assert [j[3] for j in jobs] == [1.0] * 2 + [0.0] * 8  # action noise only on the noisy episodes
     assert len({j[2] for j in jobs}) == 10  # every episode its own seed
+    with pytest.raises(ReprlError, match="sum to at most 1"):
+        render_corpus(CorpusConfig(noisy_fraction=0.5, random_fraction=0.6), "unused")

@@ -112,8 +112,11 @@ def render_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True)
     """Render episodes and write shards (frames, caption, actions, proprio, state, success) to `out_dir`."""
     from tqdm import tqdm
 
-    if cfg.episodes < 1 or cfg.size < 16 or cfg.frame_every < 1:
-        raise ReprlError("need episodes >= 1, size >= 16 and frame_every >= 1")
+    if cfg.episodes < 1 or cfg.size < 16 or cfg.frame_every < 1 or cfg.early_stop_steps < 1:
+        raise ReprlError("need episodes >= 1, size >= 16, frame_every >= 1 and early_stop_steps >= 1")
+    shares = (cfg.noisy_fraction, cfg.random_fraction, cfg.early_fraction)
+    if min(shares) < 0 or sum(shares) > 1:
+        raise ReprlError(f"noisy, random and early fractions must be >= 0 and sum to at most 1, got {shares}")
     cfg.camera_list()
     jobs = corpus_jobs(cfg)
     opts = ShardOptions(resize=0, quality=cfg.quality, max_videos_per_shard=cfg.max_videos_per_shard,
