@@ -143,6 +143,10 @@ def test_head_configs_and_requirements():
     assert head_config("fdvl", {"f": "tv", "temperature": 0.8}).temperature == 0.8
     with pytest.raises(ReprlError, match="'kl' is not one of"):
         head_config("fdvl", {"f": "kl"})
+    with pytest.raises(ReprlError, match="recoil.temperature must be > 0"):
+        head_config("recoil", {"temperature": 0})
+    with pytest.raises(ReprlError, match="iql.expectile must be in"):
+        head_config("iql", {"expectile": 1.5})
     with pytest.raises(ReprlError, match="unknown head 'sac'"):
         head_config("sac")
     no_reward = [{k: v for k, v in ep.items() if k != "reward"} for ep in episodes(2)]

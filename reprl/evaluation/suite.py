@@ -11,7 +11,7 @@ from reprl.config import from_dict, read_yaml, to_dict
 from reprl.errors import ReprlError
 from reprl.heads.dualrl import AWRConfig, FDVLConfig, IQLConfig, ReCOILConfig
 from reprl.heads.policy import HeadConfig
-from reprl.heads.registry import HEADS
+from reprl.heads.registry import HEADS, head_config
 from reprl.heads.registry import RWRConfig as RWRSpec
 from reprl.heads.trail import TRAILConfig
 from reprl.sim.tasks import check_camera, task_name
@@ -62,6 +62,8 @@ class SuiteSpec:
         bad = [h for h in self.heads if h not in HEADS]
         if bad:
             raise ReprlError(f"unknown head(s) {bad}; choose from {', '.join(HEADS)}")
+        for h in self.heads:
+            head_config(h, self.head_config(h))  # ranges of every used head's settings
         if max(self.demos) > self.data.expert_episodes:
             raise ReprlError(f"demos {self.demos} need at least {max(self.demos)} expert episodes per task "
                              f"(data.expert_episodes is {self.data.expert_episodes})")

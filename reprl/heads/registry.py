@@ -63,9 +63,25 @@ def head_config(kind: str, values: dict[str, Any] | Any | None = None) -> Any:
     cls = CONFIGS[check_head(kind)]
     if values is None:
         return cls()
-    if isinstance(values, cls):
-        return values
-    return from_dict(cls, dict(values), kind)
+    cfg = values if isinstance(values, cls) else from_dict(cls, dict(values), kind)
+    return check_ranges(kind, cfg)
+
+
+POSITIVE = ("temperature", "beta", "max_weight", "lr", "tau", "reward_scale", "huber", "embed_dim")
+UNIT = {"expectile": (0.0, 1.0), "discount": (0.0, 1.0), "polyak": (0.0, 1.0), "shuffle": (0.0, 1.0),
+        "pretrain_fraction": (0.0, 1.0)}
+
+
+def check_ranges(kind: str, cfg: Any) -> Any:
+    """Settings that would make a head diverge or divide by zero fail here, before any work."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.name in POSITIVE and not v > 0:
+            raise ReprlError(f"{kind}.{f.name} must be > 0, got {v}")
+        lo, hi = UNIT.get(f.name, (None, None))
+        if lo is not None and not (lo <= v <= hi and (f.name == "shuffle" or lo < v)):
+            raise ReprlError(f"{kind}.{f.name} must be in ({lo}, {hi}], got {v}")
+    return cfg
 
 
 def reward_source(kind: str, cfg: Any) -> str | None:
