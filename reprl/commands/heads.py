@@ -4,7 +4,7 @@
   reprl heads train --demos shards/my_robot --encoder vip=... --head iql --set expectile=0.9 --steps 5000 --out p
 
 --demos: reprl shards with actions (and proprio) arrays, or an .npz of images [N, H, W, 3], actions [N, A],
-optional proprio [N, P], episode [N] (ids), expert [N] and reward [N] (docs/heads.md). Every frame is
+optional proprio [N, P], episode [N] (ids), expert [N] and reward [N] (layout: docs/heads.md). Every frame is
 embedded once with the frozen encoder; the head trains on the cached embeddings. Heads that learn from a
 reward use the encoder's S(o'; g) - S(o; g) with g = the mean last frame of the expert episodes (or the
 data's reward with --set reward=env); recoil and trail need some episodes marked expert. The output folder
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from reprl.cli import add_device
+
 HELP = "train a policy head (bc, rwr, awr, iql, fdvl, recoil, trail) on your own episodes"
 
 
@@ -24,15 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--demos", required=True, help="shards with actions, or an episodes .npz")
     t.add_argument("--encoder", required=True, help="frozen encoder: any reprl.load source")
-    t.add_argument("--head", default="bc", help="bc | rwr | rwr_chi2 | awr | iql | fdvl | recoil | trail (default bc)")
+    t.add_argument("--head", default="bc", help="bc | rwr | rwr_chi2 | awr | iql | fdvl | recoil | trail")
     t.add_argument("--out", required=True, help="policy folder to write")
     t.add_argument("--steps", type=int, default=None, help="training steps (default: HeadConfig's, 20000)")
     t.add_argument("--batch-size", type=int, default=None, help="batch size (default: HeadConfig's, 32)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a head setting, e.g. temperature=10 (repeat; the fields of the head's config)")
     t.add_argument("--no-proprio", action="store_true", help="ignore proprioception")
-    t.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    t.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    t.add_argument("--seed", type=int, default=0, help="training seed")
+    add_device(t)
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     t.add_argument("--no-encoder-copy", action="store_true",
                    help="record the encoder source instead of copying the encoder into the policy folder")
