@@ -13,7 +13,7 @@ import sys
 
 from reprl.errors import ReprlError
 
-COMMANDS = ("shards", "render", "stream", "pretrain", "score", "embed", "convert", "eval", "bench", "list")
+COMMANDS = ("shards", "render", "stream", "pretrain", "score", "embed", "convert", "eval", "heads", "bench", "list")
 
 
 DEVICE_HELP = "torch device: cpu, cuda, cuda:1, ..."

@@ -41,6 +41,24 @@ def bootstrap_ci(samples: Sequence[Any], statistic: Callable[[list[Any]], float]
     return {"mean": point, "lo": float(lo), "hi": float(hi), "n": len(stats)}
 
 
+def resampled_means(x: Sequence[float], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """[n_boot] means of x, each over len(x) items drawn with replacement: the inner level of a two-level
+    bootstrap (e.g. rollouts within a seed)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x[rng.integers(len(x), size=(n_boot, len(x)))].mean(1)
+
+
+def two_level_ci(inner: Sequence[np.ndarray], rng: np.random.Generator, level: float = 0.95) -> dict[str, float]:
+    """Percentile interval of a mean over units (e.g. seeds) resampled with replacement, where unit u's value
+    in resample b is inner[u][b] (its own resampled mean, from resampled_means): both levels vary at once."""
+    m = np.stack([np.asarray(v, dtype=np.float64) for v in inner])  # [units, n_boot]
+    pick = rng.integers(len(m), size=(m.shape[1], len(m)))
+    boot = m[pick, np.arange(m.shape[1])[:, None]].mean(1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    return {"lo": float(lo), "hi": float(hi)}
+
+
 def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     """Area under the ROC curve: the probability that a random positive scores above a random negative, ties
     counting one half (the Mann-Whitney U statistic / (n_pos * n_neg)). NaN when either set is empty."""

@@ -14,6 +14,7 @@ from reprl.evaluation.data import task_dir
 from reprl.evaluation.report import aggregate
 from reprl.evaluation.rollout import EnvPool, rollout, summarize
 from reprl.evaluation.suite import SuiteSpec, load_suite
+from reprl.heads import load_policy
 
 SUITES = sorted((Path(__file__).resolve().parents[1] / "eval" / "suites").glob("*.yaml"))
 
@@ -28,7 +29,7 @@ def test_bad_suite_specs(tmp_path):
     with pytest.raises(ReprlError, match="unknown MetaWorld task"):
         SuiteSpec(tasks=["drawer-opn"])
     with pytest.raises(ReprlError, match="unknown head"):
-        SuiteSpec(heads=["awr"])
+        SuiteSpec(heads=["sac"])
     with pytest.raises(ReprlError, match="expert episodes"):
         SuiteSpec(demos=[50])
     (tmp_path / "s.yaml").write_text("tasks: [hammer]\nrollout: 3\n")
@@ -69,6 +70,36 @@ def test_rollout_counts_success_at_any_step_and_records_the_final_step():
     assert s["success"] == pytest.approx(2 / 3) and s["success_final"] == pytest.approx(1 / 3)
 
 
+def test_bootstrap_intervals_over_seeds_and_rollouts():
+    def cell(seed, hits, task="a"):
+        ev = {"first_success": [3 if h else None for h in hits], "final": list(hits)}
+        return {"demos": 1, "encoder": "e", "head": "h", "task": task, "seed": seed, "success": float(np.mean(hits)),
+                "success_final_step": float(np.mean(hits)), "evaluations": [ev]}
+
+    sure = aggregate([cell(0, [1] * 10), cell(1, [1] * 10)], "success")[(1, "e", "h", "a")]
+    assert sure["lo"] == sure["hi"] == sure["mean"] == 1.0
+    few = aggregate([cell(0, [1, 0] * 2), cell(1, [1, 0, 0, 0])], "success")[(1, "e", "h", "a")]
+    many = aggregate([cell(0, [1, 0] * 50), cell(1, [1, 0, 0, 0] * 25)], "success")[(1, "e", "h", "a")]
+    assert few["mean"] == many["mean"] == pytest.approx(0.375)
+    assert few["lo"] < many["lo"] < 0.375 < many["hi"] < few["hi"]  # more rollouts: a narrower interval
+    # seeds that disagree widen the interval even with many rollouts each
+    split = aggregate([cell(0, [1] * 100), cell(1, [0] * 100)], "success_final_step")[(1, "e", "h", "a")]
+    assert split["lo"] == 0.0 and split["hi"] == 1.0
+    # 'mean' over tasks: per seed, then resampled; a cell without per-rollout records counts as its rate
+    cells = [cell(0, [1] * 4), cell(0, [0] * 4, "b"), {**cell(1, [1] * 4), "evaluations": []}, cell(1, [0] * 4, "b")]
+    mean = aggregate(cells, "success")[(1, "e", "h", "mean")]
+    assert mean["mean"] == mean["lo"] == mean["hi"] == 0.5
+
+
+def test_plot_pairs_each_encoders_heads():
+    from reprl.evaluation.report import bar_style
+
+    a, b, c = bar_style(0, 0, 3), bar_style(0, 2, 3), bar_style(1, 0, 3)
+    assert a["hatch"] != b["hatch"] and a["hatch"] == c["hatch"]
+    assert a["color"][2] > a["color"][0] and b["color"][2] > b["color"][0]  # one (blue) family per encoder
+    assert c["color"][0] > c["color"][2]  # the next encoder: oranges
+
+
 def test_aggregate_means_over_seeds_and_tasks():
     cells = [{"demos": 5, "encoder": "e", "head": "bc", "task": t, "seed": s, "success": v}
              for t, s, v in [("a", 0, 0.2), ("a", 1, 0.4), ("b", 0, 1.0), ("b", 1, 0.6)]]
@@ -80,7 +111,7 @@ def test_aggregate_means_over_seeds_and_tasks():
 
 def tiny_suite(tmp_path) -> tuple[SuiteSpec, Path]:
     spec = from_dict(SuiteSpec, {"name": "t", "tasks": ["drawer-open"], "demos": [2], "seeds": [0, 1],
-                                 "heads": ["bc", "rwr"], "rollouts": 2, "horizon": 3, "parallel_envs": 2,
+                                 "heads": ["bc", "recoil"], "rollouts": 2, "horizon": 3, "parallel_envs": 2,
                                  "data": {"expert_episodes": 2, "noisy_episodes": 1, "frame_size": 64},
                                  "head": {"steps": 20, "hidden": [16]}})
     cache = tmp_path / "cache"
@@ -109,11 +140,16 @@ def test_eval_resumes_an_interrupted_run_and_reuses_finished_cells(tmp_path, mon
     monkeypatch.setattr(harness, "run_cell", lambda *a, **k: calls.append(a[5:]) or real(*a, **k))
     result = harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
     assert len(calls) == 4, "the two finished cells were reused, the other two computed"
-    assert len(result["cells"]) == 4 and {c["head"] for c in result["cells"]} == {"bc", "rwr"}
+    assert len(result["cells"]) == 4 and {c["head"] for c in result["cells"]} == {"bc", "recoil"}
     cell = json.loads((tmp_path / "out" / "t" / "cells" / "tiny__drawer-open__d2__s0__bc.json").read_text())
     assert cell["noisy_episodes"] == 1 and len(cell["demos_used"]) == 2 and cell["evaluations"][0]["rollouts"] == 2
     table = (tmp_path / "out" / "t" / "table.md").read_text()
-    assert "| tiny | bc |" in table and "| tiny | rwr |" in table
+    assert "| tiny | bc |" in table and "| tiny | recoil |" in table
+    # every trained head is a policy folder that loads with its encoder and acts like the harness did
+    policy = load_policy(tmp_path / "out" / "t" / "policies" / "tiny__drawer-open__d2__s1__recoil")
+    assert policy.kind == "recoil" and policy.encoder_source == "random:tiny"
+    frame = np.zeros((64, 64, 3), np.uint8)
+    assert policy.select_action({"observation.image": frame, "observation.state": np.zeros(4)}).shape == (4,)
     assert (tmp_path / "out" / "t" / "success.png").stat().st_size > 1000
     # a changed suite setting invalidates cells instead of silently reusing them
     spec.horizon = 4

@@ -84,3 +84,19 @@ def test_pretrained_wrapper_and_hub_snippets_run(tmp_path, monkeypatch):
     assert isinstance(scope["reward"], float) and "goal_value" in scope["info"]
     assert (tmp_path / "my_encoder" / "README.md").is_file()
     assert pushed == ["your-org/vip-metaworld", ["README.md", "config.json", "model.safetensors"]]
+
+
+def test_policy_snippet_runs(tmp_path):
+    from reprl.heads import HeadConfig, Transitions, train_policy
+    from reprl.heads.policy import Policy
+
+    snippet = python_block_after("## Policies you can keep")
+    encoder = reprl.load("tiny", image_size=32, embed_dim=8)
+    rng = np.random.default_rng(0)
+    data = Transitions.from_episodes([{"emb": rng.normal(size=(5, 8)), "proprio": rng.normal(size=(5, 3)),
+                                       "actions": rng.uniform(-1, 1, (4, 2)), "expert": True}])
+    actor, _ = train_policy("trail", data, HeadConfig(hidden=(8,), steps=4, batch_size=4), {"hidden": [8]})
+    Policy(encoder, actor, "tiny", "trail").save(tmp_path / "my_policy", copy_encoder=True)
+    scope = {"image": rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), "proprio": np.zeros(3, np.float32)}
+    exec(snippet.replace('"my_policy"', repr(str(tmp_path / "my_policy"))), scope)
+    assert scope["action"].shape == (2,) and np.all(np.abs(scope["action"]) <= 1)

@@ -1,5 +1,6 @@
-"""Evaluate encoders downstream: train BC / RWR heads on frozen embeddings of robot demos and roll them out
-in MetaWorld (success at any step within the horizon; the final-step flag is recorded too).
+"""Evaluate encoders downstream: train policy heads (bc, rwr, rwr_chi2, awr, iql, fdvl, recoil, trail; the
+suite's `heads:` list) on frozen embeddings of robot episodes and roll them out in MetaWorld (success at any
+step within the horizon; the final-step flag is recorded too).
 
   reprl eval --suite eval/suites/metaworld_bc_quick.yaml --encoder vip=demo_out/run/encoder \\
       --encoder random=random:demo_out/run/encoder
@@ -7,7 +8,8 @@ in MetaWorld (success at any step within the horizon; the final-step flag is rec
 --encoder takes [LABEL=]SOURCE (any reprl.load source; random:SOURCE is SOURCE's architecture at random
 init). Data are rendered once per suite into --cache; each frame is embedded once per encoder. Results go
 to --out/SUITE/: cells/*.json (one per encoder x task x demos x seed x head; finished cells are reused, so
-an interrupted run resumes), results.json, table.md and success.png.
+an interrupted run resumes), policies/ (a policy folder per cell: reprl.heads.load_policy), results.json,
+table.md and success.png (95% bootstrap intervals over seeds and rollouts).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import argparse
 
 from reprl.cli import add_device
 
-HELP = "train BC / RWR heads on frozen embeddings and roll them out in MetaWorld"
+HELP = "train policy heads on frozen embeddings and roll them out in MetaWorld"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

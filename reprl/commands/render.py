@@ -26,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=128, help="frame width and height")
     p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian action noise for noisy episodes")
     p.add_argument("--noisy-fraction", type=float, default=0.0, help="share of each task's episodes that are noisy")
+    p.add_argument("--random-fraction", type=float, default=0.0,
+                   help="share of each task's episodes with uniformly random actions (after the noisy ones)")
+    p.add_argument("--early-fraction", type=float, default=0.0,
+                   help="share of each task's episodes where the expert stops after --early-stop-steps steps")
+    p.add_argument("--early-stop-steps", type=int, default=30, help="length of early-stopped episodes (default 30)")
     p.add_argument("--max-steps", type=int, default=500)
     p.add_argument("--stop-after-success", type=int, default=10,
                    help="end an episode this many steps after its first success; -1 runs the full horizon")
@@ -42,6 +47,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     cfg = CorpusConfig(tasks=args.tasks, episodes=args.episodes, cameras=args.cameras, size=args.size,
                        noise=args.noise, noisy_fraction=args.noisy_fraction, max_steps=args.max_steps,
+                       random_fraction=args.random_fraction, early_fraction=args.early_fraction,
+                       early_stop_steps=args.early_stop_steps,
                        stop_after_success=None if args.stop_after_success < 0 else args.stop_after_success,
                        frame_every=args.frame_every, seed=args.seed, workers=args.workers, quality=args.quality,
                        max_videos_per_shard=args.max_videos_per_shard, overwrite=args.overwrite)

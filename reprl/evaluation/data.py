@@ -29,9 +29,11 @@ def ensure_task_data(spec: SuiteSpec, cache: Path, task: str, progress: bool = T
     if (out / "index.json").exists():
         return out
     d = spec.data
-    total = d.expert_episodes + d.noisy_episodes
+    total = d.expert_episodes + d.noisy_episodes + d.random_episodes + d.early_stopped_episodes
     cfg = CorpusConfig(tasks=task, episodes=total, cameras=d.camera, size=d.frame_size, noise=d.noise,
-                       noisy_fraction=d.noisy_episodes / total, stop_after_success=d.stop_after_success,
+                       noisy_fraction=d.noisy_episodes / total, random_fraction=d.random_episodes / total,
+                       early_fraction=d.early_stopped_episodes / total, early_stop_steps=d.early_stop_steps,
+                       stop_after_success=d.stop_after_success,
                        frame_every=1, seed=d.seed, workers=min(2, os.cpu_count() or 1), overwrite=True,
                        max_videos_per_shard=16)
     render_corpus(cfg, out, progress=progress)
@@ -49,7 +51,8 @@ def encoder_fingerprint(encoder: Encoder) -> str:
 
 def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fingerprint: str,
                   batch_size: int = 64) -> list[dict[str, Any]]:
-    """Episodes of a task with cached frame embeddings: dicts of emb [T+1, D], proprio, actions, success, expert."""
+    """Episodes of a task with cached frame embeddings: dicts of emb [T+1, D], proprio, actions, success, expert,
+    the environment's reward [T] and behaviour (expert, noisy, random, early)."""
     data = task_dir(spec, cache, task)
     path = cache / "embeddings" / fingerprint / f"{task}-{spec.data_key()}.npz"
     videos = list(iter_videos(expand_urls(str(data))))
@@ -69,6 +72,8 @@ def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fin
     for v, emb in zip(videos, embs):
         episodes.append({"key": v.key, "emb": emb, "proprio": v.array("proprio"), "actions": v.array("actions"),
                          "success": v.array("success").astype(bool), "expert": bool(v.meta.get("expert", True)),
+                         "reward": v.array("reward"),
+                         "behaviour": v.meta.get("behaviour", "expert" if v.meta.get("expert", True) else "noisy"),
                          "episode": int(v.meta.get("episode", 0))})
     return episodes
 

@@ -1,25 +1,28 @@
-"""`reprl eval`: for each encoder x task x demo count x seed x head, train a head on cached embeddings and
-roll it out in MetaWorld. Every finished cell is a JSON file, so re-running reuses finished cells and an
-interrupted run resumes where it stopped."""
+"""`reprl eval`: for each encoder x task x demo count x seed x head (any head of reprl.heads, by name), train a
+head on cached embeddings and roll it out in MetaWorld through Policy.act. Every finished cell is a JSON file
+(and its policy a folder under policies/), so re-running reuses finished cells and an interrupted run resumes
+where it stopped."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from reprl.config import to_dict
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.evaluation.data import encoder_fingerprint, ensure_task_data, task_episodes
 from reprl.evaluation.rollout import EnvPool, rollout, summarize
 from reprl.evaluation.suite import SuiteSpec
-from reprl.heads.policy import PolicyHead
-from reprl.heads.train import HeadTrainer, Transitions, rwr_weights, transition_rewards
+from reprl.heads.policy import Policy, save_head
+from reprl.heads.registry import make_learner, with_reward
+from reprl.heads.train import Transitions
 from reprl.utils.files import write_json
 
 
@@ -45,43 +48,31 @@ def select_training_episodes(episodes: list[dict[str, Any]], n_demos: int, seed:
     return [experts[i] for i in order[:n_demos]], [e for e in episodes if not e["expert"]]
 
 
-def head_weights(kind: str, data: Transitions, demos: list[dict[str, Any]], encoder: Encoder,
-                 spec: SuiteSpec) -> torch.Tensor | None:
-    if kind == "bc":
-        return None
-    goal = torch.as_tensor(np.stack([d["emb"][-1] for d in demos])).mean(0)
-    rewards = transition_rewards(data, goal, encoder.similarity)
-    weighting = "chi2" if kind == "rwr_chi2" else "exp"
-    return rwr_weights(rewards, spec.rwr.tau, weighting, clip=spec.rwr.clip, standardize=spec.rwr.standardize)
-
-
-def make_act(encoder: Encoder, head: PolicyHead) -> Any:
-    def act(frames: np.ndarray, proprio: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            emb = encoder(frames)
-            p = torch.as_tensor(proprio, dtype=torch.float32, device=emb.device)
-            return head.to(emb.device)(emb, p).clamp(-1, 1).cpu().numpy()
-    return act
-
-
 def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[dict[str, Any]], n_demos: int,
-             seed: int, kind: str, progress: Any = None) -> dict[str, Any]:
-    """Train one head (checkpointed `evaluations` times) and roll each checkpoint out."""
+             seed: int, kind: str, progress: Any = None, policy_dir: Path | None = None,
+             source: str = "") -> dict[str, Any]:
+    """Train one head (checkpointed `evaluations` times), roll each checkpoint out through Policy.act (what
+    control code calls), and save the final policy folder to policy_dir."""
     t0 = time.perf_counter()
     demos, noisy = select_training_episodes(episodes, n_demos, seed)
-    data = Transitions.from_episodes(demos + noisy)
-    weights = head_weights(kind, data, demos, encoder, spec)
+    data = with_reward(kind, spec.head_config(kind), Transitions.from_episodes(demos + noisy),
+                       [d["emb"][-1] for d in demos], encoder.similarity)
     seeds = [spec.eval_seed + 1000 * seed + i for i in range(spec.rollouts)]
     evals, losses = [], []
-    trainer = HeadTrainer(data, spec.head, weights=weights, seed=seed)
+    learner = make_learner(kind, data, spec.head, spec.head_config(kind), seed=seed)
+    policy = Policy(encoder, learner.actor, source, kind)
     steps_each = max(1, spec.head.steps // spec.evaluations)
     for _ in range(spec.evaluations):
-        losses.append(trainer.train(steps_each))
-        res = summarize(rollout(pool, make_act(encoder, trainer.head), seeds, spec.horizon, on_step=progress))
-        evals.append({"head_steps": trainer.steps_done, **res})
+        losses.append(learner.train(steps_each))
+        res = summarize(rollout(pool, policy.act, seeds, spec.horizon, on_step=progress))
+        evals.append({"head_steps": learner.steps_done, **res})
+    if policy_dir is not None:
+        save_head(learner.actor, policy_dir, source, kind, extra={"head_config": to_dict(spec.head_config(kind))
+                                                                   if spec.head_config(kind) else {}})
     final = evals[-1]
-    return {"demos_used": [d["key"] for d in demos], "noisy_episodes": len(noisy), "transitions": len(data),
-            "success": final["success"], "success_final_step": final["success_final"],
+    behaviours = Counter(e.get("behaviour", "noisy") for e in noisy)
+    return {"demos_used": [d["key"] for d in demos], "noisy_episodes": len(noisy), "suboptimal": dict(behaviours),
+            "transitions": len(data), "success": final["success"], "success_final_step": final["success_final"],
             "success_max": max(e["success"] for e in evals), "evaluations": evals, "head_loss": losses,
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -120,7 +111,9 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                                                min(spec.parallel_envs, spec.rollouts))
                             print(f"eval {spec.name}: {label} / {task} / {n} demos / seed {seed} / {kind} ...",
                                   flush=True)
-                            cell = {**key, **run_cell(spec, encoder, pool, episodes, n, seed, kind)}
+                            policy_dir = out_dir / "policies" / path.stem if spec.save_policies else None
+                            cell = {**key, **run_cell(spec, encoder, pool, episodes, n, seed, kind,
+                                                      policy_dir=policy_dir, source=source)}
                             write_json(path, cell)
                             cells.append(cell)
                             print(f"  success {cell['success']:.0%} (final step {cell['success_final_step']:.0%}, "

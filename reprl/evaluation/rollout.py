@@ -27,7 +27,8 @@ def summarize(results: list[RolloutResult]) -> dict[str, Any]:
     n = len(results)
     return {"rollouts": n, "success": sum(r.success_any for r in results) / n,
             "success_final": sum(r.success_final for r in results) / n,
-            "first_success": [r.first_success for r in results], "seeds": [r.seed for r in results]}
+            "first_success": [r.first_success for r in results], "final": [r.success_final for r in results],
+            "seeds": [r.seed for r in results]}
 
 
 class EnvPool:

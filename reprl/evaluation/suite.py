@@ -6,14 +6,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from reprl.config import from_dict, read_yaml, to_dict
 from reprl.errors import ReprlError
+from reprl.heads.dualrl import AWRConfig, FDVLConfig, IQLConfig, ReCOILConfig
 from reprl.heads.policy import HeadConfig
+from reprl.heads.registry import HEADS, head_config
+from reprl.heads.registry import RWRConfig as RWRSpec
+from reprl.heads.trail import TRAILConfig
 from reprl.sim.tasks import check_camera, task_name
-
-HEADS = ("bc", "rwr", "rwr_chi2")
 
 
 @dataclass
@@ -25,16 +26,11 @@ class SuiteData:
     expert_episodes: int = 25  # scripted-expert episodes per task; demos are drawn from these
     noisy_episodes: int = 0  # episodes with Gaussian action noise, added to every head's training data
     noise: float = 0.5
+    random_episodes: int = 0  # episodes of uniformly random actions, added to every head's training data
+    early_stopped_episodes: int = 0  # expert episodes cut after early_stop_steps, added likewise
+    early_stop_steps: int = 30
     stop_after_success: int | None = 10  # steps kept after the first success (None: the full horizon)
     seed: int = 0
-
-
-@dataclass
-class RWRSpec:
-    tau: float = 0.1
-    clip: float | None = 20.0
-    standardize: bool = False  # z-score rewards before weighting (comparable tau across encoders)
-    goal: Literal["demo_last_frames"] = "demo_last_frames"  # mean of the training demos' last-frame embeddings
 
 
 @dataclass
@@ -44,15 +40,21 @@ class SuiteSpec:
     tasks: list[str] = field(default_factory=lambda: ["drawer-open"])
     demos: list[int] = field(default_factory=lambda: [10])  # expert demo counts to train on
     seeds: list[int] = field(default_factory=lambda: [0])
-    heads: list[str] = field(default_factory=lambda: ["bc"])  # bc | rwr | rwr_chi2
-    head: HeadConfig = field(default_factory=HeadConfig)
+    heads: list[str] = field(default_factory=lambda: ["bc"])  # bc | rwr | rwr_chi2 | awr | iql | fdvl | recoil | trail
+    head: HeadConfig = field(default_factory=HeadConfig)  # the actor of every head, its steps, batch and lr
     rwr: RWRSpec = field(default_factory=RWRSpec)
+    awr: AWRConfig = field(default_factory=AWRConfig)
+    iql: IQLConfig = field(default_factory=IQLConfig)
+    fdvl: FDVLConfig = field(default_factory=FDVLConfig)
+    recoil: ReCOILConfig = field(default_factory=ReCOILConfig)
+    trail: TRAILConfig = field(default_factory=TRAILConfig)
     data: SuiteData = field(default_factory=SuiteData)
     rollouts: int = 50
     horizon: int = 500
     evaluations: int = 1  # evaluate this many times during head training (R3M reports the max; we report both)
     parallel_envs: int = 10  # rollouts stepped in lockstep (one batched encoder call per step)
     eval_seed: int = 100000
+    save_policies: bool = True  # write every trained head as a policy folder under policies/
 
     def __post_init__(self) -> None:
         self.tasks = [task_name(t) for t in self.tasks]
@@ -60,20 +62,35 @@ class SuiteSpec:
         bad = [h for h in self.heads if h not in HEADS]
         if bad:
             raise ReprlError(f"unknown head(s) {bad}; choose from {', '.join(HEADS)}")
+        for h in self.heads:
+            head_config(h, self.head_config(h))  # ranges of every used head's settings
         if max(self.demos) > self.data.expert_episodes:
             raise ReprlError(f"demos {self.demos} need at least {max(self.demos)} expert episodes per task "
                              f"(data.expert_episodes is {self.data.expert_episodes})")
         if min(self.rollouts, self.horizon, self.evaluations, self.parallel_envs, min(self.demos)) < 1:
             raise ReprlError("rollouts, horizon, evaluations, parallel_envs and demos must be at least 1")
 
+    def head_config(self, kind: str) -> object:
+        """The settings of head `kind` (rwr_chi2 shares rwr's)."""
+        return getattr(self, "rwr" if kind == "rwr_chi2" else kind, None)
+
     def data_key(self) -> str:
         """Identifies the rendered data: re-render when any data setting changes."""
-        return hashlib.sha1(json.dumps(to_dict(self.data), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha1(json.dumps(self._data_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def _data_dict(self) -> dict:
+        data = to_dict(self.data)
+        if not (self.data.random_episodes or self.data.early_stopped_episodes):  # so the keys of data rendered
+            for k in ("random_episodes", "early_stopped_episodes", "early_stop_steps"):  # before these settings
+                data.pop(k)  # existed stay the same
+        return data
 
     def cell_key(self) -> str:
         """Identifies everything a result cell depends on besides encoder, task, demos, seed and head."""
-        parts = {k: v for k, v in to_dict(self).items() if k not in ("name", "description", "tasks", "demos", "seeds",
-                                                                    "heads", "parallel_envs")}
+        skip = ("name", "description", "tasks", "demos", "seeds", "heads", "parallel_envs", "save_policies",
+                *(h for h in ("rwr", *HEADS) if h not in self.heads and h != "rwr"))
+        parts = {k: v for k, v in to_dict(self).items() if k not in skip}
+        parts["data"] = self._data_dict()
         return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 

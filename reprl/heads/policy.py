@@ -2,7 +2,8 @@
 
 `PolicyHead` is trained on cached embeddings (reprl.heads.train); `Policy` pairs a head with its frozen
 encoder for control code: `policy.act(image, proprio)` -> action. A policy saves as a folder
-(head.json + head.safetensors) that names its encoder source, so it loads in one line.
+(config.json + model.safetensors) that names its encoder source (or holds a copy of the encoder under
+encoder/), so it loads in one line. Every head (BC, RWR, AWR, IQL, f-DVL, ReCOIL, TRAIL) exports this way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from reprl.errors import ReprlError
+from reprl.heads.losses import gaussian_nll
 from reprl.utils.files import StagingDir
 
 
@@ -67,17 +69,16 @@ class PolicyHead(nn.Module):
         mean = self(emb, proprio)
         if self.log_std is None:
             return ((mean - actions) ** 2).sum(-1)
-        var = torch.exp(2 * self.log_std)
-        return 0.5 * (((actions - mean) ** 2) / var + 2 * self.log_std + np.log(2 * np.pi)).sum(-1)
+        return gaussian_nll(mean, self.log_std, actions)
 
 
 class Policy(nn.Module):
-    """A frozen encoder and a trained head: what control code calls."""
+    """A frozen encoder and a trained actor (any head's): what control code and the evaluation harness call."""
 
-    def __init__(self, encoder: Any, head: PolicyHead, encoder_source: str = "") -> None:
+    def __init__(self, encoder: Any, head: nn.Module, encoder_source: str = "", kind: str = "bc") -> None:
         super().__init__()
         self.encoder, self.head = encoder, head.eval()
-        self.encoder_source = encoder_source
+        self.encoder_source, self.kind = encoder_source, kind
 
     @torch.inference_mode()
     def act(self, image: Any, proprio: Any = None) -> np.ndarray:
@@ -92,8 +93,26 @@ class Policy(nn.Module):
         out = self.head.to(emb.device)(emb, p).clamp(-1, 1).float().cpu().numpy()
         return out[0] if _single(image) else out
 
-    def save(self, out: str | Path) -> Path:
-        return save_head(self.head, out, self.encoder_source)
+    def select_action(self, observation: dict[str, Any]) -> np.ndarray:
+        """LeRobot-style: {'observation.image' (or 'image' / 'pixels'), 'observation.state' (or 'proprio' /
+        'state')} -> action(s)."""
+        image = _first(observation, ("observation.image", "image", "pixels"), "image")
+        proprio = _first(observation, ("observation.state", "proprio", "state"), None)
+        return self.act(image, proprio)
+
+    def save(self, out: str | Path, copy_encoder: bool = False) -> Path:
+        """A policy folder; copy_encoder writes the encoder into it too (self-contained)."""
+        return save_head(self.head, out, self.encoder_source, kind=self.kind,
+                         encoder=self.encoder if copy_encoder else None)
+
+
+def _first(obs: dict[str, Any], keys: tuple[str, ...], what: str | None) -> Any:
+    for k in keys:
+        if k in obs:
+            return obs[k]
+    if what is None:
+        return None
+    raise ReprlError(f"the observation has no {what}: give one of the keys {', '.join(keys)} (got {sorted(obs)})")
 
 
 def _single(image: Any) -> bool:
@@ -104,45 +123,66 @@ def _single(image: Any) -> bool:
     return shape is not None and len(shape) == 3
 
 
-def save_head(head: PolicyHead, out: str | Path, encoder_source: str) -> Path:
-    """head.json (config, dims, encoder source) + head.safetensors, written atomically."""
+POLICY_FORMAT = "reprl-policy/1"
+CONFIG, WEIGHTS, ENCODER_DIR = "config.json", "model.safetensors", "encoder"
+
+
+def save_head(head: nn.Module, out: str | Path, encoder_source: str, kind: str = "bc", encoder: Any = None,
+              extra: dict[str, Any] | None = None) -> Path:
+    """A policy folder: config.json (head kind, actor config and dims, encoder source) + model.safetensors, and
+    the encoder itself under encoder/ if given; written atomically."""
     from safetensors.torch import save_file
+
+    from reprl.encoders.io import save_encoder
 
     out = Path(out)
     with StagingDir(out) as staging:
-        meta = {"config": dataclasses.asdict(head.cfg), "dims": head.dims, "encoder": encoder_source}
-        (staging / "head.json").write_text(json.dumps(meta, indent=2))
+        meta = {"format": POLICY_FORMAT, "head": kind, "actor": type(head).__name__,
+                "actor_config": dataclasses.asdict(head.cfg), "dims": head.dims,  # type: ignore[call-overload]
+                "encoder": ENCODER_DIR if encoder is not None else encoder_source,
+                "encoder_copied": encoder is not None, "encoder_source": encoder_source, **(extra or {})}
+        (staging / CONFIG).write_text(json.dumps(meta, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-        save_file(state, str(staging / "head.safetensors"))
+        save_file(state, str(staging / WEIGHTS))
+        if encoder is not None:
+            save_encoder(encoder, staging / ENCODER_DIR)
     return out
 
 
-def load_head(path: str | Path) -> tuple[PolicyHead, str]:
+def load_head(path: str | Path) -> tuple[nn.Module, str, dict[str, Any]]:
+    """(actor in eval mode, encoder source resolved to a path or name, the folder's config)."""
     from safetensors.torch import load_file
 
     from reprl.config import from_dict
+    from reprl.heads.trail import TrailActor, TRAILConfig
 
     p = Path(path)
-    if not (p / "head.json").exists():
-        raise ReprlError(f"no head.json in {p}: a saved policy folder holds head.json and head.safetensors")
-    meta = json.loads((p / "head.json").read_text())
-    cfg = from_dict(HeadConfig, meta["config"], "head config")
+    meta = json.loads((p / CONFIG).read_text()) if (p / CONFIG).exists() else {}
+    if meta.get("format") != POLICY_FORMAT:
+        raise ReprlError(f"{p} is not a saved policy: it needs config.json with format {POLICY_FORMAT!r} and "
+                         f"{WEIGHTS} (what reprl eval and reprl heads train write)")
+    actors = {"PolicyHead": (PolicyHead, HeadConfig), "TrailActor": (TrailActor, TRAILConfig)}
+    if meta["actor"] not in actors:
+        raise ReprlError(f"{p}: unknown actor {meta['actor']!r}; this reprl knows {', '.join(actors)}")
+    cls, cfg_cls = actors[meta["actor"]]
     d = meta["dims"]
-    head = PolicyHead(d["embed_dim"], d["proprio_dim"], d["action_dim"], cfg)
-    head.load_state_dict(load_file(str(p / "head.safetensors")))
-    return head.eval(), meta["encoder"]
+    head = cls(d["embed_dim"], d["proprio_dim"], d["action_dim"], from_dict(cfg_cls, meta["actor_config"], "actor"))
+    head.load_state_dict(load_file(str(p / WEIGHTS)))
+    source = str(p / meta["encoder"]) if meta.get("encoder_copied") else meta["encoder"]
+    return head.eval(), source, meta
 
 
 def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None) -> Policy:
-    """A saved policy with its frozen encoder (loaded from the source recorded at training, unless given)."""
+    """A saved policy with its frozen encoder (its copy in the folder, or the source recorded at training,
+    unless one is given)."""
     import reprl
 
-    head, source = load_head(path)
+    head, source, meta = load_head(path)
     encoder = encoder or reprl.load(source, device=device)
     if encoder.embed_dim != head.dims["embed_dim"]:
         raise ReprlError(f"the head expects {head.dims['embed_dim']}-d embeddings, the encoder gives "
                          f"{encoder.embed_dim}")
-    return Policy(encoder, head.to(device), source)
+    return Policy(encoder, head.to(device), meta.get("encoder_source", source), meta.get("head", "bc"))
 
 
 __all__ = ["HeadConfig", "PolicyHead", "Policy", "save_head", "load_head", "load_policy"]

@@ -19,29 +19,51 @@ import numpy as np
 import torch
 
 from reprl.errors import ReprlError
+from reprl.heads.learner import Learner
 from reprl.heads.policy import HeadConfig, PolicyHead
 from reprl.objectives.common import chi2_weights
 
 
 @dataclass
 class Transitions:
-    """Cached training data for a head: embeddings of o_t and o_{t+1}, proprioception, actions."""
+    """Cached training data for a head: embeddings of o_t and o_{t+1}, proprioception, actions, and what the
+    dual-RL heads add: an expert flag, a reward (filled in by the caller when a head uses one) and `done`
+    (o_{t+1} is terminal: the episode ended for good, not by a time limit)."""
 
     emb: torch.Tensor  # [N, D]
     next_emb: torch.Tensor  # [N, D]
     proprio: torch.Tensor  # [N, P]
     actions: torch.Tensor  # [N, A]
     episode: torch.Tensor  # [N] episode id of each transition
+    next_proprio: torch.Tensor | None = None  # [N, P]; None: the same as proprio
+    expert: torch.Tensor | None = None  # [N] bool: transition of an expert demonstration
+    reward: torch.Tensor | None = None  # [N]
+    done: torch.Tensor | None = None  # [N] bool
 
     def __len__(self) -> int:
         return int(self.emb.shape[0])
 
+    def tensors(self, proprio: bool = True) -> dict[str, torch.Tensor]:
+        """Every field as a float tensor, with states s = [emb, proprio] and s' (emb only if not proprio)."""
+        n = len(self)
+        p = self.proprio if proprio else self.proprio[:, :0]
+        p2 = (self.next_proprio if self.next_proprio is not None else self.proprio) if proprio else p
+        zeros = torch.zeros(n)
+        out = {"emb": self.emb, "proprio": p, "actions": self.actions, "state": torch.cat([self.emb, p], 1),
+               "next_state": torch.cat([self.next_emb, p2], 1),
+               "expert": self.expert.float() if self.expert is not None else zeros,
+               "reward": self.reward.float() if self.reward is not None else zeros,
+               "done": self.done.float() if self.done is not None else zeros}
+        return {k: v.float() for k, v in out.items()}
+
     @staticmethod
     def from_episodes(episodes: list[dict[str, Any]]) -> Transitions:
-        """episodes: dicts with emb [T+1, D], proprio [T+1, P], actions [T, A] (frames of every step)."""
+        """episodes: dicts with emb [T+1, D], proprio [T+1, P], actions [T, A] (frames of every step), and
+        optionally expert (bool), reward [T] and terminal (bool: the last frame ends the episode for good)."""
         if not episodes:
             raise ReprlError("no episodes to train a head on")
-        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("emb", "next_emb", "proprio", "actions", "episode")}
+        keys = ("emb", "next_emb", "proprio", "next_proprio", "actions", "episode", "expert", "reward", "done")
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         for i, ep in enumerate(episodes):
             emb = torch.as_tensor(ep["emb"], dtype=torch.float32)
             actions = torch.as_tensor(np.asarray(ep["actions"]), dtype=torch.float32)
@@ -49,12 +71,24 @@ class Transitions:
             if emb.shape[0] != t + 1:
                 raise ReprlError(f"episode {i}: {emb.shape[0]} frame embeddings for {t} actions (need T+1 frames; "
                                  "render demos with --frame-every 1)")
+            proprio = torch.as_tensor(np.asarray(ep["proprio"]), dtype=torch.float32)
+            reward = ep.get("reward")
             parts["emb"].append(emb[:-1])
             parts["next_emb"].append(emb[1:])
-            parts["proprio"].append(torch.as_tensor(np.asarray(ep["proprio"])[:t], dtype=torch.float32))
+            parts["proprio"].append(proprio[:t])
+            parts["next_proprio"].append(proprio[1:t + 1] if len(proprio) > t else proprio[:t])
             parts["actions"].append(actions)
             parts["episode"].append(torch.full((t,), i, dtype=torch.long))
-        return Transitions(**{k: torch.cat(v) for k, v in parts.items()})
+            parts["expert"].append(torch.full((t,), bool(ep.get("expert", False))))
+            parts["reward"].append(torch.as_tensor(np.asarray(reward, dtype=np.float32)[:t]) if reward is not None
+                                   else torch.full((t,), float("nan")))
+            done = torch.zeros(t, dtype=torch.bool)
+            done[-1:] = bool(ep.get("terminal", False))
+            parts["done"].append(done)
+        out = {k: torch.cat(v) for k, v in parts.items()}
+        if bool(torch.isnan(out["reward"]).any()):
+            out["reward"] = None  # type: ignore[assignment]
+        return Transitions(**out)
 
 
 def rwr_weights(rewards: torch.Tensor, tau: float = 0.1, weighting: Literal["exp", "chi2"] = "exp",
@@ -88,40 +122,23 @@ def transition_rewards(data: Transitions, goal: torch.Tensor, similarity: Any) -
     return similarity(data.next_emb, g) - similarity(data.emb, g)
 
 
-class HeadTrainer:
-    """A head and its optimiser; `train(steps)` can be called repeatedly (e.g. with evaluations between)."""
+class HeadTrainer(Learner):
+    """BC / RWR: a PolicyHead fitted by (weighted) regression of the actions."""
 
     def __init__(self, data: Transitions, cfg: HeadConfig, *, weights: torch.Tensor | None = None, seed: int = 0,
                  device: str = "cpu") -> None:
-        if len(data) < 2:
-            raise ReprlError(f"need at least 2 transitions to train a head, got {len(data)}")
+        super().__init__(data, cfg, seed=seed, device=device)
         w = weights if weights is not None else torch.ones(len(data))
         if w.shape != (len(data),):
             raise ReprlError(f"weights must have one entry per transition ({len(data)}), got {tuple(w.shape)}")
-        self.gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.head = PolicyHead(data.emb.shape[1], data.proprio.shape[1], data.actions.shape[1], cfg).to(device)
-        self.opt = torch.optim.Adam(self.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.tensors = [t.to(device) for t in (data.emb, data.proprio, data.actions, w)]
-        self.n, self.batch, self.device = len(data), min(cfg.batch_size, len(data)), device
-        self.steps_done = 0
+        self.t["weight"] = w.float().to(device)
+        self.head = self.actor = PolicyHead(data.emb.shape[1], data.proprio.shape[1], data.actions.shape[1],
+                                            cfg).to(device)
+        self.optimizers = [torch.optim.Adam(self.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)]
 
-    def train(self, steps: int) -> dict[str, float]:
-        """Run `steps` optimiser steps; returns the mean loss over the first and last tenth of them."""
-        self.head.train()
-        losses = []
-        for _ in range(steps):
-            idx = torch.randint(self.n, (self.batch,), generator=self.gen).to(self.device)
-            emb, proprio, actions, w = (t[idx] for t in self.tensors)
-            loss = (w * self.head.per_sample_loss(emb, proprio, actions)).mean()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            losses.append(loss.item())
-        self.steps_done += steps
-        self.head.eval()
-        k = max(1, min(100, len(losses) // 10))
-        return {"loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:]))}
+    def losses(self) -> dict[str, torch.Tensor]:
+        batch = self.sample()
+        return {"actor": self.actor_loss(batch, batch["weight"])}
 
 
 def train_head(data: Transitions, cfg: HeadConfig, *, weights: torch.Tensor | None = None, seed: int = 0,

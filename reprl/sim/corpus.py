@@ -22,7 +22,9 @@ from reprl.utils.parallel import ordered_map
 @dataclass
 class CorpusConfig:
     """What to render. Episode e of task i uses seed (seed, i, e); the first round(noisy_fraction * episodes)
-    episodes of every task get Gaussian action noise of std `noise`, the rest are clean expert runs."""
+    episodes of every task get Gaussian action noise of std `noise`, the next round(random_fraction *
+    episodes) act uniformly at random, the next round(early_fraction * episodes) are the expert stopped after
+    `early_stop_steps` steps, and the rest are clean expert runs (only those are marked expert)."""
 
     tasks: str = "pretrain"  # task names and/or groups: eval, pretrain, all
     episodes: int = 4  # per task
@@ -30,6 +32,9 @@ class CorpusConfig:
     size: int = 128
     noise: float = 0.0
     noisy_fraction: float = 0.0
+    random_fraction: float = 0.0
+    early_fraction: float = 0.0
+    early_stop_steps: int = 30
     max_steps: int = 500
     stop_after_success: int | None = 10  # steps kept after the first success; None renders the full horizon
     frame_every: int = 1  # render every N-th step
@@ -70,30 +75,36 @@ def episode_videos(ep: Any, episode: int, quality: int) -> list[EncodedVideo]:
     for camera, frames in ep.frames.items():
         meta = {"source": f"metaworld:{ep.task}/{camera}/episode{episode}", "task": ep.task, "camera": camera,
                 "episode": episode, "num_frames": len(frames), "steps": ep.steps, "width": int(frames[0].shape[1]),
-                "height": int(frames[0].shape[0]), "expert": ep.info["noise"] == 0, **ep.info}
+                "height": int(frames[0].shape[0]), **ep.info,
+                "expert": ep.info["noise"] == 0 and ep.info.get("behaviour", "expert") == "expert"}
         out.append(EncodedVideo(frames=[encode_jpeg(f, quality) for f in frames], meta=meta,
                                 caption=ep.info["text"], arrays=arrays))
     return out
 
 
-def _render_job(job: tuple[str, int, int, float, CorpusConfig]) -> list[EncodedVideo]:
-    from reprl.sim.metaworld import expert_policy, run_episode
+def _render_job(job: tuple[str, int, int, float, CorpusConfig, str]) -> list[EncodedVideo]:
+    from reprl.sim.metaworld import RandomPolicy, expert_policy, run_episode
 
-    task, episode, seed, noise, cfg = job
+    task, episode, seed, noise, cfg, behaviour = job
     env = _env(task, tuple(cfg.camera_list()), cfg.size)
-    ep = run_episode(env, expert_policy(task), seed=seed, noise=noise, max_steps=cfg.max_steps,
+    policy = RandomPolicy(seed) if behaviour == "random" else expert_policy(task)
+    steps = min(cfg.max_steps, cfg.early_stop_steps) if behaviour == "early" else cfg.max_steps
+    ep = run_episode(env, policy, seed=seed, noise=noise, max_steps=steps,
                      stop_after_success=cfg.stop_after_success, frame_every=cfg.frame_every)
+    ep.info["behaviour"] = behaviour
     return episode_videos(ep, episode, cfg.quality)
 
 
-def corpus_jobs(cfg: CorpusConfig) -> list[tuple[str, int, int, float, CorpusConfig]]:
+def corpus_jobs(cfg: CorpusConfig) -> list[tuple[str, int, int, float, CorpusConfig, str]]:
     tasks = resolve_tasks(cfg.tasks)
-    n_noisy = round(cfg.noisy_fraction * cfg.episodes)
+    counts = np.cumsum([round(f * cfg.episodes) for f in (cfg.noisy_fraction, cfg.random_fraction,
+                                                          cfg.early_fraction)])
     jobs = []
     for i, task in enumerate(tasks):
         for e in range(cfg.episodes):
             seed = int(np.random.SeedSequence([cfg.seed, i, e]).generate_state(1)[0] % 2**31)
-            jobs.append((task, e, seed, cfg.noise if e < n_noisy else 0.0, cfg))
+            behaviour = ("noisy", "random", "early", "expert")[int(np.searchsorted(counts, e, side="right"))]
+            jobs.append((task, e, seed, cfg.noise if behaviour == "noisy" else 0.0, cfg, behaviour))
     return jobs
 
 
@@ -101,8 +112,11 @@ def render_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True)
     """Render episodes and write shards (frames, caption, actions, proprio, state, success) to `out_dir`."""
     from tqdm import tqdm
 
-    if cfg.episodes < 1 or cfg.size < 16 or cfg.frame_every < 1:
-        raise ReprlError("need episodes >= 1, size >= 16 and frame_every >= 1")
+    if cfg.episodes < 1 or cfg.size < 16 or cfg.frame_every < 1 or cfg.early_stop_steps < 1:
+        raise ReprlError("need episodes >= 1, size >= 16, frame_every >= 1 and early_stop_steps >= 1")
+    shares = (cfg.noisy_fraction, cfg.random_fraction, cfg.early_fraction)
+    if min(shares) < 0 or sum(shares) > 1:
+        raise ReprlError(f"noisy, random and early fractions must be >= 0 and sum to at most 1, got {shares}")
     cfg.camera_list()
     jobs = corpus_jobs(cfg)
     opts = ShardOptions(resize=0, quality=cfg.quality, max_videos_per_shard=cfg.max_videos_per_shard,

@@ -136,6 +136,16 @@ def expert_policy(task: str) -> Any:
     return ENV_POLICY_MAP[f"{task_name(task)}-v3"]()
 
 
+class RandomPolicy:
+    """Uniformly random actions in [-1, 1]^4 (seeded): the 'play' / failure data of mixed-quality suites."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def get_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, size=4).astype(np.float32)
+
+
 @dataclass
 class Episode:
     task: str
