@@ -16,7 +16,7 @@ import torch
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.evaluation.data import encoder_fingerprint, ensure_task_data, task_episodes
-from reprl.evaluation.rollout import EnvPool, rollout, summarize
+from reprl.evaluation.rollout import Envs, open_suite_envs, rollout, suite_rollout_options, summarize
 from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import PolicyHead
 from reprl.heads.train import HeadTrainer, Transitions, rwr_weights, transition_rewards
@@ -64,7 +64,7 @@ def make_act(encoder: Encoder, head: PolicyHead) -> Any:
     return act
 
 
-def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[dict[str, Any]], n_demos: int,
+def run_cell(spec: SuiteSpec, encoder: Encoder, pool: Envs, episodes: list[dict[str, Any]], n_demos: int,
              seed: int, kind: str, progress: Any = None) -> dict[str, Any]:
     """Train one head (checkpointed `evaluations` times) and roll each checkpoint out."""
     t0 = time.perf_counter()
@@ -77,7 +77,8 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[di
     steps_each = max(1, spec.head.steps // spec.evaluations)
     for _ in range(spec.evaluations):
         losses.append(trainer.train(steps_each))
-        res = summarize(rollout(pool, make_act(encoder, trainer.head), seeds, spec.horizon, on_step=progress))
+        res = summarize(rollout(pool, make_act(encoder, trainer.head), seeds, spec.horizon, on_step=progress,
+                                **suite_rollout_options(spec, pool)))
         evals.append({"head_steps": trainer.steps_done, **res})
     final = evals[-1]
     return {"demos_used": [d["key"] for d in demos], "noisy_episodes": len(noisy), "transitions": len(data),
@@ -102,7 +103,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
         fp = encoder_fingerprint(encoder)
         for task in spec.tasks:
             episodes = task_episodes(spec, cache_dir, task, encoder, fp)
-            pool: EnvPool | None = None
+            pool: Envs | None = None
             try:
                 for n in spec.demos:
                     for seed in spec.seeds:
@@ -116,15 +117,16 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                                     cells.append(old)
                                     continue
                             if pool is None:
-                                pool = EnvPool(task, spec.data.camera, spec.data.frame_size,
-                                               min(spec.parallel_envs, spec.rollouts))
+                                pool = open_suite_envs(spec, task)
                             print(f"eval {spec.name}: {label} / {task} / {n} demos / seed {seed} / {kind} ...",
                                   flush=True)
                             cell = {**key, **run_cell(spec, encoder, pool, episodes, n, seed, kind)}
                             write_json(path, cell)
                             cells.append(cell)
-                            print(f"  success {cell['success']:.0%} (final step {cell['success_final_step']:.0%}, "
-                                  f"max {cell['success_max']:.0%}) in {cell['seconds']:.0f}s", flush=True)
+                            final = cell["success_final_step"]
+                            print(f"  success {cell['success']:.0%} (final step "
+                                  f"{'-' if final is None else format(final, '.0%')}, max {cell['success_max']:.0%}) "
+                                  f"in {cell['seconds']:.0f}s", flush=True)
             finally:
                 if pool is not None:
                     pool.close()

@@ -52,6 +52,9 @@ class SuiteSpec:
     horizon: int = 500
     evaluations: int = 1  # evaluate this many times during head training (R3M reports the max; we report both)
     parallel_envs: int = 10  # rollouts stepped in lockstep (one batched encoder call per step)
+    final_step_success: bool = False  # also record success at the final step: every rollout runs the full horizon
+    settle_steps: int = 10  # otherwise a rollout ends this many steps after its first success
+    env_workers: int | None = None  # processes stepping + rendering the envs; None: one per core; 0: none
     eval_seed: int = 100000
 
     def __post_init__(self) -> None:
@@ -65,15 +68,22 @@ class SuiteSpec:
                              f"(data.expert_episodes is {self.data.expert_episodes})")
         if min(self.rollouts, self.horizon, self.evaluations, self.parallel_envs, min(self.demos)) < 1:
             raise ReprlError("rollouts, horizon, evaluations, parallel_envs and demos must be at least 1")
+        if self.settle_steps < 0 or (self.env_workers is not None and self.env_workers < 0):
+            raise ReprlError(f"settle_steps and env_workers must be >= 0, got {self.settle_steps} and "
+                             f"{self.env_workers}")
 
     def data_key(self) -> str:
         """Identifies the rendered data: re-render when any data setting changes."""
         return hashlib.sha1(json.dumps(to_dict(self.data), sort_keys=True).encode()).hexdigest()[:12]
 
     def cell_key(self) -> str:
-        """Identifies everything a result cell depends on besides encoder, task, demos, seed and head."""
-        parts = {k: v for k, v in to_dict(self).items() if k not in ("name", "description", "tasks", "demos", "seeds",
-                                                                    "heads", "parallel_envs")}
+        """Identifies everything a result cell depends on besides encoder, task, demos, seed and head. How the
+        envs are spread (parallel_envs, env_workers) does not change results; full-horizon rollouts give what
+        they gave before settle_steps existed, so their cells keep their key."""
+        skip = {"name", "description", "tasks", "demos", "seeds", "heads", "parallel_envs", "env_workers"}
+        if self.final_step_success:
+            skip |= {"final_step_success", "settle_steps"}
+        parts = {k: v for k, v in to_dict(self).items() if k not in skip}
         return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
