@@ -84,12 +84,23 @@ class ShardVideo:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def decode(self, indices: Iterable[int] | None = None) -> torch.Tensor:
-        """Decode frames (all, or `indices` in the order given) -> uint8 [N, 3, H, W]."""
+    def decode(self, indices: Iterable[int] | None = None, reduce: int = 1) -> torch.Tensor:
+        """Decode frames (all, or `indices` in the order given) -> uint8 [N, 3, H, W]; reduce > 1 decodes at
+        1/reduce scale in the DCT domain (see decode_frames)."""
         idx = list(range(len(self.frames))) if indices is None else list(indices)
         jpegs = [self.frames[i] for i in idx]
         STATS.data_bytes += sum(len(b) for b in jpegs)
-        return decode_frames(jpegs)
+        return decode_frames(jpegs, reduce)
+
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of the stored frames, read from the first frame's JPEG header."""
+        from PIL import Image
+
+        try:
+            width, height = Image.open(io.BytesIO(self.frames[0])).size
+        except (OSError, SyntaxError) as e:
+            raise ValueError(f"undecodable JPEG header: {e}") from None
+        return height, width
 
     def array(self, name: str) -> np.ndarray:
         """A per-step array stored beside the frames (actions, proprio, success, ...)."""
@@ -98,8 +109,30 @@ class ShardVideo:
         return np.load(io.BytesIO(self.arrays[name]), allow_pickle=False)
 
 
-def decode_frames(jpegs: list[bytes]) -> torch.Tensor:
-    """JPEG bytes -> uint8 [N, 3, H, W]. Raises ValueError for an undecodable frame or mixed sizes."""
+def decode_reduced(jpegs: list[bytes], reduce: int) -> torch.Tensor:
+    """JPEG bytes -> uint8 [N, 3, ceil(H / reduce), ceil(W / reduce)] (reduce 2, 4 or 8) through libjpeg's
+    scaled decoding (Pillow's draft mode): the inverse DCT and colour conversion run at the reduced size.
+    The result is a channels-last view (no copy of Pillow's pixel layout)."""
+    from PIL import Image
+
+    arrays = []
+    try:
+        for b in jpegs:
+            im = Image.open(io.BytesIO(b))
+            im.draft("RGB", (-(-im.size[0] // reduce), -(-im.size[1] // reduce)))
+            arrays.append(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))
+    except (OSError, SyntaxError) as e:
+        raise ValueError(f"undecodable JPEG: {e}") from None
+    if len({a.shape for a in arrays}) > 1:
+        raise ValueError(f"frames of different sizes in one video: {sorted({a.shape for a in arrays})}")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def decode_frames(jpegs: list[bytes], reduce: int = 1) -> torch.Tensor:
+    """JPEG bytes -> uint8 [N, 3, H, W] (at 1/reduce scale when reduce > 1). Raises ValueError for an
+    undecodable frame or mixed sizes."""
+    if reduce > 1:
+        return decode_reduced(jpegs, reduce)
     tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
     try:
         images = decode_jpeg(tensors, mode=ImageReadMode.RGB)

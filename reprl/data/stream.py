@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from reprl.data.augment import center_square, shared_random_crop
+from reprl.data.augment import center_box, crop_params, crop_resize, decode_reduction
 from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
 from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, sample_indices
 from reprl.errors import ReprlError
@@ -194,18 +194,21 @@ class TupleStream(IterableDataset):
         needed = sorted({i for d in draws for i in d.values()})
         try:
             with self.timer("decode"):
-                decoded = dict(zip(needed, video.decode(needed)))
+                full_hw = video.frame_size()
+                # crop boxes are drawn before decoding (same draws, same order as cropping after it), so the
+                # frames are decoded only as finely as the smallest crop needs
+                boxes = [crop_params(*full_hw, rng, self.cfg.crop_scale) if self.cfg.augment
+                         else center_box(*full_hw) for _ in draws]
+                reduce = decode_reduction(min(min(b[2:]) for b in boxes), self.cfg.image_size)
+                decoded = dict(zip(needed, video.decode(needed, reduce)))
         except ValueError as e:
             self.skips.note("undecodable frames", f"{video.key}: {e}")
             return []
         out = []
-        for d in draws:
+        for d, box in zip(draws, boxes):
             with self.timer("augment"):
-                stack = torch.stack([decoded[d[r]] for r in self.roles])  # [F, 3, H, W]
-                if self.cfg.augment:
-                    stack = shared_random_crop(stack, self.cfg.image_size, rng, self.cfg.crop_scale)
-                else:
-                    stack = center_square(stack, self.cfg.image_size)
+                stack = torch.stack([decoded[d[r]] for r in self.roles])  # [F, 3, h, w]
+                stack = crop_resize(stack, box, self.cfg.image_size, full_hw)
             out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key})
         return out
 

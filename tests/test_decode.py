@@ -1,0 +1,73 @@
+"""Reduced-scale JPEG decoding in the training stream: the scale rule, the crop box mapped onto the reduced
+frame, and a bound on the pixel difference against full decoding of the same tuple."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from conftest import TRAIN_SHARDS
+from PIL import Image
+
+from reprl.data.augment import crop_params, crop_resize, decode_reduction
+from reprl.data.reader import decode_frames, expand_urls, iter_videos
+from reprl.data.sampling import ROLES, sample_indices
+from reprl.data.stream import StreamConfig, TupleStream
+
+
+def jpeg(array, quality=95):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_decode_reduction_keeps_at_least_the_output_size():
+    assert [decode_reduction(side, 64) for side in (63, 127, 128, 255, 256, 511, 512, 4000)] == [1, 1, 2, 2, 4, 4, 8, 8]
+    assert decode_reduction(447, 224) == 1 and decode_reduction(448, 224) == 2
+
+
+def test_reduced_decode_sizes_and_the_box_lands_on_the_same_region():
+    """Four flat quadrants (red, green / blue, white) of a 256 x 192 frame: a box inside one quadrant gives
+    that quadrant's colour at every scale; an unmapped box (full-frame offsets on the reduced frame) would
+    fall outside the frame or into another quadrant."""
+    img = np.zeros((192, 256, 3), np.uint8)
+    img[:96, :128] = (255, 0, 0)
+    img[:96, 128:] = (0, 255, 0)
+    img[96:, :128] = (0, 0, 255)
+    img[96:, 128:] = (255, 255, 255)
+    data = [jpeg(img)]
+    assert decode_frames(data, 4).shape == (1, 3, 48, 64) and decode_frames(data, 2).shape == (1, 3, 96, 128)
+    for box, colour in [((104, 136, 80, 112), (255, 255, 255)), ((8, 136, 80, 112), (0, 255, 0)),
+                        ((104, 8, 80, 112), (0, 0, 255))]:
+        for k in (1, 2, 4):
+            out = crop_resize(decode_frames(data, k), box, 16, full_hw=(192, 256)).float()
+            centre = out[0, :, 3:13, 3:13].mean(dim=(1, 2))
+            assert torch.allclose(centre, torch.tensor(colour, dtype=torch.float32), atol=12), (box, k, centre)
+
+
+def test_stream_tuple_matches_full_decoding_within_a_bound():
+    """The stream's tuple (reduced decoding) vs the same indices and crop box decoded at full scale: the same
+    RNG draws, pixels within resampling differences (mean < 4.5 levels, 99th percentile < 32 of 255)."""
+    video = next(iter_videos(expand_urls(TRAIN_SHARDS)))
+    cfg = StreamConfig(mode="vip", image_size=16, crop_scale=(0.6, 1.0), tuples_per_video=2)
+    stream = TupleStream(TRAIN_SHARDS, cfg)
+    got = stream.tuples_from_video(video, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    draws = [sample_indices("vip", len(video), rng) for _ in range(2)]
+    height, width = video.frame_size()
+    boxes = [crop_params(height, width, rng, cfg.crop_scale) for _ in draws]
+    assert min(min(b[2:]) for b in boxes) >= 32, "crops at least twice the output: reduced decoding is used"
+    for tup, d, box in zip(got, draws, boxes):
+        assert tup["indices"] == d
+        frames = video.decode([d[r] for r in ROLES["vip"]])
+        diff = (tup["frames"].float() - crop_resize(frames, box, 16).float()).abs()
+        assert diff.mean() < 4.5 and torch.quantile(diff.flatten(), 0.99) < 32, (diff.mean(), diff.max())
+        top, left, h, w = box  # the bound tells boxes apart: the same box moved by a quarter of its size fails it
+        moved = (top + h // 4, left + w // 4, h - h // 4, w - w // 4) if top + left < 8 else (0, 0, h, w)
+        assert (tup["frames"].float() - crop_resize(frames, moved, 16).float()).abs().mean() > 4.5
+
+
+def test_bad_jpeg_raises_value_error_in_both_paths():
+    for k in (1, 2):
+        with pytest.raises(ValueError, match="undecodable"):
+            decode_frames([b"not a jpeg"], k)
