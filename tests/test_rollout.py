@@ -96,3 +96,13 @@ def test_worker_processes_match_the_serial_path_in_metaworld():
     for a, b in zip(ref, got):
         assert a.success_final == b.success_final and np.array_equal(a.actions, b.actions)
     assert len({r.actions.tobytes() for r in ref}) == len(seeds), "the seeds gave different episodes"
+
+
+def test_study_budget_hours():
+    from reprl.bench.eval import study_budget_hours
+
+    b = study_budget_hours(1.0)  # 4050 rollouts at one env step per second
+    assert b["rollouts"] == 4050
+    assert b["hours_no_success"] == pytest.approx(4050 * 500 / 3600)  # 562.5 h
+    assert b["hours_half_succeed_at_150"] == pytest.approx(4050 * (0.5 * 160 + 0.5 * 500) / 3600)  # 371.25 h
+    assert study_budget_hours(2.0)["hours_no_success"] == pytest.approx(281.25)

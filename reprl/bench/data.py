@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from reprl.bench.decode import corpus_frames, decode_rate, read_seconds_per_video
 from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
+from reprl.data.sampling import ROLES
 from reprl.data.stream import StreamConfig, TupleStream
 from reprl.utils.timing import StageTimer, median_spread
 
@@ -88,9 +90,13 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
     """One process, one thread: what a single data-loader worker delivers, with reprl's stage split."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    jpegs = corpus_frames(shards)
+    per_tuple = len(ROLES[cfg.mode])
     try:
-        ours, shares, ref, ref_uint8 = [], [], [], []
+        ours, shares, ref, ref_uint8, decode, reads = [], [], [], [], [], []
         for r in range(cfg.repeats):
+            decode.append(decode_rate(jpegs))
+            reads.append(read_seconds_per_video(shards))
             stream = _stream(shards, cfg, r)
             stream.timer = timer = StageTimer()
             it = iter(stream)
@@ -113,8 +119,13 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
         torch.set_num_threads(threads)
     split = {k: median_spread([s.get(k, 0.0) for s in shares])["median"] for k in
              ("read", "decode", "augment", "collate", "other")}
+    bound = median_spread([f / per_tuple for f in decode])
     return {"reprl": median_spread(ours), "framefiles_reference": median_spread(ref),
-            "framefiles_uint8": median_spread(ref_uint8), "stage_share": split}
+            "framefiles_uint8": median_spread(ref_uint8), "stage_share": split,
+            "decode_bound": {"frames_per_s": median_spread(decode), "frames_per_tuple": per_tuple,
+                             "tuples_per_s": bound},
+            "ratio_vs_decode_bound": median_spread([o / (f / per_tuple) for o, f in zip(ours, decode)]),
+            "read_s_per_video": {k: median_spread([x[k] for x in reads]) for k in reads[0]}}
 
 
 def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: int) -> dict[str, Any]:
@@ -178,6 +189,14 @@ def format_data_bench(r: dict[str, Any]) -> str:
         f"{'frame files, reprl uint8 crop, 1 thread':44s} {fig(ip['framefiles_uint8'])}",
         f"ratio reprl / frame-file reference loader (1 worker): {r['ratio_vs_framefiles']:.2f}x",
         "reprl time split: " + ", ".join(f"{k} {v:.0%}" for k, v in ip["stage_share"].items()),
+        f"{'JPEG-decode bound (full scale, 1 thread)':44s} {fig(ip['decode_bound']['tuples_per_s'])}  "
+        f"(= {ip['decode_bound']['frames_per_s']['median']:.0f} frames/s / {ip['decode_bound']['frames_per_tuple']} "
+        "frames per tuple)",
+        f"ratio reprl / decode bound (1 thread): {ip['ratio_vs_decode_bound']['median']:.2f} "
+        f"[{ip['ratio_vs_decode_bound']['min']:.2f}-{ip['ratio_vs_decode_bound']['max']:.2f}]",
+        "read, ms per video (every sample, frames taken, no decode): " + ", ".join(
+            f"{k} {1000 * v['median']:.2f} [{1000 * v['min']:.2f}-{1000 * v['max']:.2f}]"
+            for k, v in ip["read_s_per_video"].items()),
     ]
     for w in r["workers"]:
         mem = f", peak RSS/worker {w['peak_rss_mb_per_worker']:.0f} MB" if w["peak_rss_mb_per_worker"] else ""

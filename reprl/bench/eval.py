@@ -60,7 +60,7 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
 
     import reprl
     from reprl.evaluation.harness import make_act
-    from reprl.evaluation.rollout import default_env_workers, open_envs
+    from reprl.evaluation.rollout import default_env_workers, open_envs, usable_cores
     from reprl.heads.policy import HeadConfig, PolicyHead
     from reprl.sim.metaworld import PROPRIO_DIM
 
@@ -89,9 +89,11 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
         if serial is not None:
             serial.close()
     ratios = [h / b for h, b in zip(harness, bound)]
+    threads = torch.get_num_threads()
     out = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "workers": workers, "groups": groups,
            "encoder": encoder.config.name, "image_size": encoder.config.image_size,
-           "threads": torch.get_num_threads(), "bound": median_spread(bound), "harness": median_spread(harness),
+           "threads": max(1, min(threads, usable_cores() - workers)) if workers else threads,
+           "bound": median_spread(bound), "harness": median_spread(harness),
            "ratio": median_spread(ratios), "study": STUDY,
            "study_budget": study_budget_hours(median_spread(harness)["median"])}
     if old:

@@ -135,7 +135,7 @@ def _encoder_threads(envs: Envs) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, _cores() - envs.workers)))
+    torch.set_num_threads(max(1, min(before, usable_cores() - envs.workers)))
     try:
         yield
     finally:
@@ -167,13 +167,14 @@ def _rollout(run: _Runner, groups: int, on_step: Callable[[], None] | None) -> l
     return [r for r in run.results if r is not None]
 
 
-def _cores() -> int:
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def default_env_workers(num_envs: int) -> int:
     """One environment process per core (at most one per env); none on a single core."""
-    cores = _cores()
+    cores = usable_cores()
     return 0 if cores < 2 else min(cores, num_envs)
 
 

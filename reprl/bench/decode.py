@@ -1,0 +1,62 @@
+"""Bounds for `reprl bench data`, measured on the same shards in the same run:
+
+- the pure JPEG-decode bound: full-scale decoding of the corpus's frames on one thread, in frames/s, and as
+  tuples/s (frames/s divided by the frames per tuple): what a loader doing nothing but decoding could give;
+- the two shard readers on the same local shards: reprl's mmap tar parser and webdataset's tar reader, as
+  seconds per video to read every sample and pull its frames out (no decoding).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from reprl.data.reader import expand_urls, iter_local_tar, iter_videos, parse_sample
+
+
+def corpus_frames(shards: str, limit: int = 400) -> list[bytes]:
+    """Up to `limit` JPEG frames spread over every video of the corpus (every k-th frame)."""
+    videos = list(iter_videos(expand_urls(shards)))
+    total = sum(len(v) for v in videos)
+    step = max(1, total // limit)
+    frames = [bytes(f) for v in videos for f in v.frames]
+    return frames[::step][:limit]
+
+
+def decode_rate(jpegs: list[bytes]) -> float:
+    """Frames/s decoding `jpegs` one by one at full scale on one thread (torchvision's libjpeg-turbo)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
+        decode_jpeg(tensors[0], mode=ImageReadMode.RGB)
+        start = time.perf_counter()
+        for t in tensors:
+            decode_jpeg(t, mode=ImageReadMode.RGB)
+        return len(tensors) / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _webdataset_samples(url: str) -> Any:
+    from webdataset.tariterators import tarfile_samples
+
+    return tarfile_samples(iter([{"url": url}]))
+
+
+def read_seconds_per_video(shards: str) -> dict[str, float]:
+    """Seconds per video to read every sample of the shards and take its frames, per reader."""
+    urls = expand_urls(shards)
+    out = {}
+    for name, samples in (("reprl_mmap", iter_local_tar), ("webdataset", _webdataset_samples)):
+        start, videos = time.perf_counter(), 0
+        for url in urls:
+            for raw in samples(url):
+                video = parse_sample(raw)
+                videos += sum(len(f) > 0 for f in video.frames[:1])
+        out[name] = (time.perf_counter() - start) / max(1, videos)
+    return out
+
