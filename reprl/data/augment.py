@@ -38,14 +38,11 @@ def crop_params(height: int, width: int, rng: np.random.Generator, scale: tuple[
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def decode_reduction(min_side: int, size: int) -> int:
-    """The JPEG scaled-decoding factor k in (1, 2, 4, 8) for a crop whose shorter side is `min_side` pixels
-    and is resized to `size`: the largest k that leaves the crop at least `size` pixels at 1/k scale, so the
-    resize never enlarges what a full decode would have shrunk (k = 1 when the crop is under 2 x size)."""
-    for k in (8, 4, 2):
-        if min_side >= k * size:
-            return k
-    return 1
+def decode_eighths(min_side: int, size: int) -> int:
+    """The JPEG scaled-decoding size n/8 (n in 1..8; 8 = full size) for a crop whose shorter side is
+    `min_side` pixels and is resized to `size`: the smallest n that leaves the crop at least `size` pixels,
+    so the resize never enlarges what a full decode would have shrunk."""
+    return max(1, min(8, -(-8 * size // max(1, min_side))))
 
 
 def crop_resize(frames: torch.Tensor, box: tuple[int, int, int, int], size: int,

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from reprl.data.augment import center_box, crop_params, crop_resize, decode_reduction
-from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
+from reprl.data.augment import center_box, crop_params, crop_resize, decode_eighths
+from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos, stack_channels_last
 from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, sample_indices
 from reprl.errors import ReprlError
 from reprl.utils.timing import NullTimer, StageTimer
@@ -199,15 +199,15 @@ class TupleStream(IterableDataset):
                 # frames are decoded only as finely as the smallest crop needs
                 boxes = [crop_params(*full_hw, rng, self.cfg.crop_scale) if self.cfg.augment
                          else center_box(*full_hw) for _ in draws]
-                reduce = decode_reduction(min(min(b[2:]) for b in boxes), self.cfg.image_size)
-                decoded = dict(zip(needed, video.decode(needed, reduce)))
+                eighths = decode_eighths(min(min(b[2:]) for b in boxes), self.cfg.image_size)
+                decoded = dict(zip(needed, video.decode(needed, eighths, channels_last=True)))
         except ValueError as e:
             self.skips.note("undecodable frames", f"{video.key}: {e}")
             return []
         out = []
         for d, box in zip(draws, boxes):
             with self.timer("augment"):
-                stack = torch.stack([decoded[d[r]] for r in self.roles])  # [F, 3, h, w]
+                stack = stack_channels_last([decoded[d[r]] for r in self.roles])  # [F, 3, h, w]
                 stack = crop_resize(stack, box, self.cfg.image_size, full_hw)
             out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key})
         return out
