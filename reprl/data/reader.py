@@ -6,7 +6,7 @@ stores through `pipe:` (e.g. `pipe:aws s3 cp s3://bucket/shard-000000.tar -`). A
 index.json expands to its shards.
 
 Local shards are read by the mmap tar parser below, webdataset's reader serves pipes and URLs: on the same
-local shards the parser takes 2.3 ms per video against webdataset's 13.3 ms (5.8x less time in read;
+local shards the parser takes 2.0 ms per video against webdataset's 8.2-9.4 ms (4-5x less time in read;
 `reprl bench data`, docs/benchmarks.md). Frames are decoded by libjpeg-turbo through simplejpeg, at
 reduced scale in the DCT domain when a crop needs fewer pixels.
 """
