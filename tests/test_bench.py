@@ -26,7 +26,7 @@ def test_bench_data_tiny(tmp_path, capsys):
     assert set(r["in_process"]["stage_share"]) == {"read", "decode", "augment", "collate", "other"}
     assert r["workers"][0]["workers"] == 1
     assert r["in_process"]["decode_bound"]["tuples_per_s"]["median"] > 0 and r["in_process"]["ratio_vs_decode_bound"]
-    assert set(r["in_process"]["read_s_per_video"]) == {"reprl_mmap", "webdataset"}
+    assert set(r["in_process"]["read_s_per_video"]) == {"reprl_index", "reprl_walk", "webdataset"}
     assert "ratio reprl / frame-file reference loader" in capsys.readouterr().out
 
 

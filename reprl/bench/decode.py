@@ -3,8 +3,9 @@
 - the pure JPEG-decode bound: full-scale decoding of the corpus's frames on one thread with reprl's decoder,
   in frames/s and as tuples/s (frames/s divided by the frames per tuple): a loader doing nothing but
   decoding its frames at full size;
-- the two shard readers on the same local shards: reprl's mmap tar parser and webdataset's tar reader, as
-  seconds per video to read every sample and pull its frames out (no decoding).
+- the shard readers on the same local shards: reprl's mmap reader through the frame index (when the shards
+  have one), the same reader walking the tar headers, and webdataset's tar reader, as seconds per video to
+  read every sample and pull its frames out (no decoding).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def read_seconds_per_video(shards: str) -> dict[str, float]:
     """Seconds per video to read every sample of the shards and take its frames, per reader."""
     urls = expand_urls(shards)
     out = {}
-    for name, samples in (("reprl_mmap", iter_local_tar), ("webdataset", _webdataset_samples)):
+    readers = (("reprl_index", iter_local_tar), ("reprl_walk", lambda url: iter_local_tar(url, use_index=False)),
+               ("webdataset", _webdataset_samples))
+    for name, samples in readers:
         start, videos = time.perf_counter(), 0
         for url in urls:
             for raw in samples(url):

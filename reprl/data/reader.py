@@ -144,12 +144,6 @@ def decode_frames(jpegs: list[bytes], eighths: int = 8, channels_last: bool = Fa
     return out if channels_last else out.contiguous()
 
 
-def stack_channels_last(frames: list[torch.Tensor]) -> torch.Tensor:
-    """[3, H, W] frames -> [N, 3, H, W] in channels-last layout; a plain copy when the frames are views of
-    pixel-interleaved (H, W, 3) memory, as the decoder produces them."""
-    return torch.stack([f.permute(1, 2, 0) for f in frames]).permute(0, 3, 1, 2)
-
-
 def parse_sample(raw: dict[str, Any]) -> ShardVideo:
     """A raw sample (bytes-like per extension) -> ShardVideo. Raises ValueError on a malformed sample."""
     if "__frames__" in raw:  # from a frame index: already in order, sliced lazily
