@@ -25,6 +25,8 @@ def test_bench_data_tiny(tmp_path, capsys):
     assert r["in_process"]["reprl"]["median"] > 0 and r["ratio_vs_framefiles"] > 0
     assert set(r["in_process"]["stage_share"]) == {"read", "decode", "augment", "collate", "other"}
     assert r["workers"][0]["workers"] == 1
+    assert r["in_process"]["decode_bound"]["tuples_per_s"]["median"] > 0 and r["in_process"]["ratio_vs_decode_bound"]
+    assert set(r["in_process"]["read_s_per_video"]) == {"reprl_index", "reprl_walk", "webdataset"}
     assert "ratio reprl / frame-file reference loader" in capsys.readouterr().out
 
 
@@ -42,3 +44,11 @@ def test_bench_embed_tiny(tmp_path, capsys):
               "--repeats", "1")
     assert r["frames"] > 0 and r["ratio"]["median"] > 0
     assert "forward only" in capsys.readouterr().out
+
+
+def test_bench_eval_tiny(tmp_path, capsys):
+    r = bench(tmp_path, "eval", "--task", "reach", "--frame-size", "32", "--encoder", "tiny", "--image-size", "32",
+              "--envs", "2", "--env-workers", "1", "--horizon", "3", "--repeats", "1", "--no-serial")
+    assert r["harness"]["median"] > 0 and r["bound"]["median"] > 0 and r["workers"] == 1
+    assert r["study_budget"]["rollouts"] == 5 * 3 * 3 * 3 * 30
+    assert "ratio harness / bound" in capsys.readouterr().out

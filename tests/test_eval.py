@@ -12,9 +12,10 @@ from reprl.errors import ReprlError
 from reprl.evaluation import harness
 from reprl.evaluation.data import task_dir
 from reprl.evaluation.report import aggregate
-from reprl.evaluation.rollout import EnvPool, rollout, summarize
+from reprl.evaluation.rollout import rollout, summarize
 from reprl.evaluation.suite import SuiteSpec, load_suite
 from reprl.heads import load_policy
+from reprl.sim.vector import SerialEnvs
 
 SUITES = sorted((Path(__file__).resolve().parents[1] / "eval" / "suites").glob("*.yaml"))
 
@@ -57,10 +58,12 @@ class FakeEnv:
         ok = self.t >= self.hit and not (self.leave and self.t >= self.hit + 2)
         return np.zeros(39, np.float32), 0.0, ok, False
 
+    def close(self):
+        pass
+
 
 def test_rollout_counts_success_at_any_step_and_records_the_final_step():
-    pool = EnvPool.__new__(EnvPool)
-    pool.envs = [FakeEnv(3, leave=True), FakeEnv(4, leave=False), FakeEnv(99, leave=False)]
+    pool = SerialEnvs([FakeEnv(3, leave=True), FakeEnv(4, leave=False), FakeEnv(99, leave=False)])
     calls = []
     res = rollout(pool, lambda f, p: calls.append(f.shape) or np.zeros((len(f), 4)), [7, 8, 9], horizon=10)
     assert [(r.success_any, r.success_final, r.first_success) for r in res] == [
@@ -112,6 +115,7 @@ def test_aggregate_means_over_seeds_and_tasks():
 def tiny_suite(tmp_path) -> tuple[SuiteSpec, Path]:
     spec = from_dict(SuiteSpec, {"name": "t", "tasks": ["drawer-open"], "demos": [2], "seeds": [0, 1],
                                  "heads": ["bc", "recoil"], "rollouts": 2, "horizon": 3, "parallel_envs": 2,
+                                 "env_workers": 0,
                                  "data": {"expert_episodes": 2, "noisy_episodes": 1, "frame_size": 64},
                                  "head": {"steps": 20, "hidden": [16]}})
     cache = tmp_path / "cache"

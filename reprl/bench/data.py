@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from reprl.bench.decode import corpus_frames, decode_rate, read_seconds_per_video
 from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
+from reprl.data.sampling import ROLES
 from reprl.data.stream import StreamConfig, TupleStream
 from reprl.utils.timing import StageTimer, median_spread
 
@@ -78,6 +80,24 @@ def _stream(shards: str, cfg: DataBenchConfig, repeat: int) -> TupleStream:
     return TupleStream(shards, scfg)
 
 
+def _time_stream(shards: str, cfg: DataBenchConfig, repeat: int) -> tuple[float, float, dict[str, float]]:
+    """(tuples/s of wall time, tuples/s of this thread's CPU time, share of wall time per stage) of the
+    stream in this thread, over cfg.batches batches after one warm-up batch."""
+    stream = _stream(shards, cfg, repeat)
+    stream.timer = timer = StageTimer()
+    it = iter(stream)
+    next(it)
+    timer.reset()
+    start, cpu = time.perf_counter(), time.thread_time()
+    for _ in range(cfg.batches):
+        next(it)
+    elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
+    stage = {k: v / elapsed for k, v in timer.seconds.items()}
+    stage["other"] = max(0.0, 1.0 - sum(stage.values()))
+    tuples = cfg.batches * cfg.batch_size
+    return tuples / elapsed, tuples / cpu, stage
+
+
 def _baseline_batches(ds: FrameFileTuples, batch_size: int) -> Any:
     it = iter(ds)
     while True:
@@ -88,21 +108,18 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
     """One process, one thread: what a single data-loader worker delivers, with reprl's stage split."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    jpegs = corpus_frames(shards)
+    per_tuple = len(ROLES[cfg.mode])
     try:
-        ours, shares, ref, ref_uint8 = [], [], [], []
+        ours, ours_cpu, shares, ref, ref_uint8, decode, decode_cpu, reads = [], [], [], [], [], [], [], []
         for r in range(cfg.repeats):
-            stream = _stream(shards, cfg, r)
-            stream.timer = timer = StageTimer()
-            it = iter(stream)
-            next(it)
-            timer.reset()
-            start = time.perf_counter()
-            for _ in range(cfg.batches):
-                next(it)
-            elapsed = time.perf_counter() - start
-            ours.append(cfg.batches * cfg.batch_size / elapsed)
-            stage = {k: v / elapsed for k, v in timer.seconds.items()}
-            stage["other"] = max(0.0, 1.0 - sum(stage.values()))
+            wall, cpu = decode_rate(jpegs)
+            decode.append(wall)
+            decode_cpu.append(cpu)
+            reads.append(read_seconds_per_video(shards))
+            wall, cpu, stage = _time_stream(shards, cfg, r)
+            ours.append(wall)
+            ours_cpu.append(cpu)
             shares.append(stage)
             ref.append(_time_batches(_baseline_batches(FrameFileTuples(manifest, cfg.mode, cfg.image_size, r),
                                                        cfg.batch_size), cfg.batches, cfg.batch_size))
@@ -113,8 +130,14 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
         torch.set_num_threads(threads)
     split = {k: median_spread([s.get(k, 0.0) for s in shares])["median"] for k in
              ("read", "decode", "augment", "collate", "other")}
+    bound = median_spread([f / per_tuple for f in decode])
     return {"reprl": median_spread(ours), "framefiles_reference": median_spread(ref),
-            "framefiles_uint8": median_spread(ref_uint8), "stage_share": split}
+            "framefiles_uint8": median_spread(ref_uint8), "stage_share": split,
+            "decode_bound": {"frames_per_s": median_spread(decode), "frames_per_tuple": per_tuple,
+                             "tuples_per_s": bound},
+            "ratio_vs_decode_bound": median_spread([o / (f / per_tuple) for o, f in zip(ours, decode)]),
+            "ratio_vs_decode_bound_cpu": median_spread([o / (f / per_tuple) for o, f in zip(ours_cpu, decode_cpu)]),
+            "read_s_per_video": {k: median_spread([x[k] for x in reads]) for k in reads[0]}}
 
 
 def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: int) -> dict[str, Any]:
@@ -178,6 +201,16 @@ def format_data_bench(r: dict[str, Any]) -> str:
         f"{'frame files, reprl uint8 crop, 1 thread':44s} {fig(ip['framefiles_uint8'])}",
         f"ratio reprl / frame-file reference loader (1 worker): {r['ratio_vs_framefiles']:.2f}x",
         "reprl time split: " + ", ".join(f"{k} {v:.0%}" for k, v in ip["stage_share"].items()),
+        f"{'JPEG-decode bound (full scale, 1 thread)':44s} {fig(ip['decode_bound']['tuples_per_s'])}  "
+        f"(= {ip['decode_bound']['frames_per_s']['median']:.0f} frames/s / {ip['decode_bound']['frames_per_tuple']} "
+        "frames per tuple)",
+        f"ratio reprl / decode bound (1 thread): {ip['ratio_vs_decode_bound']['median']:.2f} "
+        f"[{ip['ratio_vs_decode_bound']['min']:.2f}-{ip['ratio_vs_decode_bound']['max']:.2f}] of wall time, "
+        f"{ip['ratio_vs_decode_bound_cpu']['median']:.2f} [{ip['ratio_vs_decode_bound_cpu']['min']:.2f}-"
+        f"{ip['ratio_vs_decode_bound_cpu']['max']:.2f}] of CPU time",
+        "read, ms per video (every sample, frames taken, no decode): " + ", ".join(
+            f"{k} {1000 * v['median']:.2f} [{1000 * v['min']:.2f}-{1000 * v['max']:.2f}]"
+            for k, v in ip["read_s_per_video"].items()),
     ]
     for w in r["workers"]:
         mem = f", peak RSS/worker {w['peak_rss_mb_per_worker']:.0f} MB" if w["peak_rss_mb_per_worker"] else ""

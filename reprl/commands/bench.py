@@ -3,6 +3,7 @@
   reprl bench data    training tuples/s from shards vs a per-frame-JPEG-file loader, time split, memory
   reprl bench train   steps/s of the real training loop vs a synthetic in-memory batch, data-wait share
   reprl bench embed   images/s of reprl embed on a video vs the encoder's forward-only rate
+  reprl bench eval    env steps/s of evaluation rollouts vs the same envs with a constant action, study budget
 
 Add --json FILE to also write the figures for machines.
 """
@@ -68,7 +69,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--precision", type=precision, default="32", help=PRECISION_HELP)
     e.add_argument("--repeats", type=int, default=3)
     e.add_argument("--max-frames", type=int, default=300, help="frames of the rendered video")
-    for q in (d, t, e):
+    v = sub.add_parser("eval", help="rollout steps/s of the harness vs envs alone; the study's rollout hours")
+    v.add_argument("--task", default="hammer", help="MetaWorld task")
+    v.add_argument("--camera", default="corner")
+    v.add_argument("--frame-size", type=int, default=128, help="rendered frame size")
+    v.add_argument("--encoder", default="resnet18", help="any reprl.load source (registered names: random init)")
+    v.add_argument("--image-size", type=int, default=64, help="for registered names")
+    v.add_argument("--envs", type=int, default=10, help="environments stepped in lockstep")
+    v.add_argument("--env-workers", dest="workers", type=int, default=None,
+                   help="environment processes (default: one per core; 0: in this process)")
+    v.add_argument("--horizon", type=int, default=50, help="steps per timed rollout")
+    v.add_argument("--repeats", type=int, default=3)
+    v.add_argument("--no-serial", dest="serial", action="store_false", help="skip timing the single-process path")
+    for q in (d, t, e, v):
         q.add_argument("--json", default=None, help="also write the figures as JSON here")
 
 
@@ -76,6 +89,7 @@ BENCHES = {  # what -> (module, config class, run function, format function)
     "data": ("reprl.bench.data", "DataBenchConfig", "run_data_bench", "format_data_bench"),
     "train": ("reprl.bench.train", "TrainBenchConfig", "run_train_bench", "format_train_bench"),
     "embed": ("reprl.bench.embed", "EmbedBenchConfig", "run_embed_bench", "format_embed_bench"),
+    "eval": ("reprl.bench.eval", "EvalBenchConfig", "run_eval_bench", "format_eval_bench"),
 }
 
 

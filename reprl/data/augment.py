@@ -38,14 +38,44 @@ def crop_params(height: int, width: int, rng: np.random.Generator, scale: tuple[
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def decode_eighths(min_side: int, size: int) -> int:
+    """The JPEG scaled-decoding size n/8 (n in 1..8; 8 = full size) for a crop whose shorter side is
+    `min_side` pixels and is resized to `size`: the smallest n that leaves the crop at least `size` pixels,
+    so the resize never enlarges what a full decode would have shrunk."""
+    return max(1, min(8, -(-8 * size // max(1, min_side))))
+
+
+def crop_resize(frames: torch.Tensor, box: tuple[int, int, int, int], size: int,
+                full_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """Crop `box` (top, left, h, w in full-frame pixels) from every frame and resize it to size x size.
+
+    frames: uint8 [F, 3, h, w], possibly decoded at reduced scale from a full_hw (H, W) frame: the box is then
+    mapped to the reduced grid (scaled by h / H and w / W, rounded, kept inside). The resize runs on a
+    channels-last copy, for which torch's uint8 antialiased resize is several times faster.
+    """
+    top, left, h, w = box
+    if full_hw is not None and tuple(full_hw) != tuple(frames.shape[-2:]):
+        sy, sx = frames.shape[-2] / full_hw[0], frames.shape[-1] / full_hw[1]
+        top, left = int(round(top * sy)), int(round(left * sx))
+        h = max(1, min(int(round(h * sy)), frames.shape[-2] - top))
+        w = max(1, min(int(round(w * sx)), frames.shape[-1] - left))
+    x = frames.contiguous(memory_format=torch.channels_last)
+    return TF.resized_crop(x, top, left, h, w, [size, size], antialias=True).contiguous()
+
+
 def shared_random_crop(frames: torch.Tensor, size: int, rng: np.random.Generator,
                        scale: tuple[float, float] = (0.2, 1.0)) -> torch.Tensor:
     """Crop the same region from every frame and resize it to size x size.
 
     frames: uint8 [F, 3, H, W] (one training tuple) -> uint8 [F, 3, size, size].
     """
-    top, left, h, w = crop_params(frames.shape[-2], frames.shape[-1], rng, scale)
-    return TF.resized_crop(frames, top, left, h, w, [size, size], antialias=True)
+    return crop_resize(frames, crop_params(frames.shape[-2], frames.shape[-1], rng, scale), size)
+
+
+def center_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """The central square of a height x width frame, as (top, left, h, w)."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side, side
 
 
 def center_square(frames: torch.Tensor, size: int) -> torch.Tensor:

@@ -4,6 +4,11 @@ Used by the training stream, validation, `reprl embed` and evaluation. Any URL w
 local paths, brace patterns (`shards/shard-{000000..000009}.tar`), `pipe:` commands, http(s) and object
 stores through `pipe:` (e.g. `pipe:aws s3 cp s3://bucket/shard-000000.tar -`). A shard folder with an
 index.json expands to its shards.
+
+Local shards are read by the mmap tar parser below, webdataset's reader serves pipes and URLs: on the same
+local shards the parser takes 2.0 ms per video against webdataset's 8.2-9.4 ms (4-5x less time in read;
+`reprl bench data`, docs/benchmarks.md). Frames are decoded by libjpeg-turbo through simplejpeg, at
+reduced scale in the DCT domain when a crop needs fewer pixels.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from reprl.data.frameindex import STATS, iter_indexed, load_index
 from reprl.errors import ReprlError
@@ -84,12 +88,18 @@ class ShardVideo:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def decode(self, indices: Iterable[int] | None = None) -> torch.Tensor:
-        """Decode frames (all, or `indices` in the order given) -> uint8 [N, 3, H, W]."""
+    def decode(self, indices: Iterable[int] | None = None, eighths: int = 8,
+               channels_last: bool = False) -> torch.Tensor:
+        """Decode frames (all, or `indices` in the order given) -> uint8 [N, 3, H, W]; eighths < 8 decodes at
+        that many eighths of the stored size in the DCT domain (see decode_frames)."""
         idx = list(range(len(self.frames))) if indices is None else list(indices)
         jpegs = [self.frames[i] for i in idx]
         STATS.data_bytes += sum(len(b) for b in jpegs)
-        return decode_frames(jpegs)
+        return decode_frames(jpegs, eighths, channels_last)
+
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of the stored frames, read from the first frame's JPEG header."""
+        return jpeg_size(self.frames[0])
 
     def array(self, name: str) -> np.ndarray:
         """A per-step array stored beside the frames (actions, proprio, success, ...)."""
@@ -98,17 +108,40 @@ class ShardVideo:
         return np.load(io.BytesIO(self.arrays[name]), allow_pickle=False)
 
 
-def decode_frames(jpegs: list[bytes]) -> torch.Tensor:
-    """JPEG bytes -> uint8 [N, 3, H, W]. Raises ValueError for an undecodable frame or mixed sizes."""
-    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
+def jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    """(height, width) from a JPEG header. Raises ValueError for an undecodable header."""
+    import simplejpeg
+
     try:
-        images = decode_jpeg(tensors, mode=ImageReadMode.RGB)
-    except RuntimeError as e:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
+    except ValueError as e:
         raise ValueError(f"undecodable JPEG: {e}") from None
-    shapes = {tuple(im.shape) for im in images}
+    return height, width
+
+
+def decode_frames(jpegs: list[bytes], eighths: int = 8, channels_last: bool = False) -> torch.Tensor:
+    """JPEG bytes -> uint8 [N, 3, H, W] through libjpeg-turbo (simplejpeg: the same pixels as torchvision's
+    decoder, with less overhead per frame). eighths < 8 decodes at ceil(eighths / 8 x size) in the DCT
+    domain (libjpeg's scaled decoding): the inverse DCT and colour conversion then run at the smaller size.
+    channels_last keeps the decoder's pixel-interleaved layout (no transposing copy); else the result is
+    contiguous. Raises ValueError for an undecodable frame or frames of different sizes."""
+    import simplejpeg
+
+    if not jpegs:
+        return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    min_h = min_w = 0
+    if eighths < 8:
+        height, width = jpeg_size(jpegs[0])
+        min_h, min_w = -(-height * eighths // 8), -(-width * eighths // 8)
+    try:
+        arrays = [simplejpeg.decode_jpeg(b, colorspace="RGB", min_height=min_h, min_width=min_w) for b in jpegs]
+    except ValueError as e:
+        raise ValueError(f"undecodable JPEG: {e}") from None
+    shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"frames of different sizes in one video: {sorted(shapes)}")
-    return torch.stack(images)
+    out = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return out if channels_last else out.contiguous()
 
 
 def parse_sample(raw: dict[str, Any]) -> ShardVideo:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from reprl.data.augment import center_square, shared_random_crop
+from reprl.data.augment import center_box, crop_params, crop_resize, decode_eighths
 from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
 from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, sample_indices
 from reprl.errors import ReprlError
@@ -194,20 +194,35 @@ class TupleStream(IterableDataset):
         needed = sorted({i for d in draws for i in d.values()})
         try:
             with self.timer("decode"):
-                decoded = dict(zip(needed, video.decode(needed)))
+                full_hw = video.frame_size()
+                # crop boxes are drawn before decoding (same draws, same order as cropping after it), so the
+                # frames are decoded only as finely as the smallest crop needs
+                boxes = [crop_params(*full_hw, rng, self.cfg.crop_scale) if self.cfg.augment
+                         else center_box(*full_hw) for _ in draws]
+                eighths = decode_eighths(min(min(b[2:]) for b in boxes), self.cfg.image_size)
+                decoded = video.decode(needed, eighths, channels_last=True)  # [K, 3, h, w], K = len(needed)
         except ValueError as e:
             self.skips.note("undecodable frames", f"{video.key}: {e}")
             return []
         out = []
-        for d in draws:
+        for d, box in zip(draws, boxes):
             with self.timer("augment"):
-                stack = torch.stack([decoded[d[r]] for r in self.roles])  # [F, 3, H, W]
-                if self.cfg.augment:
-                    stack = shared_random_crop(stack, self.cfg.image_size, rng, self.cfg.crop_scale)
-                else:
-                    stack = center_square(stack, self.cfg.image_size)
+                stack = self._crop_tuple(decoded, needed, d, box, full_hw)
             out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key})
         return out
+
+
+    def _crop_tuple(self, decoded: torch.Tensor, needed: list[int], draw: dict[str, int],
+                    box: tuple[int, int, int, int], full_hw: tuple[int, int]) -> torch.Tensor:
+        """The draw's frames by role, cropped and resized: uint8 [F, 3, S, S]. Crops the decoded frames the
+        draw uses (all of them, without a copy, when it uses every decoded frame) and orders the small
+        results by role, instead of gathering the large decoded frames first."""
+        pos = {i: k for k, i in enumerate(needed)}
+        used = sorted({pos[draw[r]] for r in self.roles})
+        frames = decoded if len(used) == len(needed) else decoded.permute(0, 2, 3, 1)[used].permute(0, 3, 1, 2)
+        small = crop_resize(frames, box, self.cfg.image_size, full_hw)
+        rank = {k: j for j, k in enumerate(used)}
+        return small[[rank[pos[draw[r]]] for r in self.roles]]
 
 
 def stream_config_from(kwargs: dict[str, Any]) -> StreamConfig:

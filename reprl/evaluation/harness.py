@@ -18,7 +18,7 @@ from reprl.config import to_dict
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.evaluation.data import encoder_fingerprint, ensure_task_data, task_episodes
-from reprl.evaluation.rollout import EnvPool, rollout, summarize
+from reprl.evaluation.rollout import Envs, open_suite_envs, rollout, suite_rollout_options, summarize
 from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import Policy, save_head
 from reprl.heads.registry import make_learner, with_reward
@@ -48,7 +48,7 @@ def select_training_episodes(episodes: list[dict[str, Any]], n_demos: int, seed:
     return [experts[i] for i in order[:n_demos]], [e for e in episodes if not e["expert"]]
 
 
-def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[dict[str, Any]], n_demos: int,
+def run_cell(spec: SuiteSpec, encoder: Encoder, pool: Envs, episodes: list[dict[str, Any]], n_demos: int,
              seed: int, kind: str, progress: Any = None, policy_dir: Path | None = None,
              source: str = "") -> dict[str, Any]:
     """Train one head (checkpointed `evaluations` times), roll each checkpoint out through Policy.act (what
@@ -64,7 +64,8 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: EnvPool, episodes: list[di
     steps_each = max(1, spec.head.steps // spec.evaluations)
     for _ in range(spec.evaluations):
         losses.append(learner.train(steps_each))
-        res = summarize(rollout(pool, policy.act, seeds, spec.horizon, on_step=progress))
+        res = summarize(rollout(pool, policy.act, seeds, spec.horizon, on_step=progress,
+                                **suite_rollout_options(spec, pool)))
         evals.append({"head_steps": learner.steps_done, **res})
     if policy_dir is not None:
         save_head(learner.actor, policy_dir, source, kind, extra={"head_config": to_dict(spec.head_config(kind))
@@ -93,7 +94,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
         fp = encoder_fingerprint(encoder)
         for task in spec.tasks:
             episodes = task_episodes(spec, cache_dir, task, encoder, fp)
-            pool: EnvPool | None = None
+            pool: Envs | None = None
             try:
                 for n in spec.demos:
                     for seed in spec.seeds:
@@ -107,8 +108,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                                     cells.append(old)
                                     continue
                             if pool is None:
-                                pool = EnvPool(task, spec.data.camera, spec.data.frame_size,
-                                               min(spec.parallel_envs, spec.rollouts))
+                                pool = open_suite_envs(spec, task)
                             print(f"eval {spec.name}: {label} / {task} / {n} demos / seed {seed} / {kind} ...",
                                   flush=True)
                             policy_dir = out_dir / "policies" / path.stem if spec.save_policies else None
@@ -116,8 +116,10 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                                                       policy_dir=policy_dir, source=source)}
                             write_json(path, cell)
                             cells.append(cell)
-                            print(f"  success {cell['success']:.0%} (final step {cell['success_final_step']:.0%}, "
-                                  f"max {cell['success_max']:.0%}) in {cell['seconds']:.0f}s", flush=True)
+                            final = cell["success_final_step"]
+                            print(f"  success {cell['success']:.0%} (final step "
+                                  f"{'-' if final is None else format(final, '.0%')}, max {cell['success_max']:.0%}) "
+                                  f"in {cell['seconds']:.0f}s", flush=True)
             finally:
                 if pool is not None:
                     pool.close()

@@ -76,8 +76,9 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
              f"{suite['data']['frame_size']} px; head "
              f"{suite['head']['steps']} steps, batch {suite['head']['batch_size']}, lr {suite['head']['lr']}.", "",
              "Encoders: " + ", ".join(f"`{k}` = `{v}`" for k, v in result["encoders"].items()), ""]
-    metrics = [("success", "success at any step within the horizon"), ("success_final_step", "success at the "
-               "final step")]
+    metrics = [("success", "success at any step within the horizon")]
+    if all(c.get("success_final_step") is not None for c in cells):  # None: rollouts stopped after success
+        metrics.append(("success_final_step", "success at the final step"))
     if suite.get("evaluations", 1) > 1:
         metrics.append(("success_max", f"best of {suite['evaluations']} evaluations during head training (R3M's "
                                        "protocol)"))

@@ -53,6 +53,9 @@ class SuiteSpec:
     horizon: int = 500
     evaluations: int = 1  # evaluate this many times during head training (R3M reports the max; we report both)
     parallel_envs: int = 10  # rollouts stepped in lockstep (one batched encoder call per step)
+    final_step_success: bool = False  # also record success at the final step: every rollout runs the full horizon
+    settle_steps: int = 10  # otherwise a rollout ends this many steps after its first success
+    env_workers: int | None = None  # processes stepping + rendering the envs; None: one per core; 0: none
     eval_seed: int = 100000
     save_policies: bool = True  # write every trained head as a policy folder under policies/
 
@@ -69,6 +72,9 @@ class SuiteSpec:
                              f"(data.expert_episodes is {self.data.expert_episodes})")
         if min(self.rollouts, self.horizon, self.evaluations, self.parallel_envs, min(self.demos)) < 1:
             raise ReprlError("rollouts, horizon, evaluations, parallel_envs and demos must be at least 1")
+        if self.settle_steps < 0 or (self.env_workers is not None and self.env_workers < 0):
+            raise ReprlError(f"settle_steps and env_workers must be >= 0, got {self.settle_steps} and "
+                             f"{self.env_workers}")
 
     def head_config(self, kind: str) -> object:
         """The settings of head `kind` (rwr_chi2 shares rwr's)."""
@@ -86,9 +92,14 @@ class SuiteSpec:
         return data
 
     def cell_key(self) -> str:
-        """Identifies everything a result cell depends on besides encoder, task, demos, seed and head."""
-        skip = ("name", "description", "tasks", "demos", "seeds", "heads", "parallel_envs", "save_policies",
-                *(h for h in ("rwr", *HEADS) if h not in self.heads and h != "rwr"))
+        """Identifies everything a result cell depends on besides encoder, task, demos, seed and head. How the
+        envs are spread (parallel_envs, env_workers) does not change results; full-horizon rollouts give what
+        they gave before settle_steps existed, so their cells keep their key. Settings of heads the suite does
+        not run are left out too."""
+        skip = {"name", "description", "tasks", "demos", "seeds", "heads", "parallel_envs", "env_workers",
+                "save_policies", *(h for h in HEADS if h not in self.heads and h != "rwr")}
+        if self.final_step_success:
+            skip |= {"final_step_success", "settle_steps"}
         parts = {k: v for k, v in to_dict(self).items() if k not in skip}
         parts["data"] = self._data_dict()
         return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]

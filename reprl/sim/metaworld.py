@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 # torchvision pulls in triton, which carries its own LLVM; loading it after Mesa's EGL driver has made a
-# context crashes the process (segfault in triton's import). Loading it first is safe, so do it here.
-import torchvision  # noqa: F401  isort: skip
+# context crashes the process (segfault in triton's import). Loading it first is safe, so do it here; the
+# environment worker processes of reprl.sim.vector never load torch and skip it (seconds per worker).
+if os.environ.get("REPRL_ENV_WORKER") != "1":
+    import torchvision  # noqa: F401  isort: skip
 
 from reprl.errors import ReprlError
 from reprl.sim.tasks import FLIPPED_CAMERAS, TASK_TEXT, check_camera, task_name
