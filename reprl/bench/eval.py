@@ -59,15 +59,14 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
     import torch
 
     import reprl
-    from reprl.evaluation.harness import make_act
     from reprl.evaluation.rollout import default_env_workers, open_envs, usable_cores
-    from reprl.heads.policy import HeadConfig, PolicyHead
+    from reprl.heads.policy import HeadConfig, Policy, PolicyHead
     from reprl.sim.metaworld import PROPRIO_DIM
 
     kwargs = {"image_size": cfg.image_size} if cfg.image_size else {}
     encoder = reprl.load(cfg.encoder, **kwargs)
     torch.manual_seed(0)
-    act = make_act(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()).eval())
+    act = Policy(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()), cfg.encoder).act
     const = lambda frames, proprio: np.full((len(frames), 4), 0.1, np.float32)  # noqa: E731
     workers = default_env_workers(cfg.envs) if cfg.workers is None else cfg.workers
     groups = 2 if workers > 0 else 1
