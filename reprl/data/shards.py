@@ -33,7 +33,7 @@ import reprl
 from reprl.data.sources import VIDEO_EXTS, VideoSource, discover
 from reprl.data.video import DecodeError, iter_frames
 from reprl.errors import ReprlError
-from reprl.utils.files import StagingDir, write_json
+from reprl.utils.files import StagingDir, check_output, write_json
 from reprl.utils.parallel import ordered_map
 
 INDEX_NAME = "index.json"
@@ -55,6 +55,7 @@ class ShardOptions:
     require_caption: bool = False
     strict: bool = False  # fail instead of skipping a bad video
     overwrite: bool = False
+    force_overwrite: bool = False  # replace an --out that is not a previous output of reprl shards
 
 
 @dataclass
@@ -153,11 +154,12 @@ def sanitize_key(text: str, index: int) -> str:
 class ShardWriter:
     """Rolls tar shards into a staging folder; `finish()` writes index.json and swaps it into place."""
 
-    def __init__(self, out_dir: str | Path, opts: ShardOptions, prefix: str = "shard") -> None:
+    def __init__(self, out_dir: str | Path, opts: ShardOptions, prefix: str = "shard",
+                 inputs: Iterable[str | Path] = ()) -> None:
         self.out = Path(out_dir)
         self.opts = opts
         self.prefix = prefix
-        self._stage = StagingDir(self.out, opts.overwrite)
+        self._stage = StagingDir(self.out, opts.overwrite, "shards", inputs, opts.force_overwrite)
         self.staging = self._stage.dir
         self.shards: list[dict[str, Any]] = []
         self.videos = self.frames = self.captions = 0
@@ -280,8 +282,10 @@ def write_shards(inputs: Iterable[str | Path], out_dir: str | Path, opts: ShardO
     opts = opts or ShardOptions()
     if opts.min_frames < 1:
         raise ReprlError("--min-frames must be at least 1")
+    inputs = list(inputs)
+    check_output(out_dir, "shards", inputs, opts.overwrite, opts.force_overwrite)
     sources = discover(inputs)
-    with ShardWriter(out_dir, opts) as writer:
+    with ShardWriter(out_dir, opts, inputs=inputs + [s.path for s in sources]) as writer:
         encoded = ordered_map(_encode_job, [(s, opts) for s in sources], opts.workers)
         for item in tqdm(encoded, total=len(sources), desc="shards", unit="video", disable=not progress):
             writer.add(item) if isinstance(item, EncodedVideo) else writer.skip(item)
