@@ -35,14 +35,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class FiniteCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that never writes a model with NaN/inf weights or statistics (a diverging run): the
-    last checkpoint on disk stays the last good one, and no export of a broken encoder is made."""
+    """A ModelCheckpoint that writes nothing while the run is diverging: not during a streak of skipped
+    (non-finite) steps, and never a model with NaN/inf weights or statistics. The last checkpoint on disk
+    stays the last good one, and no export of a broken encoder is made."""
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        bad = nonfinite(trainer.lightning_module.state_dict())
-        if bad:
-            log.warning("step %d: not writing %s: %d tensors hold NaN/inf (e.g. %s); the last checkpoint written "
-                        "is kept", trainer.global_step, Path(filepath).name, len(bad), bad[0])
+        module = trainer.lightning_module
+        bad = nonfinite(module.state_dict())
+        streak = getattr(module, "_bad_in_row", 0)
+        if bad or streak:
+            why = f"{len(bad)} tensors hold NaN/inf (e.g. {bad[0]})" if bad else f"{streak} non-finite losses in a row"
+            log.warning("step %d: not writing %s: %s; the last checkpoint written is kept", trainer.global_step,
+                        Path(filepath).name, why)
             return
         super()._save_checkpoint(trainer, filepath)
 

@@ -23,7 +23,7 @@ from reprl.encoders.io import load_encoder, save_encoder
 from reprl.encoders.registry import build_encoder
 from reprl.errors import ReprlError
 from reprl.training.config import PretrainConfig, check_config
-from reprl.utils.files import MARKER, output_command, write_json
+from reprl.utils.files import MARKER, check_writable, output_command, write_json
 
 
 def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Encoder:
@@ -93,6 +93,7 @@ def prepare_run_dir(cfg: PretrainConfig) -> bool:
                              "will not delete it; choose another --run_dir")
         shutil.rmtree(run_dir)
     created = not run_dir.exists()
+    check_writable(run_dir, "--run_dir")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / MARKER, {"command": "pretrain"})
@@ -229,9 +230,10 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
     except DivergedError as e:
         raise ReprlError(f"{e} {kept_checkpoint(run_dir)}") from None
-    if nonfinite(encoder.state_dict()):
-        raise ReprlError(f"training ended with non-finite weights (NaN/inf), so no encoder was exported. "
-                         f"{kept_checkpoint(run_dir)} Lower the learning rate and resume or start over.")
+    if nonfinite(encoder.state_dict()) or module._bad_in_row:
+        raise ReprlError(f"training ended diverging (non-finite weights or {module._bad_in_row} non-finite losses in "
+                         f"a row), so no encoder was exported. {kept_checkpoint(run_dir)} Lower the learning rate "
+                         "and resume or start over.")
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.global_step,
                                "skipped_steps": module.skipped_steps}
     if trainer.is_global_zero:

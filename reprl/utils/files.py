@@ -26,10 +26,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 def safe_name(text: str, max_len: int = 80) -> str:
     """`text` as one file name that stays inside its folder: a name that is already safe is kept; otherwise
     unsafe characters (slashes, '..', spaces, ...) become '_' and a short hash of `text` keeps names unique."""
-    clean = _UNSAFE.sub("_", text).lstrip(".")[:max_len]
+    clean = re.sub(r"_*\.{2,}_*", "_", _UNSAFE.sub("_", text))  # no '/', no '..'
+    clean = re.sub(r"_+", "_", clean).strip("._")[:max_len]
     if clean == text and clean:
         return clean
-    return f"{clean.strip('_') or 'item'}-{zlib.crc32(text.encode()):08x}"
+    return f"{clean or 'item'}-{zlib.crc32(text.encode()):08x}"
 
 
 @contextmanager
@@ -82,6 +83,7 @@ def check_output(out: str | Path, command: str | None = None, inputs: Iterable[s
             where = "is" if target == src else "lies inside" if _within(target, src) else "contains"
             raise ReprlError(f"--out {out} {where} the input {item}; choose an --out outside every input")
     if not (out.exists() or out.is_symlink()):
+        check_writable(out)
         return
     if not out.is_dir():
         if command is None or not force:
@@ -98,6 +100,16 @@ def check_output(out: str | Path, command: str | None = None, inputs: Iterable[s
 
 # Commands whose outputs always hold a file that names them need no extra marker: (file, key it holds).
 SIGNATURES = {"shards": ("index.json", "format"), "embed": ("summary.json", "reprl_version")}
+
+
+def check_writable(out: str | Path, flag: str = "--out") -> None:
+    """`out` can be created: its nearest existing ancestor is a folder this process may write to."""
+    parent = Path(out).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        why = "is a file, not a folder" if not parent.is_dir() else "is not writable"
+        raise ReprlError(f"cannot write {flag} {out}: {parent} {why}; choose a {flag} in a folder you can write to")
 
 
 def output_command(folder: str | Path) -> str | None:
