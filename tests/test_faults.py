@@ -20,7 +20,6 @@ import reprl
 from reprl.cli import main
 from reprl.encoders.io import WEIGHTS, save_encoder
 from reprl.errors import ReprlError
-from reprl.utils.files import safe_name
 
 
 def cli(*args: str) -> int:
@@ -84,14 +83,15 @@ def shard_with_keys(path: Path, keys: list[str], frames: int = 3) -> Path:
 def test_embed_key_cannot_escape_out(encoder_dir, tmp_path):
     work = tmp_path / "a" / "b" / "c"
     work.mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x").mkdir()  # where out/embeddings/../../../x/NAME.npy would land
     shard = shard_with_keys(work / "evil.tar", ["../../../x/NAME"])
     before = {p for p in tmp_path.rglob("*")}
     assert cli("embed", shard, "--encoder", encoder_dir, "--out", work / "out", "--no-progress") == 0
     new = {p for p in tmp_path.rglob("*")} - before
     assert new and all(p == work / "out" or (work / "out") in p.parents for p in new)
     assert not list(tmp_path.rglob("NAME*"))
-    assert [p.name for p in (work / "out" / "embeddings").iterdir()] == [f"{safe_name('../../../x/NAME')}.npy"]
-    assert safe_name("../../../x/NAME").startswith("x_NAME-")
+    [name] = [p.name for p in (work / "out" / "embeddings").iterdir()]
+    assert re.fullmatch(r"x_NAME-[0-9a-f]{8}\.npy", name)
 
 
 @case("embed-key-slash")
@@ -230,8 +230,8 @@ def test_shard_globs_are_read_and_a_miss_names_the_syntax(encoder_dir, tmp_path,
     from reprl.data.reader import expand_urls
 
     assert [Path(u).name for u in expand_urls(f"{TRAIN_SHARDS}/*.tar")] == [f"shard-00000{i}.tar" for i in range(4)]
-    assert cli("embed", f"{HELDOUT_SHARDS}/*.tar", "--encoder", encoder_dir, "--out", tmp_path / "o", "--max-videos", "1",
-               "--no-progress") == 0
+    assert cli("embed", f"{HELDOUT_SHARDS}/*.tar", "--encoder", encoder_dir, "--out", tmp_path / "o",
+               "--max-videos", "1", "--no-progress") == 0
     err = one_line_error(capsys, "embed", f"{tmp_path}/*.tar", "--encoder", encoder_dir, "--out", tmp_path / "o2")
     assert "no shards match" in err and "braces" in err
 

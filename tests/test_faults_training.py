@@ -12,7 +12,7 @@ from conftest import TRAIN_SHARDS
 from fault_cases import case
 from test_faults import cli, one_line_error, tree
 
-from reprl.encoders.io import nonfinite, save_encoder
+from reprl.encoders.io import save_encoder
 from reprl.encoders.registry import build_from_config, make_config
 
 
@@ -105,6 +105,10 @@ def test_skipped_step_restores_batchnorm_statistics(tmp_path):
 
 @case("pretrain-diverges")
 def test_diverging_run_keeps_only_finite_checkpoints(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from reprl.encoders.io import nonfinite
+
     init = save_encoder(batchnorm_encoder(), tmp_path / "init")
     run = tmp_path / "run"
     err = one_line_error(capsys, "pretrain", *tiny_args(run, "--encoder.init", str(init), "--optim.lr", "1e4",
@@ -115,7 +119,5 @@ def test_diverging_run_keeps_only_finite_checkpoints(tmp_path, capsys):
     assert ("No checkpoint was written" in err) == (not ckpts)
     for ckpt in ckpts:
         assert not nonfinite(torch.load(ckpt, weights_only=True)["state_dict"]), ckpt.name
-    from safetensors.torch import load_file
-
     for export in (run / "encoders").glob("step-*") if run.exists() else []:
         assert not nonfinite(load_file(export / "model.safetensors")), export.name

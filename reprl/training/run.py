@@ -80,6 +80,16 @@ def check_inputs(cfg: PretrainConfig) -> None:
         check_source(cfg.encoder.init)
 
 
+def launched_as_rank_zero() -> bool:
+    """Whether this process is the global rank 0 of its launch (torchrun, SLURM, Lightning's own launcher, a
+    plain single process), from the environment, before any Trainer exists."""
+    import os
+
+    if "RANK" in os.environ:
+        return os.environ["RANK"] == "0"
+    return all(os.environ.get(k, "0") == "0" for k in ("NODE_RANK", "GROUP_RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def prepare_run_dir(cfg: PretrainConfig) -> bool:
     """Make run_dir (marked as pretrain's); returns whether this run created it. A run_dir holding anything is
     only reused by --resume, or started over by --overwrite when it is pretrain's own."""
@@ -178,13 +188,11 @@ def quiet_lightning() -> None:
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Train; returns a summary (also written to run_dir/summary.json). Inputs are checked before anything is
     written, and a run that fails before its first checkpoint leaves no run folder behind."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     quiet_lightning()
     check_inputs(cfg)
     run_dir = Path(cfg.run_dir)
     resume = resolve_resume(cfg)
-    if rank_zero_only.rank == 0:  # other processes of a DDP run start once rank 0 has made the folder
+    if launched_as_rank_zero():  # the other processes of a DDP run use the folder rank 0 makes
         created = prepare_run_dir(cfg)
         dump_yaml(cfg, run_dir / "config.yaml")
     else:
