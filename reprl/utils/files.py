@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -61,9 +60,9 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def normal_mode(path: str | Path) -> None:
     """Give a file the mode a plain `open()` would (0644 under umask 022): some writers create 0600 files."""
-    umask = os.umask(0)
+    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(umask)
-    os.chmod(path, (stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH) & ~umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _within(a: Path, b: Path) -> bool:
@@ -94,8 +93,8 @@ def check_output(out: str | Path, command: str | None = None, inputs: Iterable[s
     if not overwrite and not force:
         raise ReprlError(f"output {out} exists and is not empty; pass --overwrite to replace it")
     if command is not None and not force and output_command(out) != command:
-        raise ReprlError(f"{out} is not an output of reprl {command} (no {MARKER} naming it), so --overwrite "
-                         f"will not delete it; choose another --out, or pass --force-overwrite to replace it anyway")
+        raise ReprlError(f"{out} is not an output of reprl {command} (it holds no marker of one), so --overwrite "
+                         "will not delete it; choose another --out, or pass --force-overwrite to replace it anyway")
 
 
 # Commands whose outputs always hold a file that names them need no extra marker: (file, key it holds).
