@@ -122,8 +122,7 @@ def kept_checkpoint(run_dir: Path) -> str:
         return "No checkpoint was written."
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     if nonfinite(ckpt.get("state_dict", {})):
-        last.unlink()
-        return f"{last} held non-finite weights and was removed."
+        return f"{last} holds non-finite weights: do not resume from it; start over with a lower learning rate."
     return f"The last good checkpoint is {last} (step {ckpt.get('global_step')}, finite weights)."
 
 
