@@ -30,7 +30,9 @@ if [ -f "$OUT/run/summary.json" ]; then
   echo "reusing $OUT/run (delete it to train again)"
   .venv/bin/python -c "import json; from reprl.training.run import format_summary; print(format_summary(json.load(open('$OUT/run/summary.json'))))"
 else
-  $REPRL pretrain --config configs/pretrain/demo.yaml --trainer.progress false
+  resume=()  # an interrupted run resumes from its last checkpoint; one that wrote none starts over
+  if [ -f "$OUT/run/checkpoints/last.ckpt" ]; then resume=(--resume last); elif [ -d "$OUT/run" ]; then resume=(--overwrite true); fi
+  $REPRL pretrain --config configs/pretrain/demo.yaml --trainer.progress false "${resume[@]}"
 fi
 
 step "5. The same check on the evaluation tasks, which pretraining never saw"

@@ -46,6 +46,9 @@ step() {  # step NAME DONE_FILE COMMAND...: run COMMAND unless DONE_FILE exists;
   "$@"
   printf '%s\t%d\t%s\n' "$name" "$((SECONDS - t0))" "$(date -u +%FT%TZ)" >> "$TIMES"
 }
+continue_run() {  # an interrupted run resumes from its last checkpoint; one that wrote none starts over
+  if [ -f "$1/checkpoints/last.ckpt" ]; then echo "--resume last"; elif [ -d "$1" ]; then echo "--overwrite true"; fi
+}
 render() {  # render NAME ARGS...
   local name="$1"; shift
   step "render $name" "$OUT/corpus/$name/index.json" \
@@ -67,7 +70,7 @@ for p in $PRESETS; do
   run="$OUT/runs/$p"
   step "pretrain $p" "$run/summary.json" \
     $REPRL pretrain --config "configs/pretrain/$p.yaml" --run_dir "$run" --data.train "$OUT/corpus/train" \
-      --data.val "$OUT/corpus/heldout" "${TRAIN_ARGS[@]}"
+      --data.val "$OUT/corpus/heldout" "${TRAIN_ARGS[@]}" $(continue_run "$run")
   cp "$run/summary.json" "$RESULTS/pretrain_$p.json"
   ENCODERS+=(--encoder "${p#study_}=$run/encoder")
 done

@@ -22,7 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 from reprl.data.augment import crop_params, shared_random_crop
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.sampling import ROLES, sample_indices
-from reprl.utils.files import replacing
+from reprl.utils.files import replacing, safe_name
 
 
 def export_frame_folders(shards: str, out: str | Path) -> Path:
@@ -34,7 +34,7 @@ def export_frame_folders(shards: str, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for video in iter_videos(expand_urls(shards)):
-        folder = out / video.key
+        folder = out / safe_name(video.key)  # keys come from data: never a path
         folder.mkdir(exist_ok=True)
         for i, jpg in enumerate(video.frames):
             (folder / f"{i}.jpg").write_bytes(bytes(jpg))

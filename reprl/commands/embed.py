@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parquet", action="store_true", help="also write the tables as parquet (needs pyarrow)")
     p.add_argument("--max-videos", type=int, default=None, help="shards: stop after this many videos")
     p.add_argument("--plots", type=int, default=8, help="shards: full figures for the first N videos (plots/)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier output of reprl embed in --out")
+    p.add_argument("--force-overwrite", action="store_true", help="replace --out even when it is not an output of "
+                   "reprl embed (it is deleted)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -48,7 +50,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     opts = EmbedOptions(input=args.input, encoder=args.encoder, out=args.out, goal_image=args.goal_image,
                         goal_frame=args.goal_frame, goal_text=args.goal_text, goal_caption=args.goal_caption,
                         device=args.device, batch_size=args.batch_size, precision=args.precision,
-                        parquet=args.parquet, overwrite=args.overwrite, max_videos=args.max_videos, plots=args.plots,
+                        parquet=args.parquet, overwrite=args.overwrite,
+                        force_overwrite=args.force_overwrite, max_videos=args.max_videos, plots=args.plots,
                         progress=not args.no_progress)
     s = run_embed(opts)
     t = s["timing"]

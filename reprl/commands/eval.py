@@ -33,11 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
+    from reprl.encoders.io import check_source
     from reprl.evaluation.harness import parse_encoders, run_suite
     from reprl.evaluation.suite import load_suite
 
     spec = load_suite(args.suite)
-    result = run_suite(spec, parse_encoders(args.encoder), out=args.out, cache=args.cache, device=args.device,
+    encoders = parse_encoders(args.encoder)
+    for source in encoders.values():
+        check_source(source)  # a bad --encoder fails now, not after the data are rendered
+    result = run_suite(spec, encoders, out=args.out, cache=args.cache, device=args.device,
                        rerun=args.rerun)
     out = Path(args.out) / spec.name
     print((out / "table.md").read_text().split("## ", 1)[1].split("## ")[0].strip().split("\n", 1)[1])

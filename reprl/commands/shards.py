@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-frames", type=int, default=3, help="skip shorter videos (VIP needs 3)")
     p.add_argument("--require-caption", action="store_true", help="skip videos without a caption")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video instead of skipping it")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier output of reprl shards in --out")
+    p.add_argument("--force-overwrite", action="store_true", help="replace --out even when it is not an output of "
+                   "reprl shards (it is deleted)")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -49,10 +51,16 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     if not 1 <= args.quality <= 100:
         raise ReprlError("--quality must be between 1 and 100")
+    for name in ("resize", "every", "workers", "max_shard_mb", "max_videos_per_shard", "fps"):
+        value, least = getattr(args, name), 0 if name == "resize" else 1e-9
+        if value is not None and value < least:
+            flag = "--" + name.replace("_", "-")
+            raise ReprlError(f"{flag} must be {'>= 0 (0 keeps the size)' if name == 'resize' else '> 0'}, got {value}")
     opts = ShardOptions(resize=args.resize, fps=args.fps, every=args.every, clip_frames=args.clip_frames,
                         clip_seconds=args.clip_seconds, cameras=args.cameras, quality=args.quality,
                         max_shard_mb=args.max_shard_mb, max_videos_per_shard=args.max_videos_per_shard,
                         workers=args.workers, min_frames=args.min_frames, require_caption=args.require_caption,
-                        strict=args.strict, overwrite=args.overwrite)
+                        strict=args.strict, overwrite=args.overwrite,
+                        force_overwrite=args.force_overwrite)
     write_shards(args.inputs, args.out, opts)
     return 0

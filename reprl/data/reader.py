@@ -34,7 +34,8 @@ log = logging.getLogger("reprl.data")
 
 
 def expand_urls(spec: str | Iterable[str]) -> list[str]:
-    """Shard URLs from a folder with index.json, a brace pattern, a `::`-joined list, or a list of these."""
+    """Shard URLs from a folder with index.json, a brace pattern, a glob, a `::`-joined list, or a list of
+    these."""
     import braceexpand
 
     if not isinstance(spec, str):
@@ -49,13 +50,29 @@ def expand_urls(spec: str | Iterable[str]) -> list[str]:
 
             urls.extend(shard_urls(part))
         else:
-            urls.extend(braceexpand.braceexpand(part))
+            for url in braceexpand.braceexpand(part):
+                urls.extend(_glob_shards(url))
     if not urls:
         raise ReprlError(f"no shards in {spec!r}: give a shard folder, a .tar path, or a brace pattern")
     for u in urls:
         if not u.startswith(("pipe:", "http://", "https://", "gs://", "s3://")) and not os.path.exists(u):
             raise ReprlError(f"shard not found: {u}")
     return urls
+
+
+def _glob_shards(url: str) -> list[str]:
+    """A local shell-style glob ('shards/*.tar') expanded in natural order; any other url as is."""
+    import glob
+
+    from reprl.data.sources import natural_key
+
+    if url.startswith(("pipe:", "http://", "https://", "gs://", "s3://")) or not any(c in url for c in "*?["):
+        return [url]
+    found = sorted(glob.glob(url), key=natural_key)
+    if not found:
+        raise ReprlError(f"no shards match {url!r}; shard patterns are globs ('shards/*.tar') or braces "
+                         "('shards/shard-{000000..000009}.tar')")
+    return found
 
 
 class SkipCounter:

@@ -38,7 +38,7 @@ from reprl.data.frameindex import IndexBuilder, index_path
 from reprl.data.sources import VIDEO_EXTS, discover
 from reprl.data.video import resize_shorter  # noqa: F401 - part of this module's interface
 from reprl.errors import ReprlError
-from reprl.utils.files import StagingDir, write_json
+from reprl.utils.files import StagingDir, check_output, write_json
 
 log = logging.getLogger("reprl.data")
 INDEX_NAME = "index.json"
@@ -63,6 +63,7 @@ class ShardOptions:
     require_caption: bool = False
     strict: bool = False  # fail instead of skipping a bad video
     overwrite: bool = False
+    force_overwrite: bool = False  # replace an --out that is not a previous output of reprl shards
 
 
 @dataclass
@@ -99,11 +100,12 @@ def sanitize_key(text: str, index: int) -> str:
 class ShardWriter:
     """Rolls tar shards into a staging folder; `finish()` writes index.json and swaps it into place."""
 
-    def __init__(self, out_dir: str | Path, opts: ShardOptions, prefix: str = "shard") -> None:
+    def __init__(self, out_dir: str | Path, opts: ShardOptions, prefix: str = "shard",
+                 inputs: Iterable[str | Path] = ()) -> None:
         self.out = Path(out_dir)
         self.opts = opts
         self.prefix = prefix
-        self._stage = StagingDir(self.out, opts.overwrite)
+        self._stage = StagingDir(self.out, opts.overwrite, "shards", inputs, opts.force_overwrite)
         self.staging = self._stage.dir
         self.shards: list[dict[str, Any]] = []
         self.videos = self.frames = self.captions = 0
@@ -242,7 +244,9 @@ def write_shards(inputs: Iterable[str | Path], out_dir: str | Path, opts: ShardO
     from reprl.data.jobs import encode_all
 
     opts = check_options(opts or ShardOptions())
-    with ShardWriter(out_dir, opts) as writer:
+    inputs = list(inputs)
+    check_output(out_dir, "shards", inputs, opts.overwrite, opts.force_overwrite)
+    with ShardWriter(out_dir, opts, inputs=inputs) as writer:
         sources = discover(inputs, warn=writer.warn, cameras=opts.cameras)
         start, decoded, busy = time.perf_counter(), 0, 0.0
         for result in encode_all(sources, opts, writer.staging, progress):

@@ -6,7 +6,8 @@ One video (file, frame folder or image glob) -> OUT/
     values.png         frames, value curve and rewards
     summary.json       encoder, goal, frames, VOC, bump rate, timing
 Shards -> OUT/ with embeddings/KEY.npy, frames.csv (with a key column), videos.csv (one row per video:
-VOC, bump rate, ...), values.png (a grid of curves), plots/KEY.png (the full figure for the first videos)
+VOC, bump rate, its embeddings file, ...), values.png (a grid of curves), plots/KEY.png (the full figure for
+the first videos). KEY is the sample key made safe as a file name (reprl.utils.files.safe_name).
 and summary.json (means over videos).
 VOC and bump rate are computed against the chosen goal (by default the last frame).
 Everything is written to a staging folder that replaces OUT only when complete.
@@ -31,7 +32,7 @@ from reprl.embed.sources import FrameSource, open_sources
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.rewards import bump_rate, goal_from_frame, values, voc
-from reprl.utils.files import StagingDir
+from reprl.utils.files import StagingDir, check_output, safe_name
 
 
 @dataclass
@@ -48,6 +49,7 @@ class EmbedOptions:
     precision: str = "32"
     parquet: bool = False
     overwrite: bool = False
+    force_overwrite: bool = False  # replace an --out that is not an earlier output of reprl embed
     max_videos: int | None = None
     plots: int = 8  # shards: full per-video figures for the first N videos (plots/KEY.png)
     progress: bool = True
@@ -137,11 +139,29 @@ def frame_rows(vals: np.ndarray, fps: float | None, key: str | None = None) -> l
 
 
 def _embed_one(encoder: Encoder, source: FrameSource, opts: EmbedOptions) -> tuple[torch.Tensor, EmbedStats]:
+    """Embed one video; non-finite embeddings are an error (broken weights or inputs), never a metric."""
     from tqdm import tqdm
 
     show = opts.progress and (source.count is None or source.count >= 4 * opts.batch_size)
     with tqdm(total=source.count, desc=f"embed {source.name[-30:]}", unit="frame", disable=not show) as bar:
-        return embed_source(encoder, source, batch_size=opts.batch_size, precision=opts.precision, progress=bar)
+        emb, stats = embed_source(encoder, source, batch_size=opts.batch_size, precision=opts.precision, progress=bar)
+    bad = int((~torch.isfinite(emb).all(dim=-1)).sum())
+    if bad:
+        raise ReprlError(f"{opts.encoder} gave non-finite embeddings (NaN/inf) for {bad} of {len(emb)} frames of "
+                         f"{source.name}; its weights are broken (a diverged run?) or --precision {opts.precision} "
+                         "overflows: use another encoder or --precision 32")
+    return emb, stats
+
+
+def input_paths(spec: str) -> list[str]:
+    """The files or folders an input spec names (globs and brace patterns expanded), for output safety checks."""
+    import glob
+
+    import braceexpand
+
+    if Path(spec).exists():
+        return [spec]
+    return [f for part in braceexpand.braceexpand(spec) for f in glob.glob(part)]
 
 
 def _summary_base(opts: EmbedOptions, encoder: Encoder, goal: Goal, kind: str) -> dict[str, Any]:
@@ -156,12 +176,14 @@ def _summary_base(opts: EmbedOptions, encoder: Encoder, goal: Goal, kind: str) -
 def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     """Embed the input and write the outputs; returns the summary."""
     t0 = time.perf_counter()
+    inputs = input_paths(opts.input)
+    check_output(opts.out, "embed", inputs, opts.overwrite, opts.force_overwrite)
     kind, sources = open_sources(opts.input)
     encoder = reprl.load(opts.encoder, device=opts.device)
     with autocast(torch.device(opts.device), opts.precision):
         pass  # checks the precision setting before any work
     goal = parse_goal(opts, encoder)
-    with StagingDir(opts.out, opts.overwrite) as out:
+    with StagingDir(opts.out, opts.overwrite, "embed", inputs, opts.force_overwrite) as out:
         summary = _summary_base(opts, encoder, goal, kind)
         if kind in ("shards", "videos"):  # one result per video
             summary.update(_run_shards(encoder, sources, goal, opts, out))
@@ -211,9 +233,11 @@ def _run_shards(encoder: Encoder, sources: Any, goal: Goal, opts: EmbedOptions, 
         total.produce_s += stats.produce_s
         total.compute_s += stats.compute_s
         vals = values(emb, _goal_for(goal, encoder, emb, source), encoder.similarity).numpy()
-        np.save(out / "embeddings" / f"{source.name}.npy", emb.numpy())
+        name = safe_name(source.name)  # keys come from data: never a path
+        np.save(out / "embeddings" / f"{name}.npy", emb.numpy())
         rows.extend(frame_rows(vals, source.fps, source.name))
-        v = {"key": source.name, **{k: source.meta.get(k, "") for k in ("task", "camera", "episode")},
+        v = {"key": source.name, "embeddings": f"embeddings/{name}.npy",
+             **{k: source.meta.get(k, "") for k in ("task", "camera", "episode")},
              "caption": source.caption or "", "frames": len(vals), "voc": voc(vals) if len(vals) > 1 else None,
              "bump_rate": bump_rate(vals) if len(vals) > 1 else None, "value_first": float(vals[0]),
              "value_last": float(vals[-1])}
@@ -222,7 +246,7 @@ def _run_shards(encoder: Encoder, sources: Any, goal: Goal, opts: EmbedOptions, 
         if i < opts.plots and len(vals) > 1:
             title = (f"{source.name}: {encoder.config.label}, goal = {goal.description[:40]}\n"
                      f"VOC {v['voc']:+.2f}, bump rate {v['bump_rate']:.2f}")
-            plot_video(out / "plots" / f"{source.name}.png", vals, np.diff(vals), stats.thumbnails.pick(7),
+            plot_video(out / "plots" / f"{name}.png", vals, np.diff(vals), stats.thumbnails.pick(7),
                        title=title, fps=source.fps, goal_thumb=goal.thumb if goal.kind == "image" else None)
     if not videos:
         raise ReprlError(f"no videos in {opts.input}")

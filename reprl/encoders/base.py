@@ -99,6 +99,9 @@ def apply_op(x: torch.Tensor, op: dict[str, Any], interpolation: InterpolationMo
 
 def similarity(a: torch.Tensor, b: torch.Tensor, kind: str = "l2", gamma: float = 0.98) -> torch.Tensor:
     """Value-style similarity of embedding pairs along the last axis (broadcasting): -||a-b|| or cos/(1-gamma)."""
+    if a.shape[-1] != b.shape[-1]:
+        raise ReprlError(f"cannot compare embeddings of size {a.shape[-1]} and {b.shape[-1]}: they come from "
+                         "different encoders; embed both with the same encoder")
     if kind == "l2":
         return -torch.linalg.vector_norm(a - b, dim=-1)
     if kind == "cosine":

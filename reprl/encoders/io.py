@@ -19,7 +19,7 @@ from reprl.encoders.base import Encoder, EncoderConfig
 from reprl.encoders.reference import import_reference
 from reprl.encoders.registry import SPECS, build_encoder, build_from_config
 from reprl.errors import ReprlError
-from reprl.utils.files import StagingDir
+from reprl.utils.files import StagingDir, normal_mode
 
 log = logging.getLogger(__name__)
 CONFIG = "config.json"
@@ -27,19 +27,36 @@ WEIGHTS = "model.safetensors"
 CKPT_CONFIG_KEY = "reprl_encoder_config"  # where reprl training checkpoints keep the encoder config
 
 
-def save_encoder(encoder: Encoder, out: str | Path, extra: dict[str, str] | None = None) -> Path:
-    """Write config.json + model.safetensors (and `extra` text files, e.g. a README model card) atomically
-    (a staging folder renamed into place)."""
+def nonfinite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in `state` holding NaN or inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state: dict[str, torch.Tensor], where: str) -> None:
+    """A model with NaN/inf weights embeds everything as NaN: refuse it with one line, never score it."""
+    bad = nonfinite(state)
+    if bad:
+        raise ReprlError(f"{where} has non-finite weights (NaN/inf) in {len(bad)} tensors, e.g. {bad[0]}: it comes "
+                         "from a diverged run; use an earlier checkpoint or retrain with a lower learning rate")
+
+
+def save_encoder(encoder: Encoder, out: str | Path, command: str | None = None, force: bool = False,
+                 extra: dict[str, str] | None = None) -> Path:
+    """Write config.json + model.safetensors (and `extra` text files, e.g. a README model card) atomically (a
+    staging folder renamed into place); a model with non-finite weights is refused. `command` marks the folder
+    as that command's output (see StagingDir)."""
     from safetensors.torch import save_file
 
     out = Path(out)
-    with StagingDir(out) as staging:
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
+    check_finite(state, f"the encoder to export to {out}")
+    with StagingDir(out, command=command, force=force) as staging:
         for name, text in (extra or {}).items():
             (staging / Path(name).name).write_text(text)
         config = {**encoder.config.to_dict(), "reprl_version": reprl.__version__}
         (staging / CONFIG).write_text(json.dumps(config, indent=2))
-        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
         save_file(state, str(staging / WEIGHTS), metadata={"format": "pt", "reprl": reprl.__version__})
+        normal_mode(staging / WEIGHTS)
     return out
 
 
@@ -53,6 +70,7 @@ def load_state_checked(encoder: Encoder, state: dict[str, torch.Tensor], where: 
     if missing or unexpected or shapes:
         raise ReprlError(f"{where}: config.json and the weights disagree: missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}, shape mismatches {shapes[:5]}")
+    check_finite(state, where)
     encoder.load_state_dict(state, strict=True)
 
 
@@ -82,14 +100,24 @@ def load_dir(path: Path) -> Encoder:
 
 def load_file(path: Path) -> Encoder:
     """A reference checkpoint (VIP / R3M / LIV) or a reprl training checkpoint."""
+    import pickle
+
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's text suggests weights_only=False: never pass that on
+        detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        if "global" not in str(e):
+            raise ReprlError(f"cannot read checkpoint {path}: damaged or not a PyTorch file ({detail})") from None
+        raise ReprlError(f"refusing to load {path}: it holds Python objects other than tensors and plain "
+                         "containers, and unpickling those can run arbitrary code; save its state_dict (tensors "
+                         "only) where you trust the file, or use a safetensors export") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
         raise ReprlError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(obj, dict):
         raise ReprlError(f"{path} is not a checkpoint dictionary")
     encoder = import_reference(obj, str(path))
     if encoder is not None:
+        check_finite(encoder.state_dict(), str(path))
         return encoder
     if CKPT_CONFIG_KEY in obj:
         config = EncoderConfig.from_dict(dict(obj[CKPT_CONFIG_KEY]))
@@ -153,6 +181,15 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
     raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
                      f"hf:// repo, random:SOURCE, a pretrained name ({', '.join(RELEASES)}) or a registered "
                      f"architecture ({', '.join(SPECS)})")
+
+
+def check_source(source: str | Path) -> None:
+    """Fail early (before rendering or other long work) on a source that `resolve` would refuse: local folders
+    and files are read once (missing, torn, mismatched or non-finite weights); names and hf:// pass."""
+    text = str(source).removeprefix("random:")
+    if text.startswith("hf://") or (text in SPECS and not Path(text).expanduser().exists()):
+        return
+    resolve(text)
 
 
 def load_encoder(source: str | Path, device: str | torch.device = "cpu", freeze: bool = True,

@@ -23,7 +23,7 @@ from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import Policy, save_head
 from reprl.heads.registry import make_learner, with_reward
 from reprl.heads.train import Transitions
-from reprl.utils.files import write_json
+from reprl.utils.files import safe_name, write_json
 
 
 def parse_encoders(specs: list[str]) -> dict[str, str]:
@@ -99,7 +99,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                 for n in spec.demos:
                     for seed in spec.seeds:
                         for kind in spec.heads:
-                            path = out_dir / "cells" / f"{label}__{task}__d{n}__s{seed}__{kind}.json"
+                            path = out_dir / "cells" / f"{safe_name(label)}__{task}__d{n}__s{seed}__{kind}.json"
                             key = {"encoder": label, "source": source, "fingerprint": fp, "task": task, "demos": n,
                                    "seed": seed, "head": kind, "suite_key": spec.cell_key()}
                             if path.exists() and not rerun:

@@ -1,17 +1,26 @@
-"""Callbacks and IO for training: atomic checkpoint writes, encoder export at every checkpoint, loggers."""
+"""Callbacks and IO for training: atomic checkpoint writes of finite models only, encoder export at every
+checkpoint, loggers that append to an earlier run's logs when it is resumed."""
 
 from __future__ import annotations
 
+import csv
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from reprl.encoders.io import save_encoder
+from reprl.encoders.io import nonfinite, save_encoder
 from reprl.errors import ReprlError
+
+log = logging.getLogger("reprl.training")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -23,6 +32,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(path.name + ".partial")
         super().save_checkpoint(checkpoint, tmp, storage_options)
         os.replace(tmp, path)
+
+
+class FiniteCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that writes nothing while the run is diverging: not during a streak of skipped
+    (non-finite) steps, and never a model with NaN/inf weights or statistics. The last checkpoint on disk
+    stays the last good one, and no export of a broken encoder is made."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        module = trainer.lightning_module
+        bad = nonfinite(module.state_dict())
+        streak = getattr(module, "_bad_in_row", 0)
+        if bad or streak:
+            why = f"{len(bad)} tensors hold NaN/inf (e.g. {bad[0]})" if bad else f"{streak} non-finite losses in a row"
+            log.warning("step %d: not writing %s: %s; the last checkpoint written is kept", trainer.global_step,
+                        Path(filepath).name, why)
+            return
+        super()._save_checkpoint(trainer, filepath)
 
 
 class ExportEncoder(L.Callback):
@@ -49,14 +75,35 @@ class ExportEncoder(L.Callback):
                 old.unlink(missing_ok=True)
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; this one keeps its rows and adds to them."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+
+class AppendingCSVLogger(CSVLogger):
+    """CSV logs that a resumed run appends to (rows of earlier steps are kept)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def make_loggers(spec: str, run_dir: Path) -> list[Any]:
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     loggers: list[Any] = []
     for name in (s.strip() for s in spec.split(",") if s.strip()):
         if name == "csv":
             # flush often: a killed run keeps its log up to the last 10 steps
-            loggers.append(CSVLogger(str(run_dir), name="logs", version="", flush_logs_every_n_steps=10))
+            loggers.append(AppendingCSVLogger(str(run_dir), name="logs", version="", flush_logs_every_n_steps=10))
         elif name == "tensorboard":
             loggers.append(TensorBoardLogger(str(run_dir), name="tb", version=""))
         elif name == "wandb":

@@ -73,8 +73,31 @@ class TrainerSection:
 class PretrainConfig:
     run_dir: str = "runs/pretrain"
     resume: str | None = None  # 'last' or a checkpoint path
+    overwrite: bool = False  # start over in a run_dir that holds an earlier run (it is deleted)
     encoder: EncoderSection = field(default_factory=EncoderSection)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
+
+
+def check_config(cfg: PretrainConfig) -> None:
+    """Values that parse but cannot train, refused before anything is built or written."""
+    from reprl.errors import ReprlError
+
+    positive = {"optim.lr": cfg.optim.lr, "optim.eps": cfg.optim.eps, "trainer.max_steps": cfg.trainer.max_steps,
+                "data.batch_size": cfg.data.batch_size, "trainer.checkpoint_every": cfg.trainer.checkpoint_every,
+                "trainer.log_every": cfg.trainer.log_every, "trainer.max_bad_steps": cfg.trainer.max_bad_steps,
+                "encoder.image_size": cfg.encoder.image_size, "data.batches_per_epoch": cfg.data.batches_per_epoch}
+    for key, value in positive.items():
+        if not value > 0:
+            raise ReprlError(f"--{key} must be > 0, got {value}")
+    nonneg = {"optim.weight_decay": cfg.optim.weight_decay, "optim.warmup_steps": cfg.optim.warmup_steps,
+              "data.num_workers": cfg.data.num_workers}
+    for key, value in nonneg.items():
+        if value < 0:
+            raise ReprlError(f"--{key} must be >= 0, got {value}")
+    if not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
+        raise ReprlError(f"--optim.betas must lie in [0, 1), got {list(cfg.optim.betas)}")
+    if cfg.resume and cfg.overwrite:
+        raise ReprlError("--resume continues a run and --overwrite deletes it: give one of them")

@@ -2,7 +2,9 @@
 
 Non-finite losses: the step still runs backward on a zero loss that touches every parameter (so DDP's
 gradient reduction stays in step on all ranks, which all see the same gathered loss), the optimiser step is
-skipped, and the skip is counted. `max_bad_steps` skips in a row stop the run with a clear error.
+skipped, the normalisation layers' running statistics are restored to what they were before the step's
+forward pass (a NaN batch would otherwise poison them for good), and the skip is counted. `max_bad_steps`
+skips in a row stop the run with a `DivergedError`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ from reprl.objectives.common import gather_with_grad
 from reprl.objectives.modules import build_objective
 from reprl.rewards import video_metrics
 from reprl.training.config import OptimSection, PretrainConfig
+
+
+class DivergedError(ReprlError):
+    """The loss stayed non-finite for `max_bad_steps` steps in a row."""
+
+
+def norm_buffers(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The running statistics of every batch-norm layer: updated by forward passes in train mode."""
+    return [b for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for b in m.buffers(recurse=False)]
 
 
 def lr_lambda(opt: OptimSection, max_steps: int) -> Any:
@@ -82,18 +94,27 @@ class PretrainModule(L.LightningModule):
         return torch.Generator().manual_seed(seed)
 
     def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
+        stats = norm_buffers(self.encoder)
+        saved = [b.clone() for b in stats]
         emb = self.embed_roles(batch)
         gather = gather_with_grad if self.trainer.world_size > 1 else None
         loss, metrics = self.objective(emb, batch.text, self.encoder, generator=self.step_generator(), gather=gather)
-        self._skip = not bool(torch.isfinite(loss))
+        checks = [torch.isfinite(loss).all()] + [torch.isfinite(b).all() for b in stats if b.is_floating_point()]
+        bad = (~torch.stack(checks).all()).float()
+        if self.trainer.world_size > 1:  # running statistics are per rank: skip everywhere if any rank is bad
+            bad = self.trainer.strategy.reduce(bad, reduce_op="max")
+        self._skip = bool(bad > 0)  # one host sync for the loss and the running statistics
         if self._skip:
+            with torch.no_grad():
+                for b, old in zip(stats, saved):
+                    b.copy_(old)
             self.skipped_steps += 1
             self._bad_in_row += 1
             self.log("train/skipped_steps", float(self.skipped_steps), rank_zero_only=True)
             if self._bad_in_row >= self.cfg.trainer.max_bad_steps:
-                raise ReprlError(f"the loss was not finite for {self._bad_in_row} steps in a row (step "
-                                 f"{self.global_step}); stopping. The last good checkpoint is kept. Lower the "
-                                 "learning rate, add l1/l2 penalties, or check the data.")
+                raise DivergedError(f"the loss was not finite for {self._bad_in_row} steps in a row (step "
+                                    f"{self.global_step}); stopping. Lower the learning rate, add l1/l2 penalties, "
+                                    "or check the data.")
             return sum((p * 0.0).sum() for p in self.parameters() if p.requires_grad)  # type: ignore[return-value]
         self._bad_in_row = 0
         self.log("train/loss", loss.detach(), prog_bar=True)

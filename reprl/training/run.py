@@ -22,8 +22,8 @@ from reprl.encoders.base import Encoder
 from reprl.encoders.io import load_encoder, save_encoder
 from reprl.encoders.registry import build_encoder
 from reprl.errors import ReprlError
-from reprl.training.config import PretrainConfig
-from reprl.utils.files import write_json
+from reprl.training.config import PretrainConfig, check_config
+from reprl.utils.files import MARKER, check_writable, output_command, write_json
 
 
 def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Encoder:
@@ -50,13 +50,80 @@ def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Enco
 
 
 def resolve_resume(cfg: PretrainConfig) -> str | None:
+    """The checkpoint to resume from, checked to exist and to be whole (a torn copy is not a zip archive)."""
+    import zipfile
+
     if not cfg.resume:
         return None
     path = Path(cfg.run_dir) / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.exists():
         raise ReprlError(f"cannot resume: {path} does not exist" + (" (no checkpoint has been written in "
                          f"{cfg.run_dir} yet)" if cfg.resume == "last" else ""))
+    if not zipfile.is_zipfile(path):
+        raise ReprlError(f"cannot resume from {path}: it is torn or not a training checkpoint (an interrupted copy?); "
+                         f"pass an intact one, e.g. another {Path(cfg.run_dir) / 'checkpoints'}/step-*.ckpt")
     return str(path)
+
+
+def check_inputs(cfg: PretrainConfig) -> None:
+    """Everything the run reads, checked before anything is built or written."""
+    from reprl.data.reader import expand_urls
+    from reprl.encoders.io import check_source
+
+    check_config(cfg)
+    if not cfg.data.train:
+        raise ReprlError("data.train is empty: point it at training shards (a folder written by reprl shards / render)")
+    expand_urls(cfg.data.train)
+    if cfg.data.val:
+        expand_urls(cfg.data.val)
+    if cfg.encoder.init:
+        check_source(cfg.encoder.init)
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is the global rank 0 of its launch (torchrun, SLURM, Lightning's own launcher, a
+    plain single process), from the environment, before any Trainer exists."""
+    import os
+
+    if "RANK" in os.environ:
+        return os.environ["RANK"] == "0"
+    return all(os.environ.get(k, "0") == "0" for k in ("NODE_RANK", "GROUP_RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def prepare_run_dir(cfg: PretrainConfig) -> bool:
+    """Make run_dir (marked as pretrain's); returns whether this run created it. A run_dir holding anything is
+    only reused by --resume, or started over by --overwrite when it is pretrain's own."""
+    run_dir = Path(cfg.run_dir)
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.resume:
+        if not cfg.overwrite:
+            raise ReprlError(f"run_dir {run_dir} already holds a run; pass --resume last to continue it, --overwrite "
+                             "true to start over (deleting it), or choose another --run_dir")
+        if output_command(run_dir) != "pretrain":
+            raise ReprlError(f"run_dir {run_dir} is not a reprl pretrain run folder (no {MARKER}), so --overwrite "
+                             "will not delete it; choose another --run_dir")
+        shutil.rmtree(run_dir)
+    created = not run_dir.exists()
+    check_writable(run_dir, "--run_dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / MARKER, {"command": "pretrain"})
+    except OSError as e:
+        raise ReprlError(f"cannot write run_dir {run_dir}: {e.strerror or e}; choose a --run_dir in a folder you "
+                         "can write to") from None
+    return created
+
+
+def kept_checkpoint(run_dir: Path) -> str:
+    """What a stopped run leaves to resume from, checked: last.ckpt must hold finite weights."""
+    from reprl.encoders.io import nonfinite
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return "No checkpoint was written."
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    if nonfinite(ckpt.get("state_dict", {})):
+        return f"{last} holds non-finite weights: do not resume from it; start over with a lower learning rate."
+    return f"The last good checkpoint is {last} (step {ckpt.get('global_step')}, finite weights)."
 
 
 def heldout_scores(encoders: dict[str, Encoder], shards: str, image_size: int, max_videos: int = 32,
@@ -78,15 +145,15 @@ def heldout_scores(encoders: dict[str, Encoder], shards: str, image_size: int, m
 
 def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from reprl.training.callbacks import AtomicCheckpointIO, ExportEncoder, make_loggers
+    from reprl.training.callbacks import AtomicCheckpointIO, ExportEncoder, FiniteCheckpoint, make_loggers
     from reprl.training.progress import TextProgress
 
     t = cfg.trainer
     gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
     precision = t.precision if t.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step-{step:07d}",
+    checkpoint = FiniteCheckpoint(dirpath=run_dir / "checkpoints", filename="step-{step:07d}",
                                  auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every,
                                  save_top_k=-1, save_last=True)
     callbacks = [checkpoint, ExportEncoder(run_dir / "encoders", t.keep_checkpoints, run_dir / "checkpoints")]
@@ -121,21 +188,35 @@ def quiet_lightning() -> None:
 
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
-    """Train; returns a summary (also written to run_dir/summary.json)."""
-    import lightning as L
-
+    """Train; returns a summary (also written to run_dir/summary.json). Inputs are checked before anything is
+    written, and a run that fails before its first checkpoint leaves no run folder behind."""
     quiet_lightning()
-    from reprl.data.datamodule import VideoDataModule
-    from reprl.data.stream import StreamConfig
-    from reprl.objectives.modules import data_mode
-    from reprl.training.module import PretrainModule
-
-    if not cfg.data.train:
-        raise ReprlError("data.train is empty: point it at training shards (a folder written by reprl shards / render)")
+    check_inputs(cfg)
     run_dir = Path(cfg.run_dir)
     resume = resolve_resume(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_yaml(cfg, run_dir / "config.yaml")
+    if launched_as_rank_zero():  # the other processes of a DDP run use the folder rank 0 makes
+        created = prepare_run_dir(cfg)
+        dump_yaml(cfg, run_dir / "config.yaml")
+    else:
+        created = False
+    try:
+        return _fit(cfg, run_dir, resume)
+    except BaseException:
+        if created and not any((run_dir / "checkpoints").glob("*.ckpt")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume from: leave no stub behind
+        raise
+
+
+def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, Any]:
+    """Build encoder, module, data and trainer; train; export the encoder and write the summary."""
+    import lightning as L
+
+    from reprl.data.datamodule import VideoDataModule
+    from reprl.data.stream import StreamConfig
+    from reprl.encoders.io import nonfinite
+    from reprl.objectives.modules import data_mode
+    from reprl.training.module import DivergedError, PretrainModule
+
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     encoder = build_training_encoder(cfg, cfg.trainer.seed)
     module = PretrainModule(cfg, encoder)
@@ -155,7 +236,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
               f"parameters), {trainer.world_size} process(es), precision {trainer.precision}, "
               f"batch {cfg.data.batch_size}, {cfg.trainer.max_steps} steps -> {run_dir}"
               + (f", resuming from {resume}" if resume else ""))
-    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    except DivergedError as e:
+        raise ReprlError(f"{e} {kept_checkpoint(run_dir)}") from None
+    if nonfinite(encoder.state_dict()) or module._bad_in_row:
+        raise ReprlError(f"training ended diverging (non-finite weights or {module._bad_in_row} non-finite losses in "
+                         f"a row), so no encoder was exported. {kept_checkpoint(run_dir)} Lower the learning rate "
+                         "and resume or start over.")
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.global_step,
                                "skipped_steps": module.skipped_steps}
     if trainer.is_global_zero:

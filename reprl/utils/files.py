@@ -1,16 +1,35 @@
-"""Atomic writes: a file or folder appears under its final name only once it is complete."""
+"""Safe writes: a file or folder appears under its final name only once it is complete, an output never
+replaces what the command did not write, and names that come from data never leave the output folder."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from reprl.errors import ReprlError
+
+log = logging.getLogger("reprl.files")
+
+MARKER = ".reprl-output.json"  # names the command whose output a folder is, so a rerun may replace it
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_name(text: str, max_len: int = 80) -> str:
+    """`text` as one file name that stays inside its folder: a name that is already safe is kept; otherwise
+    unsafe characters (slashes, '..', spaces, ...) become '_' and a short hash of `text` keeps names unique."""
+    clean = re.sub(r"_*\.{2,}_*", "_", _UNSAFE.sub("_", text))  # no '/', no '..'
+    clean = re.sub(r"_+", "_", clean).strip("._")[:max_len]
+    if clean == text and clean:
+        return clean
+    return f"{clean or 'item'}-{zlib.crc32(text.encode()):08x}"
 
 
 @contextmanager
@@ -39,21 +58,123 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2))
 
 
+def normal_mode(path: str | Path) -> None:
+    """Give a file the mode a plain `open()` would (0644 under umask 022): some writers create 0600 files."""
+    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _within(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
+
+
+def check_output(out: str | Path, command: str | None = None, inputs: Iterable[str | Path] = (),
+                 overwrite: bool = False, force: bool = False) -> None:
+    """Refuse an output folder that would lose the user's data, before any work: one that is, contains or lies
+    inside an input; a plain file; or (with `command`) a non-empty folder that is not a previous output of
+    `command` (no marker) unless `force`. Without `overwrite` any non-empty folder is refused."""
+    out = Path(out)
+    target = out.resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if _within(target, src) or _within(src, target):
+            where = "is" if target == src else "lies inside" if _within(target, src) else "contains"
+            raise ReprlError(f"--out {out} {where} the input {item}; choose an --out outside every input")
+    if not (out.exists() or out.is_symlink()):
+        check_writable(out)
+        return
+    if not out.is_dir():
+        if command is None or not force:
+            raise ReprlError(f"--out {out} is a file, not a folder; remove it yourself or choose another --out")
+        return
+    if not any(out.iterdir()):
+        return
+    if not overwrite and not force:
+        raise ReprlError(f"output {out} exists and is not empty; pass --overwrite to replace it")
+    if command is not None and not force and output_command(out) != command:
+        raise ReprlError(f"{out} is not an output of reprl {command} (it holds no marker of one), so --overwrite "
+                         "will not delete it; choose another --out, or pass --force-overwrite to replace it anyway")
+
+
+# Commands whose outputs always hold a file that names them need no extra marker: (file, key it holds).
+SIGNATURES = {"shards": ("index.json", "format"), "embed": ("summary.json", "reprl_version")}
+
+
+def check_writable(out: str | Path, flag: str = "--out") -> None:
+    """`out` can be created: its nearest existing ancestor is a folder this process may write to."""
+    parent = Path(out).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        why = "is a file, not a folder" if not parent.is_dir() else "is not writable"
+        raise ReprlError(f"cannot write {flag} {out}: {parent} {why}; choose a {flag} in a folder you can write to")
+
+
+def output_command(folder: str | Path) -> str | None:
+    """The command whose output `folder` is (its MARKER, or a signature file), else None."""
+    for command, (name, key) in [(None, (MARKER, "command")), *SIGNATURES.items()]:
+        try:
+            data = json.loads((Path(folder) / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and key in data:
+            return data[key] if command is None else command
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(out: Path) -> list[Path]:
+    """Remove '.NAME.partial-PID' / '.NAME.old-PID' folders beside `out` left by processes no longer running
+    (a run killed before it could clean up); returns what was removed."""
+    removed = []
+    for p in out.parent.glob(f".{glob_escape(out.name)}.*-*"):
+        kind, _, pid = p.name[len(out.name) + 2:].rpartition("-")
+        if kind not in ("partial", "old") or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        log.warning("removed %s, left by an interrupted run (process %s is gone)", p, pid)
+        removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
 class StagingDir:
     """A hidden folder beside `out` to build an output in. `commit()` swaps it into place (what `out` held
     before is deleted only after the swap), `abort()` deletes it: `out` is never seen half-written. Used as a
     context manager it yields the folder, commits on success and aborts on any error.
 
-    With `overwrite=False` an existing, non-empty `out` is an error before anything is written."""
+    Before anything is written, `check_output` refuses an `out` that would lose the user's data (see there);
+    with `command` the output gets a marker naming it, so a later `--overwrite` of the same command may
+    replace it. Staging folders of dead processes beside `out` are removed (and logged)."""
 
-    def __init__(self, out: str | Path, overwrite: bool = True) -> None:
+    def __init__(self, out: str | Path, overwrite: bool = True, command: str | None = None,
+                 inputs: Iterable[str | Path] = (), force: bool = False) -> None:
         self.out = Path(out)
-        if not overwrite and self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
-            raise ReprlError(f"output {self.out} exists and is not empty; pass --overwrite to replace it")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir()
+        check_output(self.out, command, inputs, overwrite, force)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            clean_stale(self.out)
+            self.dir = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir()
+        except OSError as e:
+            raise ReprlError(f"cannot write {self.out}: {e.strerror or e}; choose an --out in a folder you can "
+                             "write to") from None
+        if command is not None and command not in SIGNATURES:
+            (self.dir / MARKER).write_text(json.dumps({"command": command}) + "\n")
 
     def commit(self) -> None:
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"

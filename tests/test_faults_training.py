@@ -1,0 +1,123 @@
+"""Bad inputs and faults of `reprl pretrain`: reruns, resume, inputs that fail, and the NaN guard (cases in
+fault_cases.py). Runs are tiny (a 4-layer CNN at 32 px, a few steps)."""
+
+import csv
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import TRAIN_SHARDS
+from fault_cases import case
+from test_faults import cli, one_line_error, tree
+
+from reprl.encoders.io import save_encoder
+from reprl.encoders.registry import build_from_config, make_config
+
+
+def tiny_args(run: Path, *extra: str) -> list[str]:
+    return ["--run_dir", str(run), "--encoder.name", "tiny", "--encoder.image_size", "32", "--encoder.embed_dim",
+            "8", "--data.train", TRAIN_SHARDS, "--data.batch_size", "4", "--data.num_workers", "0",
+            "--data.shuffle_buffer", "4", "--trainer.max_steps", "2", "--trainer.checkpoint_every", "2",
+            "--trainer.log_every", "1", "--trainer.progress", "false", "--trainer.loggers", "csv",
+            "--trainer.accelerator", "cpu", *extra]
+
+
+def metric_steps(run: Path) -> list[int]:
+    with open(run / "logs" / "metrics.csv") as f:
+        return sorted({int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")})
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert cli("pretrain", *tiny_args(run)) == 0
+    return run
+
+
+def batchnorm_encoder(width: int = 4):
+    config = make_config("tiny", embed_dim=8, image_size=32)
+    config.params.update(width=width, norm="batch")
+    return build_from_config(config)
+
+
+@case("pretrain-rerun")
+def test_second_run_into_a_run_dir_is_refused(finished_run, capsys):
+    before = tree(finished_run)
+    err = one_line_error(capsys, "pretrain", *tiny_args(finished_run))
+    assert "--resume last" in err and "--overwrite true" in err and tree(finished_run) == before
+
+
+@case("pretrain-resume-logs")
+def test_resume_appends_to_the_logs(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    assert metric_steps(run) == [0, 1]
+    assert cli("pretrain", *tiny_args(run, "--trainer.max_steps", "4", "--resume", "last")) == 0
+    assert metric_steps(run) == [0, 1, 2, 3]
+
+
+@case("pretrain-bad-inputs")
+@pytest.mark.parametrize("bad, message", [
+    (["--data.train", "/no/such/shards.tar"], "shard not found"),
+    (["--optim.lr", "-1"], "--optim.lr must be > 0"),
+    (["--resume", "TORN"], "torn or not a training checkpoint"),
+])
+def test_bad_inputs_leave_no_run_folder(bad, message, finished_run, tmp_path, capsys):
+    torn = tmp_path / "torn.ckpt"
+    torn.write_bytes((finished_run / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    bad = [str(torn) if b == "TORN" else b for b in bad]
+    err = one_line_error(capsys, "pretrain", *tiny_args(tmp_path / "run", *bad))
+    assert message in err and not (tmp_path / "run").exists()
+
+
+@case("out-unwritable")
+def test_unwritable_run_dir_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    err = one_line_error(capsys, "pretrain", *tiny_args(tmp_path / "file" / "run"))
+    assert "is a file, not a folder" in err and (tmp_path / "file").read_text() == "x"
+
+
+@case("nan-guard-batchnorm")
+def test_skipped_step_restores_batchnorm_statistics(tmp_path):
+    from test_training import tiny
+
+    from reprl.data.stream import ClipBatch
+    from reprl.training.module import PretrainModule, norm_buffers
+
+    torch.manual_seed(0)
+    module = PretrainModule(tiny(tmp_path), batchnorm_encoder().train())
+    module._trainer = SimpleNamespace(world_size=1, global_step=0)
+    module.log = module.log_dict = lambda *a, **k: None
+    roles = module.objective.roles
+    batch = ClipBatch(frames={r: torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8) for r in roles},
+                      indices={r: torch.arange(4) for r in roles}, length=torch.full((4,), 10))
+    module.training_step(batch, 0)  # a good step moves the statistics
+    before = [b.clone() for b in norm_buffers(module.encoder)]
+    assert before and not module._skip
+    with torch.no_grad():
+        module.encoder.convnet[0].weight.mul_(1e30)  # finite weights whose activations overflow
+    module.training_step(batch, 1)
+    assert module._skip and module.skipped_steps == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, norm_buffers(module.encoder)))
+
+
+@case("pretrain-diverges")
+def test_diverging_run_keeps_only_finite_checkpoints(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from reprl.encoders.io import nonfinite
+
+    init = save_encoder(batchnorm_encoder(), tmp_path / "init")
+    run = tmp_path / "run"
+    err = one_line_error(capsys, "pretrain", *tiny_args(run, "--encoder.init", str(init), "--optim.lr", "1e4",
+                                                        "--trainer.max_steps", "4", "--trainer.checkpoint_every", "1"))
+    assert "non-finite" in err and "no encoder was exported" in err
+    assert not (run / "encoder").exists()
+    ckpts = list((run / "checkpoints").glob("*.ckpt")) if run.exists() else []
+    assert ("No checkpoint was written" in err) == (not ckpts)
+    for ckpt in ckpts:
+        assert not nonfinite(torch.load(ckpt, weights_only=True)["state_dict"]), ckpt.name
+    for export in (run / "encoders").glob("step-*") if run.exists() else []:
+        assert not nonfinite(load_file(export / "model.safetensors")), export.name
