@@ -147,16 +147,19 @@ def test_kill_and_resume_continues_the_step_count(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "reprl", "pretrain", *args, "--trainer.max_steps", "100000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not (run / "checkpoints" / "step-0000010.ckpt").exists():
+    last = run / "checkpoints" / "last.ckpt"
+    # last.ckpt is replaced (atomically) just after each step checkpoint: wait until it holds step 10 or later,
+    # so the kill cannot fall between the two writes of step 10
+    while not (last.exists() and torch.load(last, weights_only=False)["global_step"] >= 10):
         assert proc.poll() is None and time.time() < deadline, "training did not reach step 10"
-        time.sleep(0.1)
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     steps = sorted(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.ckpt"))
     for ckpt in (run / "checkpoints").glob("*.ckpt"):  # a write cut by the kill keeps its .partial name
         assert torch.load(ckpt, weights_only=False)["global_step"] > 0
     resumed_from = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
-    assert resumed_from == steps[-1] >= 10
+    assert resumed_from in steps and resumed_from >= 10  # the kill may land between a step file and last.ckpt
     out = subprocess.run([sys.executable, "-m", "reprl", "pretrain", *args, "--trainer.max_steps",
                           str(resumed_from + 5), "--resume", "last"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
