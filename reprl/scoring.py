@@ -48,12 +48,12 @@ class ScoreVideo:
     state: np.ndarray | None  # [n, state_dim] MetaWorld state at each kept frame
 
 
-def _near_frame(video: Any, near: float) -> int | None:
-    """Frame index (in the video) closest to `near` * first-success step, when the video records it."""
+def _near_frame(video: Any, steps: np.ndarray, near: float) -> int | None:
+    """Frame index (in the video) closest to `near` * first-success step, when the video records it;
+    `steps` is the simulator step of each frame."""
     first = video.meta.get("first_success")
     if not video.meta.get("succeeded") or first is None:
         return None
-    steps = video.array("frame_step") if "frame_step" in video.arrays else np.arange(len(video))
     return int(np.argmin(np.abs(steps - near * float(first))))
 
 
@@ -70,12 +70,10 @@ def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: 
     for video in iter_videos(expand_urls(urls)):
         if len(video) < MIN_FRAMES:
             continue
-        near_idx = _near_frame(video, near)
+        steps = video.array("frame_step") if "frame_step" in video.arrays else np.arange(len(video))
+        near_idx = _near_frame(video, steps, near)
         idx = sorted(set(even_indices(len(video), max_frames)) | ({near_idx} if near_idx is not None else set()))
-        state = None
-        if "state" in video.arrays:
-            steps = video.array("frame_step") if "frame_step" in video.arrays else np.arange(len(video))
-            state = video.array("state")[steps[idx]]
+        state = video.array("state")[steps[idx]] if "state" in video.arrays else None
         out.append(ScoreVideo(key=video.key, task=str(video.meta.get("task", "")),
                               succeeded=bool(video.meta.get("succeeded", True)),
                               frames=center_square(video.decode(idx), image_size),
