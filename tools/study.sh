@@ -78,7 +78,14 @@ first=$(set -- $PRESETS; echo "$1")
 ENCODERS=(--encoder "random=random:$OUT/runs/$first/encoder" "${ENCODERS[@]}")
 
 # 4. Reward quality without a robot, on the evaluation tasks' held-out videos (docs/results.md).
-step "score" "$RESULTS/reward_quality/results.json" \
+# Scored again whenever the set of encoders changed (e.g. a preset finished since the last run).
+names=$(printf '%s\n' "${ENCODERS[@]}" | sed -n 's/^\([^-][^=]*\)=.*/\1/p' | sort | tr '\n' ' ')
+scored=$(.venv/bin/python -c 'import json,sys
+try: print(" ".join(sorted(json.load(open(sys.argv[1]))["scores"])) + " ")
+except (OSError, ValueError, KeyError): print("")' "$RESULTS/reward_quality/results.json")
+done_file="$RESULTS/reward_quality/results.json"
+[ "$names" = "$scored" ] || done_file="$RESULTS/reward_quality/.rescore"
+step "score" "$done_file" \
   $REPRL score "$EVAL_SHARDS" "${ENCODERS[@]}" "${SCORE_ARGS[@]}" --title "5 unseen evaluation tasks" \
     --report "$RESULTS/reward_quality"
 
