@@ -18,6 +18,9 @@ Metrics (successful episodes unless said otherwise):
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ import torch
 
 from reprl.errors import ReprlError
 from reprl.rewards import bump_rate, values, voc
-from reprl.stats import auc, bootstrap_ci, r2_score, ridge_fit
+from reprl.stats import auc, bootstrap_ci
 
 METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "fail_auc_final", "fail_auc_sum", "near_auc",
            "probe_hand", "probe_object")
@@ -150,24 +153,86 @@ def _per_task_auc(records: list[Record], pos: Callable[[Record], float | None],
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
+@dataclass
+class ProbeItem:
+    """One video's sufficient statistics for the ridge probe (rows = frames, x = embedding, y = target), so a
+    bootstrap resample refits the probe by summing matrices instead of re-reading every frame."""
+
+    task: str
+    index: int  # position in the stacked statistics of its task
+    n: float
+    sx: np.ndarray  # [D] sum of x
+    sxx: np.ndarray  # [D, D] sum of x x^T
+    sy: np.ndarray  # [K]
+    sxy: np.ndarray  # [D, K]
+    syy: float  # sum of ||y||^2
+
+
+def probe_items(records: list[Record], target: slice) -> list[ProbeItem]:
+    """Per-video statistics of the records that carry state (data shifted by the global means: a constant
+    shift leaves every fit and R^2 unchanged and keeps the sums well conditioned)."""
+    rows = [(np.asarray(r.emb, np.float64), np.asarray(r.state[:, target], np.float64), r.task)
+            for r in records if r.state is not None]
+    if not rows:
+        return []
+    x0 = np.concatenate([x for x, _, _ in rows]).mean(0)
+    y0 = np.concatenate([y for _, y, _ in rows]).mean(0)
+    counter: dict[str, int] = defaultdict(int)
+    items = []
+    for x, y, task in rows:
+        x, y = x - x0, y - y0
+        items.append(ProbeItem(task, counter[task], float(len(x)), x.sum(0), x.T @ x, y.sum(0), x.T @ y,
+                               float((y * y).sum())))
+        counter[task] += 1
+    return items
+
+
+def _probe_fit(n: float, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: np.ndarray,
+               lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """ridge_fit on features z-scored with their own mean and (population) std + 1e-8, from sums; returns the
+    probe on raw features: pred = x @ w + b."""
+    mu, my = sx / n, sy / n
+    sd = np.sqrt(np.maximum(np.diag(sxx) / n - mu * mu, 0.0)) + 1e-8
+    ztz = (sxx - n * np.outer(mu, mu)) / np.outer(sd, sd)
+    zty = (sxy - n * np.outer(mu, my)) / sd[:, None]
+    w = np.linalg.solve(ztz + lam * np.eye(len(mu)), zty)
+    return w / sd[:, None], my - (mu / sd) @ w
+
+
+def _probe_r2_items(items: list[ProbeItem], lam: float) -> float:
+    """Mean over held-out tasks of the probe's R^2 (pooled over output columns) when fitted on the others;
+    items may repeat (a bootstrap resample): each counts as often as it appears."""
+    by_task: dict[str, list[ProbeItem]] = defaultdict(list)
+    for it in items:
+        by_task[it.task].append(it)
+    if len(by_task) < 2:
+        return float("nan")
+    sums = {}
+    for task, its in by_task.items():
+        c = np.bincount([it.index for it in its])
+        uniq = {it.index: it for it in its}
+        keep = [uniq[i] for i in range(len(c)) if c[i]]
+        w = c[c > 0].astype(np.float64)
+        sums[task] = [float(w @ [it.n for it in keep]), *(np.tensordot(w, np.stack([getattr(it, f) for it in keep]), 1)
+                                                          for f in ("sx", "sxx", "sy", "sxy")),
+                      float(w @ [it.syy for it in keep])]
+    total = [sum(s[k] for s in sums.values()) for k in range(6)]
+    scores = []
+    for held, (n, sx, sxx, sy, sxy, syy) in sums.items():
+        fit = [total[k] - sums[held][k] for k in range(5)]
+        w, b = _probe_fit(*fit, lam=lam)
+        ss_tot = syy - float(sy @ sy) / n
+        ss_res = syy + float(np.sum(w * (sxx @ w))) + n * float(b @ b) - 2 * float(np.sum(w * sxy)) \
+            - 2 * float(b @ sy) + 2 * float(b @ (sx @ w))
+        if ss_tot > 1e-12:  # a task whose target never moves has nothing to explain
+            scores.append(1.0 - ss_res / ss_tot)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
 def probe_r2(records: list[Record], target: slice, lam: float = 10.0) -> float:
     """Leave-one-task-out ridge probe (features z-scored on the fitting tasks) -> mean R^2 on held-out tasks
     (R^2 pooled over x, y, z; tasks whose target does not move are left out)."""
-    rows = [(r.emb, r.state[:, target], r.task) for r in records if r.state is not None]
-    tasks = sorted({t for _, _, t in rows})
-    if len(tasks) < 2:
-        return float("nan")
-    scores = []
-    for held in tasks:
-        x = np.concatenate([e for e, _, t in rows if t != held])
-        y = np.concatenate([s for _, s, t in rows if t != held])
-        mu, sd = x.mean(0), x.std(0) + 1e-8
-        w, b = ridge_fit((x - mu) / sd, y, lam)
-        xt = np.concatenate([e for e, _, t in rows if t == held])
-        yt = np.concatenate([s for _, s, t in rows if t == held])
-        scores.append(r2_score(yt, (xt - mu) / sd @ w + b))
-    scores = [x for x in scores if np.isfinite(x)]  # a task whose target never moves has nothing to explain
-    return float(np.mean(scores)) if scores else float("nan")
+    return _probe_r2_items(probe_items(records, target), lam)
 
 
 def _failure_auc(field: str) -> Callable[[list[Record]], float]:
@@ -181,18 +246,24 @@ STATISTICS: dict[str, Callable[[list[Record]], float]] = {
     "fail_auc_sum": _failure_auc("summed"),
     "near_auc": lambda rs: _per_task_auc(rs, lambda r: r.final if r.succeeded and r.near_value is not None else None,
                                          lambda r: r.near_value if r.succeeded else None),
-    "probe_hand": lambda rs: probe_r2(rs, HAND),
-    "probe_object": lambda rs: probe_r2(rs, OBJECT),
 }
-PROBE_BOOT = 200  # refitting the probe is the slow part: fewer resamples for it
+PROBES = {"probe_hand": HAND, "probe_object": OBJECT}
 
 
 def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
                   metrics: tuple[str, ...] = METRICS) -> dict[str, dict[str, float]]:
     """Each metric with its 95% bootstrap interval over videos (resampled within each task)."""
     strata = [r.task for r in records]
-    return {m: bootstrap_ci(records, STATISTICS[m], n_boot=min(n_boot, PROBE_BOOT) if m.startswith("probe") else n_boot,
-                            seed=seed, strata=strata) for m in metrics}
+    out = {}
+    for m in metrics:
+        if m in PROBES:  # resampled through per-video sums: refitting from frames would dominate the run time
+            items = probe_items(records, PROBES[m])
+            out[m] = bootstrap_ci(items, lambda its: _probe_r2_items(its, 10.0), n_boot=n_boot, seed=seed,
+                                  strata=[it.task for it in items]) if items else \
+                {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+        else:
+            out[m] = bootstrap_ci(records, STATISTICS[m], n_boot=n_boot, seed=seed, strata=strata)
+    return out
 
 
 def example_curves(videos: list[ScoreVideo], records: list[Record], per_task: int = 2) -> list[tuple[str, np.ndarray]]:
@@ -204,6 +275,17 @@ def example_curves(videos: list[ScoreVideo], records: list[Record], per_task: in
             seen[v.task] += 1
             out.append((f"{v.task} #{seen[v.task]}", r.curve))
     return out
+
+
+def fingerprint(encoder: Any, settings: dict[str, Any]) -> str:
+    """A digest of the encoder's weights, buffers and config and of the scoring settings: equal digests mean
+    equal scores, so `reprl score --cache` reuses them."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True, default=str).encode())
+    for name, t in encoder.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def dataset_summary(videos: list[ScoreVideo]) -> dict[str, Any]:

@@ -69,29 +69,6 @@ def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
-def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression y ~ x @ w + b with penalty lam * ||w||^2 (the bias is not penalised).
-    x [N, D], y [N, K] -> (w [D, K], b [K])."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    mx, my = x.mean(0), y.mean(0)
-    xc, yc = x - mx, y - my
-    w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc)
-    return w, my - mx @ w
-
-
-def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination pooled over output columns: 1 - sum SS_res / sum SS_tot (columns weighted
-    by their variance, so a column that barely varies, like a drawer's fixed height, cannot dominate).
-    NaN when y does not vary at all."""
-    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    if y.ndim == 1:
-        y, pred = y[:, None], pred[:, None]
-    ss_tot = float(((y - y.mean(0)) ** 2).sum())
-    if ss_tot <= 1e-12:
-        return float("nan")
-    return 1.0 - float(((y - pred) ** 2).sum()) / ss_tot
-
-
 def format_ci(ci: dict[str, float], scale: float = 1.0, digits: int = 3) -> str:
     """'0.812 [0.790, 0.833]' (or '-' when the interval could not be computed)."""
     if not np.isfinite(ci["mean"]):

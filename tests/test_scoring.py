@@ -6,8 +6,46 @@ import numpy as np
 import pytest
 import torch
 
-from reprl.scoring import HAND, Record, ScoreVideo, make_record, probe_r2, score_records
-from reprl.stats import auc, bootstrap_ci, format_ci, r2_score, ridge_fit
+from reprl.scoring import HAND, Record, ScoreVideo, _probe_r2_items, make_record, probe_items, probe_r2, score_records
+from reprl.stats import auc, bootstrap_ci, format_ci
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Reference (frame-level) ridge regression y ~ x @ w + b with penalty lam * ||w||^2 (the bias is not penalised).
+    x [N, D], y [N, K] -> (w [D, K], b [K])."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    mx, my = x.mean(0), y.mean(0)
+    xc, yc = x - mx, y - my
+    w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc)
+    return w, my - mx @ w
+
+
+def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination pooled over output columns: 1 - sum SS_res / sum SS_tot (columns weighted
+    by their variance, so a column that barely varies, like a drawer's fixed height, cannot dominate).
+    NaN when y does not vary at all."""
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if y.ndim == 1:
+        y, pred = y[:, None], pred[:, None]
+    ss_tot = float(((y - y.mean(0)) ** 2).sum())
+    if ss_tot <= 1e-12:
+        return float("nan")
+    return 1.0 - float(((y - pred) ** 2).sum()) / ss_tot
+
+
+def probe_reference(records, target, lam):
+    """The probe computed directly from frames, as docs/results.md defines it."""
+    tasks = sorted({r.task for r in records})
+    scores = []
+    for held in tasks:
+        x = np.concatenate([r.emb for r in records if r.task != held])
+        y = np.concatenate([r.state[:, target] for r in records if r.task != held])
+        mu, sd = x.mean(0), x.std(0) + 1e-8
+        w, b = ridge_fit((x - mu) / sd, y, lam)
+        xt = np.concatenate([r.emb for r in records if r.task == held])
+        yt = np.concatenate([r.state[:, target] for r in records if r.task == held])
+        scores.append(r2_score(yt, (xt - mu) / sd @ w + b))
+    return float(np.mean([s for s in scores if np.isfinite(s)]))
 
 
 def neg_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -109,6 +147,28 @@ def test_probe_recovers_linear_state_on_unseen_tasks():
     for r in records:  # embeddings that carry no information about the state
         r.emb = rng.normal(size=r.emb.shape)
     assert probe_r2(records, HAND, lam=1e-3) < 0.2
+
+
+def test_probe_from_sums_equals_probe_from_frames():
+    """The bootstrap refits the probe from per-video sums; it must equal the frame-level definition, also on a
+    resample that repeats videos (a repeated video counts twice)."""
+    rng = np.random.default_rng(1)
+    records = []
+    for task, n_videos in zip("abcd", (3, 2, 4, 2)):
+        for _ in range(n_videos):
+            n = int(rng.integers(5, 12))
+            state = rng.normal(loc=5.0, size=(n, 7))  # offset: the sums must not lose precision to it
+            emb = np.concatenate([state[:, :3] @ rng.normal(size=(3, 6)), rng.normal(size=(n, 4))], 1) + 100.0
+            records.append(Record(task=task, succeeded=True, voc_last=0, bump_last=0, voc_other=None,
+                                  bump_other=None, final=None, summed=None, near_value=None, curve=None,
+                                  emb=emb, state=state))
+    for lam in (0.1, 10.0):
+        assert probe_r2(records, HAND, lam) == pytest.approx(probe_reference(records, HAND, lam), rel=1e-6, abs=1e-8)
+    pick = (0, 0, 2, 3, 3, 3, 5, 6, 6, 9, 10)
+    items = probe_items(records, HAND)
+    assert len(items) == len(records)
+    expected = probe_reference([records[i] for i in pick], HAND, 1.0)
+    assert _probe_r2_items([items[i] for i in pick], 1.0) == pytest.approx(expected, rel=1e-6)
 
 
 def test_score_command_writes_report(tmp_path, capsys):

@@ -24,7 +24,7 @@ if [ "$TINY" = 1 ]; then
   TRAIN_ARGS=(--trainer.max_steps 3 --trainer.checkpoint_every 3 --trainer.val_every 3 --trainer.progress false
               --data.batch_size 4 --data.num_workers 0 --data.val_videos 2 --encoder.image_size 32
               --encoder.embed_dim 16 --trainer.loggers csv)
-  SCORE_ARGS=(--boot 20 --max-frames 16)
+  SCORE_ARGS=(--boot 20 --max-frames 16 --cache "$OUT/score_cache")
 else
   RESULTS=${STUDY_RESULTS:-eval/results/study}
   PRESETS=${STUDY_PRESETS:-study_vip study_vip_chi2 study_vip_tv study_r3m study_liv}
@@ -32,7 +32,7 @@ else
   RENDER=(--size 128 --cameras corner,corner2 --frame-every 2 --workers 2 --max-videos-per-shard 32)
   EP_TRAIN=20; EP_HELD=1; EP_EVAL=30; NOISY=0.3333
   TRAIN_ARGS=(--trainer.progress false)  # plain progress lines: the study runs in the background
-  SCORE_ARGS=(--boot 1000 --max-frames 64)
+  SCORE_ARGS=(--boot 1000 --max-frames 64 --cache "$OUT/score_cache")  # each encoder is scored once
 fi
 mkdir -p "$OUT/corpus" "$OUT/runs" "$RESULTS"
 TIMES="$RESULTS/timing.tsv"

@@ -16,6 +16,12 @@ preprocessing at random init (seed --seed), the baseline a trained encoder shoul
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from reprl.cli import add_device
 
@@ -34,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default=None, help="report title (default: the shards' folder name)")
     p.add_argument("--report", default=None, help="write results.json, table.md, metrics.png and curves.png to this "
                    "folder")
+    p.add_argument("--cache", default=None, help="keep each encoder's scores in this folder, keyed by a digest of its "
+                   "weights and of these settings, and reuse them on the next run (adding one encoder to a "
+                   "comparison then scores only that one)")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
     add_device(p)
 
@@ -49,9 +58,42 @@ def _check(args: argparse.Namespace) -> None:
         raise ReprlError(f"--boot must be at least 10 resamples, got {args.boot}")
 
 
-def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from pathlib import Path
+def _cache_path(args: argparse.Namespace, label: str, enc: Any, size: int) -> Path | None:
+    """Where `label`'s scores are kept under --cache: named by the label and a digest of the encoder and of
+    every setting that changes its scores."""
+    if not args.cache:
+        return None
+    from reprl.scoring import fingerprint
+    from reprl.utils.files import safe_name
 
+    shards = Path(args.shards)
+    index = shards / "index.json"
+    settings = {"shards": str(shards.resolve()), "index_mtime": index.stat().st_mtime_ns if index.exists() else None,
+                "size": size, "videos": args.videos, "max_frames": args.max_frames, "near": args.near,
+                "boot": args.boot, "seed": args.seed}
+    return Path(args.cache) / f"{safe_name(label)}-{fingerprint(enc, settings)[:16]}.json"
+
+
+def _cached(args: argparse.Namespace, label: str, enc: Any, size: int) -> dict[str, Any] | None:
+    path = _cache_path(args, label, enc, size)
+    if path is None or not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    saved["curves"] = [(name, np.asarray(c, dtype=float)) for name, c in saved["curves"]]
+    saved["path"] = str(path)
+    return saved
+
+
+def _store(args: argparse.Namespace, label: str, enc: Any, size: int, saved: dict[str, Any]) -> None:
+    from reprl.utils.files import write_json
+
+    path = _cache_path(args, label, enc, size)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {**saved, "curves": [(n, np.asarray(c).tolist()) for n, c in saved["curves"]]})
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
     import reprl
     from reprl.encoders.io import random_like
     from reprl.evaluation.harness import parse_encoders
@@ -67,12 +109,20 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     scores, data, cache, curves = {}, None, {}, {}
     for label, enc in encoders.items():
         size = enc.config.image_size
-        if size not in cache:
-            cache[size] = load_videos(args.shards, size, args.videos, args.max_frames, args.near)
-        data = dataset_summary(cache[size])
-        records = embed_records(enc, cache[size])
-        scores[label] = score_records(records, n_boot=args.boot, seed=args.seed)
-        curves[label] = example_curves(cache[size], records)
+        saved = _cached(args, label, enc, size)
+        if saved is not None:
+            print(f"{label}: scores reused from {saved['path']}", file=sys.stderr)
+        else:
+            if size not in cache:
+                print(f"loading up to {args.videos} videos at {size} px ...", file=sys.stderr)
+                cache[size] = load_videos(args.shards, size, args.videos, args.max_frames, args.near)
+            print(f"{label}: embedding {len(cache[size])} videos, then {args.boot} bootstrap resamples ...",
+                  file=sys.stderr)
+            records = embed_records(enc, cache[size])
+            saved = {"data": dataset_summary(cache[size]), "curves": example_curves(cache[size], records),
+                     "scores": score_records(records, n_boot=args.boot, seed=args.seed)}
+            _store(args, label, enc, size, saved)
+        data, scores[label], curves[label] = saved["data"], saved["scores"], saved["curves"]
     names = {k: f"{k} (random init)" if encoders[k].config.random_init and not sources[k].startswith("random:")
              else k for k in scores}  # random init is never silent
     result = {"title": title, "shards": args.shards, "scores": scores, "names": names,
