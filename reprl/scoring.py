@@ -4,14 +4,14 @@ defines each metric.
 
 Per encoder, values V(o; g) use the encoder's own similarity, with two goals:
 - `last`: the video's own last frame (what VOC has always used);
-- `other`: the mean last-frame embedding of the OTHER successful episodes of the same task (what a user
-  has: no peeking at the video's own end).
+- `other`: the mean last-frame embedding of the OTHER successful episodes of the same task seen from the
+  same camera (what a user has: a goal image from their camera, no peeking at the video's own end).
 Metrics (successful episodes unless said otherwise):
 - voc_last / bump_last, voc_other / bump_other: value-order correlation and share of negative rewards;
 - fail_auc_final / fail_auc_sum: AUC of the final value / the summed reward V(o_T) - V(o_0) (goal `other`)
-  separating successful from failed episodes of the same task, averaged over tasks;
+  separating successful from failed episodes of the same task and camera, averaged over those groups;
 - near_auc: AUC separating successful episodes' final frames from their frames at `near` (default 90%) of
-  the way to the first success (goal `other`), per task, averaged over tasks;
+  the way to the first success (goal `other`), per task and camera, averaged over those groups;
 - probe_hand / probe_object: R^2 of a ridge probe from the embedding to the hand / main object position,
   fitted on all tasks but one and scored on that one, averaged over held-out tasks.
 """
@@ -49,6 +49,7 @@ class ScoreVideo:
     frames: torch.Tensor
     near: int | None  # position in `frames` of the frame at `near` of the way to the first success
     state: np.ndarray | None  # [n, state_dim] MetaWorld state at each kept frame
+    camera: str = ""  # goals and success AUCs compare videos of the same task AND camera
 
 
 def _near_frame(video: Any, steps: np.ndarray, near: float) -> int | None:
@@ -80,7 +81,8 @@ def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: 
         out.append(ScoreVideo(key=video.key, task=str(video.meta.get("task", "")),
                               succeeded=bool(video.meta.get("succeeded", True)),
                               frames=center_square(video.decode(idx), image_size),
-                              near=idx.index(near_idx) if near_idx is not None else None, state=state))
+                              near=idx.index(near_idx) if near_idx is not None else None, state=state,
+                              camera=str(video.meta.get("camera", ""))))
         if len(out) >= max_videos:
             break
     if not out:
@@ -104,6 +106,7 @@ class Record:
     curve: np.ndarray | None  # V(o_t; other) for the kept frames, for plots
     emb: np.ndarray
     state: np.ndarray | None
+    camera: str = ""
 
 
 def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | None, similarity: Any) -> Record:
@@ -114,7 +117,7 @@ def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | Non
                   final=float(vo[-1]) if vo is not None else None,
                   summed=float(vo[-1] - vo[0]) if vo is not None else None,
                   near_value=float(vo[v.near]) if vo is not None and v.near is not None else None,
-                  curve=vo, emb=emb.numpy(), state=v.state)
+                  curve=vo, emb=emb.numpy(), state=v.state, camera=v.camera)
 
 
 def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
@@ -123,13 +126,13 @@ def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
         embs = [encoder(v.frames).float().cpu() for v in videos]
     if not all(torch.isfinite(e).all() for e in embs):
         raise ReprlError("the encoder produced non-finite embeddings; its weights are broken: retrain or re-export it")
-    lasts: dict[str, list[tuple[int, torch.Tensor]]] = defaultdict(list)
+    lasts: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = defaultdict(list)
     for i, (v, e) in enumerate(zip(videos, embs)):
         if v.succeeded:
-            lasts[v.task].append((i, e[-1]))
+            lasts[v.task, v.camera].append((i, e[-1]))
     records = []
     for i, (v, e) in enumerate(zip(videos, embs)):
-        others = [g for j, g in lasts[v.task] if j != i]
+        others = [g for j, g in lasts[v.task, v.camera] if j != i]  # a user's goal image: same task and camera
         records.append(make_record(v, e, torch.stack(others).mean(0) if others else None, encoder.similarity))
     return records
 
@@ -141,14 +144,15 @@ def _mean_over_success(records: list[Record], field: str) -> float:
 
 def _per_task_auc(records: list[Record], pos: Callable[[Record], float | None],
                   neg: Callable[[Record], float | None]) -> float:
-    """Mean over tasks of AUC(pos values, neg values); tasks lacking either side are left out."""
-    by_task: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    """Mean over (task, camera) groups of AUC(pos values, neg values) (values under one goal are compared only
+    within a group); groups lacking either side are left out."""
+    by_task: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for r in records:
         p, n = pos(r), neg(r)
         if p is not None:
-            by_task[r.task][0].append(p)
+            by_task[r.task, r.camera][0].append(p)
         if n is not None:
-            by_task[r.task][1].append(n)
+            by_task[r.task, r.camera][1].append(n)
     aucs = [auc(p, n) for p, n in by_task.values() if p and n]
     return float(np.mean(aucs)) if aucs else float("nan")
 

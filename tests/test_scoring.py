@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from reprl.scoring import HAND, Record, ScoreVideo, _probe_r2_items, make_record, probe_items, probe_r2, score_records
+from reprl.scoring import (
+    HAND,
+    Record,
+    ScoreVideo,
+    _probe_r2_items,
+    embed_records,
+    make_record,
+    probe_items,
+    probe_r2,
+    score_records,
+)
 from reprl.stats import auc, bootstrap_ci, format_ci
 
 
@@ -111,6 +121,28 @@ def test_record_on_hand_made_curves():
     assert noisy.voc_other == pytest.approx(0.8) and noisy.bump_other == pytest.approx(1 / 3)
 
 
+class _Identity(torch.nn.Module):
+    """A fake encoder whose embedding of a frame is its first pixel value (1-d)."""
+
+    similarity = staticmethod(neg_l2)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames[:, :1, 0, 0].float()
+
+
+def test_other_episodes_goal_uses_the_same_camera():
+    def video(camera: str, last: int) -> ScoreVideo:
+        frames = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+        frames[:, 0, 0, 0] = torch.tensor([0, 1, 2, last])
+        return ScoreVideo(key=camera, task="t", succeeded=True, frames=frames, near=None, state=None, camera=camera)
+
+    # camera A's episodes end at 3; camera B's at 200. Video 0's goal is the mean of video 1 only (same camera,
+    # not itself): V = -|x - 3| -> final value 0; mixing in camera B would give a goal of 101.5 and final -98.5
+    records = embed_records(_Identity(), [video("A", 3), video("A", 3), video("B", 200), video("B", 200)])
+    assert records[0].final == 0.0 and records[2].final == 0.0
+    assert records[0].camera == "A"
+
+
 def _rec(task: str, ok: bool, final: float, near: float | None = None, summed: float = 0.0) -> Record:
     return Record(task=task, succeeded=ok, voc_last=1.0, bump_last=0.0, voc_other=0.5 if ok else -0.5,
                   bump_other=0.25, final=final, summed=summed, near_value=near, curve=None,
@@ -131,6 +163,11 @@ def test_success_detection_metrics():
     # task b: -1 vs -0.5 lost -> 0; mean 0.375
     assert s["near_auc"]["mean"] == pytest.approx(0.375)
     assert s["near_auc"]["lo"] <= 0.375 <= s["near_auc"]["hi"]
+    # one task, two cameras whose values live on different scales: each camera separates perfectly (AUC 1),
+    # pooling the cameras would not (camera B's failure -5 beats camera A's success -10)
+    two = [_rec("a", True, -10.0), _rec("a", False, -20.0), _rec("a", True, -1.0), _rec("a", False, -5.0)]
+    two[2].camera = two[3].camera = "B"
+    assert score_records(two, n_boot=20, metrics=("fail_auc_final",))["fail_auc_final"]["mean"] == 1.0
 
 
 def test_probe_recovers_linear_state_on_unseen_tasks():

@@ -58,6 +58,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ReprlError(f"--boot must be at least 10 resamples, got {args.boot}")
 
 
+METRICS_VERSION = 2  # bump when a metric's definition changes, so --cache never reuses stale scores
+
+
 def _cache_path(args: argparse.Namespace, label: str, enc: Any, size: int) -> Path | None:
     """Where `label`'s scores are kept under --cache: named by the label and a digest of the encoder and of
     every setting that changes its scores."""
@@ -68,7 +71,8 @@ def _cache_path(args: argparse.Namespace, label: str, enc: Any, size: int) -> Pa
 
     shards = Path(args.shards)
     index = shards / "index.json"
-    settings = {"shards": str(shards.resolve()), "index_mtime": index.stat().st_mtime_ns if index.exists() else None,
+    settings = {"metrics": METRICS_VERSION, "shards": str(shards.resolve()),
+                "index_mtime": index.stat().st_mtime_ns if index.exists() else None,
                 "size": size, "videos": args.videos, "max_frames": args.max_frames, "near": args.near,
                 "boot": args.boot, "seed": args.seed}
     return Path(args.cache) / f"{safe_name(label)}-{fingerprint(enc, settings)[:16]}.json"
