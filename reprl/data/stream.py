@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -223,12 +223,3 @@ class TupleStream(IterableDataset):
         small = crop_resize(frames, box, self.cfg.image_size, full_hw)
         rank = {k: j for j, k in enumerate(used)}
         return small[[rank[pos[draw[r]]] for r in self.roles]]
-
-
-def stream_config_from(kwargs: dict[str, Any]) -> StreamConfig:
-    """StreamConfig from a dict, rejecting unknown keys by name."""
-    valid = {f.name for f in fields(StreamConfig)}
-    unknown = set(kwargs) - valid
-    if unknown:
-        raise ReprlError(f"unknown stream option(s) {sorted(unknown)}; valid: {sorted(valid)}")
-    return StreamConfig(**kwargs)

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from reprl.data.reader import expand_urls, iter_videos
-from reprl.data.shards import read_index
 from reprl.encoders.base import Encoder
 from reprl.evaluation.suite import SuiteSpec
 from reprl.utils.files import replacing
@@ -76,8 +75,3 @@ def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fin
                          "behaviour": v.meta.get("behaviour", "expert" if v.meta.get("expert", True) else "noisy"),
                          "episode": int(v.meta.get("episode", 0))})
     return episodes
-
-
-def data_summary(spec: SuiteSpec, cache: Path, task: str) -> dict[str, Any]:
-    index = read_index(task_dir(spec, cache, task))
-    return {"episodes": index["episodes"], "succeeded": index["episodes_succeeded"], "frames": index["frames"]}

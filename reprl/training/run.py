@@ -269,7 +269,3 @@ def format_summary(summary: dict[str, Any]) -> str:
         for name, m in h.items():
             lines.append(f"  {name:12s} {m['voc']:+39.3f} {m['bump_rate']:26.3f}")
     return "\n".join(lines)
-
-
-def clean_run_dir(path: str | Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
