@@ -62,6 +62,7 @@ def test_resume_appends_to_the_logs(finished_run, tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (["--data.train", "/no/such/shards.tar"], "shard not found"),
     (["--optim.lr", "-1"], "--optim.lr must be > 0"),
+    (["--objective.tcn_weight", "5"], "--objective.tcn_weight does not apply to the vip objective"),
     (["--resume", "TORN"], "torn or not a training checkpoint"),
 ])
 def test_bad_inputs_leave_no_run_folder(bad, message, finished_run, tmp_path, capsys):

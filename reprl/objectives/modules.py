@@ -3,7 +3,7 @@ needs beyond image embeddings (text embeddings, sentence features) and call the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -40,7 +40,8 @@ class ObjectiveConfig:
 
 
 class Objective(nn.Module):
-    roles: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()  # the frames of one training tuple it needs (data/sampling.py)
+    settings: frozenset[str] = frozenset()  # the ObjectiveConfig fields it reads: setting any other is an error
 
     def __init__(self, cfg: ObjectiveConfig) -> None:
         super().__init__()
@@ -54,6 +55,7 @@ class Objective(nn.Module):
 
 class VIPObjective(Objective):
     roles = ("start", "goal", "t", "t1")
+    settings = frozenset({"gamma", "num_negatives", "negatives", "f", "alpha", "l1_weight", "l2_weight"})
 
     def forward(self, emb, text, encoder, *, generator=None, gather=None):
         c = self.cfg
@@ -64,6 +66,8 @@ class VIPObjective(Objective):
 
 class LIVObjective(Objective):
     roles = ("start", "goal", "t", "t1", "text_goal")
+    settings = frozenset({"gamma", "clip_weight", "vision_weight", "lang_weight", "num_negatives", "f", "alpha",
+                          "negatives", "mask_repeated_captions"})
 
     def forward(self, emb, text, encoder, *, generator=None, gather=None):
         c = self.cfg
@@ -77,6 +81,8 @@ class LIVObjective(Objective):
 
 class R3MObjective(Objective):
     roles = ("start", "goal", "s0", "s1", "s2")
+    settings = frozenset({"tcn_weight", "lang_weight", "l1_weight", "l2_weight", "num_negatives", "text_encoder",
+                          "text_pooling", "lang_hidden"})
 
     def __init__(self, cfg: ObjectiveConfig, embed_dim: int) -> None:
         super().__init__(cfg)
@@ -101,6 +107,22 @@ class R3MObjective(Objective):
                         lang_reward=self.lang_reward, tcn_weight=c.tcn_weight, lang_weight=c.lang_weight,
                         l1_weight=c.l1_weight, l2_weight=c.l2_weight, num_negatives=c.num_negatives,
                         similarity=encoder.similarity, generator=generator, gather=gather)
+
+
+OBJECTIVES: dict[str, type[Objective]] = {"vip": VIPObjective, "liv": LIVObjective, "r3m": R3MObjective}
+
+
+def check_objective_settings(cfg: ObjectiveConfig) -> None:
+    """Refuse a setting the chosen objective does not read (e.g. --objective.tcn_weight on a VIP run), which
+    would otherwise be accepted and silently ignored. A field counts as set when it differs from its default."""
+    cls = OBJECTIVES.get(cfg.name)
+    if cls is None:
+        raise ReprlError(f"unknown objective {cfg.name!r}; choose one of {', '.join(OBJECTIVES)}")
+    foreign = [f.name for f in fields(cfg)
+               if f.name != "name" and f.name not in cls.settings and getattr(cfg, f.name) != f.default]
+    if foreign:
+        raise ReprlError(f"--objective.{foreign[0]} does not apply to the {cfg.name} objective (it reads "
+                         f"{', '.join(sorted(cls.settings))}): remove it or choose another --objective.name")
 
 
 def data_mode(cfg: ObjectiveConfig, goal_last: bool = False) -> str:

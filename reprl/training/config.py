@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from reprl.objectives.modules import ObjectiveConfig
+from reprl.objectives.modules import ObjectiveConfig, check_objective_settings
 
 
 @dataclass
@@ -99,5 +99,6 @@ def check_config(cfg: PretrainConfig) -> None:
             raise ReprlError(f"--{key} must be >= 0, got {value}")
     if not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
         raise ReprlError(f"--optim.betas must lie in [0, 1), got {list(cfg.optim.betas)}")
+    check_objective_settings(cfg.objective)
     if cfg.resume and cfg.overwrite:
         raise ReprlError("--resume continues a run and --overwrite deletes it: give one of them")
