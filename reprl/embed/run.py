@@ -31,7 +31,7 @@ from reprl.embed.plot import plot_many, plot_video
 from reprl.embed.sources import FrameSource, open_sources
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
-from reprl.rewards import bump_rate, goal_from_frame, values, voc
+from reprl.rewards import bump_rate, goal_from_frame, goal_from_image, goal_from_text, values, voc
 from reprl.utils.files import StagingDir, check_output, safe_name
 
 
@@ -78,7 +78,7 @@ def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
         if not opts.goal_text.strip():
             raise ReprlError("--goal-text is empty")
         with torch.inference_mode():
-            emb = encoder.embed_text([opts.goal_text])[0].float().cpu()
+            emb = goal_from_text(encoder, opts.goal_text).float().cpu()
         return Goal("text", opts.goal_text, emb)
     if opts.goal_image is not None:
         from reprl.data.video import DecodeError, load_image
@@ -90,7 +90,7 @@ def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
         except DecodeError as e:
             raise ReprlError(str(e)) from None
         with torch.inference_mode():
-            emb = encoder(img)[0].float().cpu()
+            emb = goal_from_image(encoder, img).float().cpu()
         thumb = torch.from_numpy(img.copy()).permute(2, 0, 1)
         return Goal("image", opts.goal_image, emb, thumb=thumb)
     if opts.goal_frame not in (None, "last"):
@@ -109,7 +109,7 @@ def _goal_for(goal: Goal, encoder: Encoder, emb: torch.Tensor, source: FrameSour
         if not source.caption:
             raise ReprlError(f"video {source.name} has no caption to use as goal")
         with torch.inference_mode():
-            return encoder.embed_text([source.caption])[0].float().cpu()
+            return goal_from_text(encoder, source.caption).float().cpu()
     return goal_from_frame(emb, goal.frame)
 
 
