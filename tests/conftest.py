@@ -11,6 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from reprl.data.video import write_mp4  # noqa: E402
+
 DATA = Path(__file__).parent / "data"
 TRAIN_SHARDS = str(DATA / "metaworld" / "train")
 HELDOUT_SHARDS = str(DATA / "metaworld" / "heldout")
@@ -44,18 +46,7 @@ def make_frame_folder(folder: Path, n: int, *, names: str = "{i}.png", size: tup
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_mp4(path, frames, fps)
 
 
 def random_frames(n: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ Grayscale, palette, RGBA and 16-bit frames are converted to 8-bit RGB; undecodab
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from reprl.data.sources import VideoSource, list_frames
+from reprl.utils.files import replacing
 
 
 class DecodeError(Exception):
@@ -222,3 +223,29 @@ def read_video_frames(path: str | Path) -> tuple[FrameInfo, list[np.ndarray]]:
     p = Path(path)
     with open_reader(VideoSource(path=str(p), kind="frames" if p.is_dir() else "video")) as reader:
         return reader.info, [get() for _, get in reader.read()]
+
+
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int = 30, *, options: dict[str, str] | None = None,
+              gop: int | None = None) -> Path:
+    """Encode RGB uint8 frames [H, W, 3] as an H.264 mp4 (yuv420p; size from the first frame), written atomically.
+
+    `options` are libx264 settings (e.g. {"preset": "ultrafast", "crf": "10"}); `gop` the keyframe interval.
+    """
+    import av
+
+    path = Path(path)
+    with replacing(path) as tmp, av.open(str(tmp), "w") as out:
+        stream = None
+        for f in frames:
+            if stream is None:
+                stream = out.add_stream("libx264", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = f.shape[1], f.shape[0], "yuv420p"
+                if options:
+                    stream.options = dict(options)
+                if gop is not None:
+                    stream.codec_context.gop_size = gop
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        if stream is None:
+            raise ValueError(f"no frames to write to {path}")
+        out.mux(stream.encode())
+    return path
