@@ -27,6 +27,11 @@ def values(embeddings: torch.Tensor, goal: torch.Tensor, similarity: SimilarityF
     return similarity(embeddings, goal)
 
 
+def nonfinite_frames(embeddings: torch.Tensor) -> int:
+    """How many rows of [T, D] embeddings hold NaN or inf (broken weights or an overflowing precision)."""
+    return int((~torch.isfinite(embeddings).all(dim=-1)).sum())
+
+
 def rewards(vals: torch.Tensor) -> torch.Tensor:
     """r_t = V_{t+1} - V_t: [T] -> [T-1]."""
     return vals[1:] - vals[:-1]

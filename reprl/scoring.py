@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from reprl.errors import ReprlError
-from reprl.rewards import bump_rate, values, voc
+from reprl.rewards import bump_rate, nonfinite_frames, values, voc
 from reprl.stats import auc, bootstrap_ci
 
 METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "fail_auc_final", "fail_auc_sum", "near_auc",
@@ -124,7 +124,7 @@ def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
     """Embed every video once and compute its figures under the `last` and `other` goals."""
     with torch.inference_mode():
         embs = [encoder(v.frames).float().cpu() for v in videos]
-    if not all(torch.isfinite(e).all() for e in embs):
+    if any(nonfinite_frames(e) for e in embs):
         raise ReprlError("the encoder produced non-finite embeddings; its weights are broken: retrain or re-export it")
     lasts: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = defaultdict(list)
     for i, (v, e) in enumerate(zip(videos, embs)):

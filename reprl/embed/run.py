@@ -31,7 +31,7 @@ from reprl.embed.plot import plot_many, plot_video
 from reprl.embed.sources import FrameSource, open_sources
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
-from reprl.rewards import bump_rate, goal_from_frame, goal_from_image, goal_from_text, values, voc
+from reprl.rewards import bump_rate, goal_from_frame, goal_from_image, goal_from_text, nonfinite_frames, values, voc
 from reprl.utils.files import StagingDir, check_output, safe_name
 
 
@@ -145,7 +145,7 @@ def _embed_one(encoder: Encoder, source: FrameSource, opts: EmbedOptions) -> tup
     show = opts.progress and (source.count is None or source.count >= 4 * opts.batch_size)
     with tqdm(total=source.count, desc=f"embed {source.name[-30:]}", unit="frame", disable=not show) as bar:
         emb, stats = embed_source(encoder, source, batch_size=opts.batch_size, precision=opts.precision, progress=bar)
-    bad = int((~torch.isfinite(emb).all(dim=-1)).sum())
+    bad = nonfinite_frames(emb)
     if bad:
         raise ReprlError(f"{opts.encoder} gave non-finite embeddings (NaN/inf) for {bad} of {len(emb)} frames of "
                          f"{source.name}; its weights are broken (a diverged run?) or --precision {opts.precision} "
