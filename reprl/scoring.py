@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from reprl.errors import ReprlError
-from reprl.rewards import bump_rate, nonfinite_frames, values, video_metrics, voc
+from reprl.rewards import bump_rate, goal_from_embeddings, nonfinite_frames, values, video_metrics, voc
 from reprl.stats import auc, bootstrap_ci
 
 METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "fail_auc_final", "fail_auc_sum", "near_auc",
@@ -125,7 +125,8 @@ def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
     records = []
     for i, (v, e) in enumerate(zip(videos, embs)):
         others = [g for j, g in lasts[v.task, v.camera] if j != i]  # a user's goal image: same task and camera
-        records.append(make_record(v, e, torch.stack(others).mean(0) if others else None, encoder.similarity))
+        goal = goal_from_embeddings(torch.stack(others)) if others else None
+        records.append(make_record(v, e, goal, encoder.similarity))
     return records
 
 
