@@ -87,3 +87,11 @@ def test_nonfinite_frames_counts_rows_with_any_nan_or_inf():
     emb[3, 2] = float("inf")
     emb[3, 1] = float("-inf")  # a second bad value in the same row counts once
     assert nonfinite_frames(emb) == 2
+
+
+def test_check_one_goal_names_every_goal_given_and_counts_zero_and_empty_as_given():
+    from reprl.rewards import check_one_goal
+
+    check_one_goal({"a": None, "b": False, "c": 0})  # one goal (frame 0 is a goal), unset ones ignored
+    with pytest.raises(ReprlError, match="^give one goal, not a and c$"):
+        check_one_goal({"a": "", "b": None, "c": 0})

@@ -31,7 +31,16 @@ from reprl.embed.plot import plot_many, plot_video
 from reprl.embed.sources import FrameSource, open_sources
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
-from reprl.rewards import bump_rate, goal_from_frame, goal_from_image, goal_from_text, nonfinite_frames, values, voc
+from reprl.rewards import (
+    bump_rate,
+    check_one_goal,
+    goal_from_frame,
+    goal_from_image,
+    goal_from_text,
+    nonfinite_frames,
+    values,
+    voc,
+)
 from reprl.utils.files import StagingDir, check_output, safe_name
 
 
@@ -66,10 +75,8 @@ class Goal:
 
 def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
     """Check the goal options against the encoder before any heavy work; embed fixed goals."""
-    given = [n for n, v in (("--goal", opts.goal_image), ("--goal-frame", opts.goal_frame),
-                            ("--goal-text", opts.goal_text), ("--goal-caption", opts.goal_caption or None)) if v]
-    if len(given) > 1:
-        raise ReprlError(f"give one goal, not {' and '.join(given)}")
+    check_one_goal({"--goal": opts.goal_image, "--goal-frame": opts.goal_frame, "--goal-text": opts.goal_text,
+                    "--goal-caption": opts.goal_caption})
     if opts.goal_text is not None or opts.goal_caption:
         if not encoder.has_text:
             encoder.embed_text(["x"])  # raises the encoder's own message: no text tower
