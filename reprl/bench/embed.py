@@ -47,8 +47,8 @@ def ensure_video(cfg: EmbedBenchConfig) -> str:
 
 def run_embed_bench(cfg: EmbedBenchConfig) -> dict[str, Any]:
     import reprl
+    from reprl.embed.frame_sources import open_sources
     from reprl.embed.pipeline import autocast, embed_source
-    from reprl.embed.sources import open_sources
 
     video = ensure_video(cfg)
     kwargs = {"image_size": cfg.image_size} if cfg.image_size else {}

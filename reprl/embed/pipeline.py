@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from reprl.embed.sources import FrameSource, shard_batches
+from reprl.embed.frame_sources import FrameSource, shard_batches
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 import reprl
+from reprl.embed.frame_sources import FrameSource, open_sources
 from reprl.embed.pipeline import EmbedStats, autocast, embed_source
 from reprl.embed.plot import plot_many, plot_video
-from reprl.embed.sources import FrameSource, open_sources
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.rewards import (

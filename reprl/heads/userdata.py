@@ -78,7 +78,7 @@ def _shard_episodes(spec: str) -> Iterator[dict[str, Any]]:
 
 def load_episodes(spec: str) -> list[dict[str, Any]]:
     """Episodes of a user's data (frames not yet embedded), validated."""
-    from reprl.embed.sources import is_shards
+    from reprl.embed.frame_sources import is_shards
 
     if spec.endswith(".npz"):
         if not Path(spec).is_file():
@@ -96,8 +96,8 @@ def load_episodes(spec: str) -> list[dict[str, Any]]:
 
 def embed_episodes(episodes: list[dict[str, Any]], encoder: Any, batch_size: int = 64) -> list[dict[str, Any]]:
     """Add emb [T+1, D] to every episode with reprl's embedding pipeline (frames are decoded as they go)."""
+    from reprl.embed.frame_sources import FrameSource
     from reprl.embed.pipeline import embed_source, embed_video
-    from reprl.embed.sources import FrameSource
 
     for ep in episodes:
         if "video" in ep:
