@@ -70,6 +70,17 @@ def test_write_mp4_round_trips_frames_keyframe_interval_and_leaves_no_partial_fi
     assert not (tmp_path / "empty.mp4").exists() and not (tmp_path / "empty.partial.mp4").exists()
 
 
+def test_frame_count_from_the_header_or_duration_times_fps(tmp_path):
+    from reprl.data.video import FrameInfo
+
+    assert FrameInfo(30.0, 8, 8, source_frames=None, duration_s=2.5).frames_or_estimate() == 75
+    assert FrameInfo(30.0, 8, 8, source_frames=10, duration_s=2.5).frames_or_estimate() == 10  # counted wins
+    assert FrameInfo(None, 8, 8, source_frames=None, duration_s=2.5).frames_or_estimate() == 0
+    assert FrameInfo(30.0, 8, 8, source_frames=None).frames_or_estimate() == 0
+    with VideoReader(str(numbered_video(tmp_path / "n.mp4", 12, fps=10))) as reader:
+        assert reader.info.source_frames == 12 and reader.info.duration_s == pytest.approx(1.2)
+
+
 def test_a_far_cut_seeks_instead_of_decoding_from_the_start(tmp_path):
     path = numbered_video(tmp_path / "v.mp4", 400)
     with VideoReader(str(path)) as reader:

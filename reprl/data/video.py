@@ -29,6 +29,13 @@ class FrameInfo:
     width: int
     height: int
     source_frames: int | None  # frames in the file/folder before any cut, when known
+    duration_s: float | None = None  # the video stream's duration from its header, when it has one
+
+    def frames_or_estimate(self) -> int:
+        """source_frames, else duration x fps from the header (some containers do not count frames), else 0."""
+        if self.source_frames:
+            return self.source_frames
+        return int(self.duration_s * self.fps) if self.duration_s and self.fps else 0
 
 
 def to_rgb8(img: Image.Image) -> np.ndarray:
@@ -145,7 +152,8 @@ class VideoReader(FrameReader):
         self._s = s = self._c.streams.video[0]
         fps = float(s.average_rate) if s.average_rate else None
         self.info = FrameInfo(fps=fps, width=s.codec_context.width, height=s.codec_context.height,
-                              source_frames=s.frames or None)
+                              source_frames=s.frames or None,
+                              duration_s=float(s.duration * s.time_base) if s.duration else None)
         self._frames: Iterator[Any] | None = None
         self._next = 0  # index of the next frame the open decoder yields (when counting)
         self._held: tuple[int, Any] | None = None  # a frame read past the end of the previous range
