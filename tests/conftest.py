@@ -11,8 +11,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from reprl.data.video import write_mp4  # noqa: E402
-
 DATA = Path(__file__).parent / "data"
 TRAIN_SHARDS = str(DATA / "metaworld" / "train")
 HELDOUT_SHARDS = str(DATA / "metaworld" / "heldout")
@@ -43,10 +41,6 @@ def make_frame_folder(folder: Path, n: int, *, names: str = "{i}.png", size: tup
             img = img.convert(mode)
         img.save(folder / names.format(i=i))
     return folder
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> Path:
-    return write_mp4(path, frames, fps)
 
 
 def random_frames(n: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> list[np.ndarray]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_frame_folder, random_frames, write_video
+from conftest import make_frame_folder, random_frames
 
 from reprl.bench.ingest import synthetic_video
 from reprl.data.ingest import subsample_indices
@@ -143,7 +143,7 @@ def test_clip_options_are_checked_before_decoding(tmp_path):
 
 
 def test_manifest_len_that_disagrees_warns_or_fails_under_strict(tmp_path, caplog):
-    write_video(tmp_path / "v.mp4", random_frames(20))
+    write_mp4(tmp_path / "v.mp4", random_frames(20), 20)
     (tmp_path / "m.csv").write_text("path,len\nv.mp4,25\n")
     index = write_shards([tmp_path / "m.csv"], tmp_path / "out", ShardOptions(resize=0), progress=False)
     (warning,) = index["warnings"]
