@@ -27,6 +27,11 @@ def values(embeddings: torch.Tensor, goal: torch.Tensor, similarity: SimilarityF
     return similarity(embeddings, goal)
 
 
+def nonfinite_frames(embeddings: torch.Tensor) -> int:
+    """How many rows of [T, D] embeddings hold NaN or inf (broken weights or an overflowing precision)."""
+    return int((~torch.isfinite(embeddings).all(dim=-1)).sum())
+
+
 def rewards(vals: torch.Tensor) -> torch.Tensor:
     """r_t = V_{t+1} - V_t: [T] -> [T-1]."""
     return vals[1:] - vals[:-1]
@@ -72,6 +77,13 @@ def video_metrics(embeddings: torch.Tensor, similarity: SimilarityFn) -> dict[st
     return {"voc": voc(v), "bump_rate": bump_rate(v)}
 
 
+def check_one_goal(goals: dict[str, Any]) -> None:
+    """Refuse more than one goal given at once ({name the user typed: value or None})."""
+    given = [name for name, v in goals.items() if v is not None and v is not False]
+    if len(given) > 1:
+        raise ReprlError(f"give one goal, not {' and '.join(given)}")
+
+
 def goal_from_image(encoder: Any, image: Any) -> torch.Tensor:
     """Goal embedding [D] of one image (any layout the encoder accepts; its preprocessing resizes it)."""
     emb = encoder(image)
@@ -104,9 +116,8 @@ def goal_from_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
 def video_values(encoder: Any, frames: Any, *, goal_image: Any = None, goal_text: str | None = None,
                  goal_frame: int | None = None, goal_embedding: torch.Tensor | None = None) -> dict[str, Any]:
     """Embeddings, values and rewards of one video under one goal (give at most one; default: last frame)."""
-    given = [g is not None for g in (goal_image, goal_text, goal_frame, goal_embedding)]
-    if sum(given) > 1:
-        raise ReprlError("give one goal: goal_image, goal_text, goal_frame or goal_embedding")
+    check_one_goal({"goal_image": goal_image, "goal_text": goal_text, "goal_frame": goal_frame,
+                    "goal_embedding": goal_embedding})
     with torch.inference_mode():
         emb = encoder(frames)
         if goal_image is not None:

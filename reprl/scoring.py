@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from reprl.errors import ReprlError
-from reprl.rewards import bump_rate, values, voc
+from reprl.rewards import bump_rate, goal_from_embeddings, nonfinite_frames, values, video_metrics, voc
 from reprl.stats import auc, bootstrap_ci
 
 METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "fail_auc_final", "fail_auc_sum", "near_auc",
@@ -66,14 +66,10 @@ def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: 
     """Held-out videos with their task, success flag, 'near' frame and state (where the shards carry them).
     Videos without a `succeeded` field count as successful (plain expert videos)."""
     from reprl.data.augment import center_square
-    from reprl.data.datamodule import even_indices
-    from reprl.data.reader import expand_urls, iter_videos
-    from reprl.data.sampling import MIN_FRAMES
+    from reprl.data.datamodule import even_indices, heldout_videos
 
     out: list[ScoreVideo] = []
-    for video in iter_videos(expand_urls(urls)):
-        if len(video) < MIN_FRAMES:
-            continue
+    for video in heldout_videos(urls, max_videos):
         steps = video.array("frame_step") if "frame_step" in video.arrays else np.arange(len(video))
         near_idx = _near_frame(video, steps, near)
         idx = sorted(set(even_indices(len(video), max_frames)) | ({near_idx} if near_idx is not None else set()))
@@ -83,10 +79,6 @@ def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: 
                               frames=center_square(video.decode(idx), image_size),
                               near=idx.index(near_idx) if near_idx is not None else None, state=state,
                               camera=str(video.meta.get("camera", ""))))
-        if len(out) >= max_videos:
-            break
-    if not out:
-        raise ReprlError(f"no usable held-out videos (>= {MIN_FRAMES} frames) in {urls}")
     return out
 
 
@@ -110,9 +102,9 @@ class Record:
 
 
 def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | None, similarity: Any) -> Record:
-    v_last = values(emb, emb[-1], similarity)
+    last = video_metrics(emb, similarity)
     vo = values(emb, goal_other, similarity).numpy() if goal_other is not None else None
-    return Record(task=v.task, succeeded=v.succeeded, voc_last=voc(v_last), bump_last=bump_rate(v_last),
+    return Record(task=v.task, succeeded=v.succeeded, voc_last=last["voc"], bump_last=last["bump_rate"],
                   voc_other=voc(vo) if vo is not None else None, bump_other=bump_rate(vo) if vo is not None else None,
                   final=float(vo[-1]) if vo is not None else None,
                   summed=float(vo[-1] - vo[0]) if vo is not None else None,
@@ -124,7 +116,7 @@ def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
     """Embed every video once and compute its figures under the `last` and `other` goals."""
     with torch.inference_mode():
         embs = [encoder(v.frames).float().cpu() for v in videos]
-    if not all(torch.isfinite(e).all() for e in embs):
+    if any(nonfinite_frames(e) for e in embs):
         raise ReprlError("the encoder produced non-finite embeddings; its weights are broken: retrain or re-export it")
     lasts: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = defaultdict(list)
     for i, (v, e) in enumerate(zip(videos, embs)):
@@ -133,7 +125,8 @@ def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
     records = []
     for i, (v, e) in enumerate(zip(videos, embs)):
         others = [g for j, g in lasts[v.task, v.camera] if j != i]  # a user's goal image: same task and camera
-        records.append(make_record(v, e, torch.stack(others).mean(0) if others else None, encoder.similarity))
+        goal = goal_from_embeddings(torch.stack(others)) if others else None
+        records.append(make_record(v, e, goal, encoder.similarity))
     return records
 
 

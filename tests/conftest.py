@@ -43,21 +43,6 @@ def make_frame_folder(folder: Path, n: int, *, names: str = "{i}.png", size: tup
     return folder
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 def random_frames(n: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)

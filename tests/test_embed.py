@@ -167,3 +167,16 @@ def test_existing_output_is_kept_and_a_failure_leaves_it_intact(encoder_dir, tmp
         main(["embed", VIDEO, "--encoder", encoder_dir, "--out", str(out), "--overwrite"])
     assert (out / "summary.json").read_text() == before
     assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".o.")]
+
+
+def test_embed_video_decodes_in_batches_and_matches_embedding_the_whole_video(encoder_dir):
+    from reprl.data.reader import expand_urls, iter_videos
+    from reprl.embed.pipeline import embed_video
+
+    enc = reprl.load(encoder_dir).eval()
+    video = next(iter_videos(expand_urls(HELDOUT_SHARDS)))
+    got = embed_video(enc, video, batch_size=7)  # batches of 7 do not divide the video's length
+    with torch.inference_mode():
+        want = enc(video.decode())
+    assert got.shape == (len(video), 32) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -181,3 +181,23 @@ def test_clip_pretrained_must_be_a_file_or_a_known_tag():
 
     with pytest.raises(ReprlError, match="not a file, nor an open_clip tag"):
         build_encoder("clip-rn50", pretrained="/no/such/RN50.pt")
+
+
+def test_compile_encode_keeps_embeddings_and_weights():
+    torch.manual_seed(0)
+    enc = reprl.load("tiny", image_size=32, embed_dim=8).eval()
+    frames = torch.randint(0, 256, (3, 3, 40, 40), dtype=torch.uint8)
+    with torch.inference_mode():
+        before = enc(frames)
+    keys = list(enc.state_dict())
+    calls = []
+
+    def count(gm, example_inputs):  # a torch.compile backend that records each graph and runs it eagerly
+        calls.append(gm)
+        return gm.forward
+
+    assert enc.compile_encode(backend=count) is enc
+    with torch.inference_mode():
+        after = enc(frames)
+    assert calls and list(enc.state_dict()) == keys  # compiled for real; nothing added to the checkpoint
+    torch.testing.assert_close(after, before)

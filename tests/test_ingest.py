@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_frame_folder, random_frames, write_video
+from conftest import make_frame_folder, random_frames
 
+from reprl.bench.ingest import synthetic_video
 from reprl.data.ingest import subsample_indices
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.shards import ShardOptions, write_shards
 from reprl.data.sources import VideoSource
-from reprl.data.video import VideoReader, open_reader
+from reprl.data.video import VideoReader, open_reader, write_mp4
 from reprl.errors import ReprlError
 
 BITS = 10
@@ -35,17 +36,8 @@ def number_of(frame) -> int:
 
 
 def numbered_video(path: Path, n: int, fps: int = 30, gop: int = 30) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = 80, 16, "yuv420p"
-        s.codec_context.gop_size = gop
-        s.options = {"preset": "ultrafast", "crf": "10"}
-        for i in range(n):
-            out.mux(s.encode(av.VideoFrame.from_ndarray(numbered_frame(i), format="rgb24")))
-        out.mux(s.encode())
-    return path
+    frames = (numbered_frame(i) for i in range(n))
+    return write_mp4(path, frames, fps, options={"preset": "ultrafast", "crf": "10"}, gop=gop)
 
 
 def videos_of(out):
@@ -60,6 +52,33 @@ def videos_of(out):
 ])
 def test_subsampling_by_hand(n, src_fps, fps, every, expected):
     assert subsample_indices(n, src_fps, fps, every) == expected
+
+
+def test_write_mp4_round_trips_frames_keyframe_interval_and_leaves_no_partial_file(tmp_path):
+    path = numbered_video(tmp_path / "n.mp4", 12, fps=10, gop=4)
+    with VideoReader(str(path)) as reader:
+        assert (reader.info.fps, reader.info.width, reader.info.height) == (10.0, 80, 16)
+        assert [number_of(get()) for _, get in reader.read()] == list(range(12))
+    import av
+
+    with av.open(str(path)) as c:
+        keys = [p.pts for p in c.demux(c.streams.video[0]) if p.is_keyframe]
+    assert len(keys) == 3  # frames 0, 4, 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.mp4"]
+    with pytest.raises(ValueError, match="no frames"):
+        write_mp4(tmp_path / "empty.mp4", [])
+    assert not (tmp_path / "empty.mp4").exists() and not (tmp_path / "empty.partial.mp4").exists()
+
+
+def test_frame_count_from_the_header_or_duration_times_fps(tmp_path):
+    from reprl.data.video import FrameInfo
+
+    assert FrameInfo(30.0, 8, 8, source_frames=None, duration_s=2.5).frames_or_estimate() == 75
+    assert FrameInfo(30.0, 8, 8, source_frames=10, duration_s=2.5).frames_or_estimate() == 10  # counted wins
+    assert FrameInfo(None, 8, 8, source_frames=None, duration_s=2.5).frames_or_estimate() == 0
+    assert FrameInfo(30.0, 8, 8, source_frames=None).frames_or_estimate() == 0
+    with VideoReader(str(numbered_video(tmp_path / "n.mp4", 12, fps=10))) as reader:
+        assert reader.info.source_frames == 12 and reader.info.duration_s == pytest.approx(1.2)
 
 
 def test_a_far_cut_seeks_instead_of_decoding_from_the_start(tmp_path):
@@ -124,7 +143,7 @@ def test_clip_options_are_checked_before_decoding(tmp_path):
 
 
 def test_manifest_len_that_disagrees_warns_or_fails_under_strict(tmp_path, caplog):
-    write_video(tmp_path / "v.mp4", random_frames(20))
+    write_mp4(tmp_path / "v.mp4", random_frames(20), 20)
     (tmp_path / "m.csv").write_text("path,len\nv.mp4,25\n")
     index = write_shards([tmp_path / "m.csv"], tmp_path / "out", ShardOptions(resize=0), progress=False)
     (warning,) = index["warnings"]
@@ -165,29 +184,11 @@ print([ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0].spli
 """
 
 
-def flat_video(path: Path, n: int) -> Path:
-    """n frames of 640x480, nearly flat (cheap to encode) with a moving bar so frames differ."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = 640, 480, "yuv420p"
-        s.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        frame = np.full((480, 640, 3), 90, np.uint8)
-        for i in range(n):
-            x = (7 * i) % 600
-            frame[:, x:x + 40] = 200
-            out.mux(s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            frame[:, x:x + 40] = 90
-        out.mux(s.encode())
-    return path
-
-
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_video_length(tmp_path):
     peaks = {}
     for n in (300, 3000):
-        video = flat_video(tmp_path / f"v{n}.mp4", n)
+        video = synthetic_video(tmp_path / f"v{n}.mp4", n)
         out = subprocess.run([sys.executable, "-c", CHILD, str(video), str(tmp_path / f"out{n}")],
                              capture_output=True, text=True, check=True)
         peaks[n] = int(out.stdout.split()[-1]) / 1024  # KiB -> MiB

@@ -10,6 +10,7 @@ from test_ingest import number_of, numbered_frame
 
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.shards import ShardOptions, write_shards
+from reprl.data.video import write_mp4
 from reprl.errors import ReprlError
 
 pa = pytest.importorskip("pyarrow")
@@ -25,17 +26,8 @@ def frame_id(ep: int, t: int, cam: str) -> int:
     return 100 * ep + t + (50 if cam.endswith("wrist") else 0)
 
 
-def write_mp4(path: Path, ids: list[int]) -> None:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = 80, 16, "yuv420p"
-        s.options = {"preset": "ultrafast", "crf": "10"}
-        for i in ids:
-            out.mux(s.encode(av.VideoFrame.from_ndarray(numbered_frame(i), format="rgb24")))
-        out.mux(s.encode())
+def numbered_mp4(path: Path, ids: list[int]) -> None:
+    write_mp4(path, (numbered_frame(i) for i in ids), FPS, options={"preset": "ultrafast", "crf": "10"})
 
 
 def episode_rows(ep: int, offset: int) -> dict[str, list]:
@@ -77,7 +69,7 @@ def make_v2(root: Path) -> Path:
         write_parquet(root / f"data/chunk-000/episode_{e:06d}.parquet", [episode_rows(e, offset)])
         offset += n
         for c in CAMS:
-            write_mp4(root / f"videos/chunk-000/{c}/episode_{e:06d}.mp4", [frame_id(e, t, c) for t in range(n)])
+            numbered_mp4(root / f"videos/chunk-000/{c}/episode_{e:06d}.mp4", [frame_id(e, t, c) for t in range(n)])
     return root
 
 
@@ -88,8 +80,8 @@ def make_v3(root: Path) -> Path:
         "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4")))
     write_parquet(root / "data/chunk-000/file-000.parquet", [episode_rows(0, 0), episode_rows(1, LENGTHS[0])])
     for c in CAMS:
-        write_mp4(root / f"videos/{c}/chunk-000/file-000.mp4",
-                  [frame_id(e, t, c) for e, n in enumerate(LENGTHS) for t in range(n)])
+        numbered_mp4(root / f"videos/{c}/chunk-000/file-000.mp4",
+                 [frame_id(e, t, c) for e, n in enumerate(LENGTHS) for t in range(n)])
     starts = [0, LENGTHS[0]]
     episodes = {"episode_index": [0, 1], "tasks": [[TASKS[0]], [TASKS[1]]], "length": LENGTHS,
                 "data/chunk_index": [0, 0], "data/file_index": [0, 0],

@@ -10,6 +10,7 @@ from reprl.rewards import (
     bump_rate,
     goal_from_embeddings,
     goal_from_frame,
+    nonfinite_frames,
     rewards,
     spearman,
     values,
@@ -77,3 +78,20 @@ def test_video_values_with_each_kind_of_goal():
         video_values(enc, frames, goal_text="open the drawer")
     with pytest.raises(ReprlError, match="give one goal"):
         video_values(enc, frames, goal_frame=1, goal_text="x")
+
+
+def test_nonfinite_frames_counts_rows_with_any_nan_or_inf():
+    emb = torch.zeros(5, 3)
+    assert nonfinite_frames(emb) == 0
+    emb[1, 0] = float("nan")
+    emb[3, 2] = float("inf")
+    emb[3, 1] = float("-inf")  # a second bad value in the same row counts once
+    assert nonfinite_frames(emb) == 2
+
+
+def test_check_one_goal_names_every_goal_given_and_counts_zero_and_empty_as_given():
+    from reprl.rewards import check_one_goal
+
+    check_one_goal({"a": None, "b": False, "c": 0})  # one goal (frame 0 is a goal), unset ones ignored
+    with pytest.raises(ReprlError, match="^give one goal, not a and c$"):
+        check_one_goal({"a": "", "b": None, "c": 0})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from reprl.errors import ReprlError
 from reprl.scoring import (
     HAND,
     Record,
@@ -234,3 +235,17 @@ def test_score_rejects_bad_settings(capsys):
     with pytest.raises(SystemExit) as e:
         main(["score", "tests/data/metaworld/heldout", "--encoder", "random:tiny", "--near", "1.5"])
     assert e.value.code == 2 and "--near must lie strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_heldout_videos_skip_short_ones_stop_at_the_limit_and_refuse_an_empty_set(monkeypatch):
+    import reprl.data.datamodule as dm
+    from reprl.data.reader import expand_urls, iter_videos
+
+    heldout = "tests/data/metaworld/heldout"
+    lengths = {v.key: len(v) for v in iter_videos(expand_urls(heldout))}  # 105, 97, 97 frames
+    assert [v.key for v in dm.heldout_videos(heldout, 2)] == list(lengths)[:2]
+    monkeypatch.setattr(dm, "MIN_FRAMES", 98)  # the two 97-frame videos are now too short to score
+    assert [v.key for v in dm.heldout_videos(heldout, 100)] == [k for k, n in lengths.items() if n >= 98]
+    monkeypatch.setattr(dm, "MIN_FRAMES", max(lengths.values()) + 1)
+    with pytest.raises(ReprlError, match="no usable held-out videos"):
+        list(dm.heldout_videos(heldout, 100))

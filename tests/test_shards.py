@@ -3,11 +3,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_frame_folder, random_frames, write_video
+from conftest import make_frame_folder, random_frames
 from PIL import Image
 
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.shards import ShardOptions, ShardWriter, write_shards
+from reprl.data.video import write_mp4
 from reprl.errors import ReprlError
 
 
@@ -52,7 +53,7 @@ def test_16_bit_frames_are_scaled_not_clipped(tmp_path):
 
 
 def test_video_files_resize_and_fps_subsampling(tmp_path):
-    write_video(tmp_path / "a.mp4", random_frames(20, (96, 64)), fps=20)
+    write_mp4(tmp_path / "a.mp4", random_frames(20, (96, 64)), 20)
     index = write_shards([tmp_path / "a.mp4"], tmp_path / "out", ShardOptions(resize=32, fps=10), progress=False)
     (video,) = videos_of(tmp_path / "out")
     assert len(video) == 10 and index["frames"] == 10
@@ -74,7 +75,7 @@ def test_reference_manifest_layouts(tmp_path):
 
 
 def test_jsonl_manifest_clips_and_extra_fields(tmp_path):
-    write_video(tmp_path / "long.mp4", random_frames(30), fps=10)
+    write_mp4(tmp_path / "long.mp4", random_frames(30), 10)
     rows = [{"path": "long.mp4", "caption": "first part", "start": 0.0, "end": 1.0, "task": "pour"},
             {"path": "long.mp4", "caption": "second part", "start_frame": 10, "end_frame": 25, "episode": 3}]
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
@@ -180,8 +181,7 @@ def test_overwrite_replaces_output(tmp_path):
 
 def test_parallel_workers_give_the_same_shards(tmp_path):
     for i in range(3):
-        write_video(tmp_path / "in" / f"v{i}.mp4" if (tmp_path / "in").exists() else
-                    (tmp_path / "in").mkdir() or tmp_path / "in" / f"v{i}.mp4", random_frames(6, seed=i))
+        write_mp4(tmp_path / "in" / f"v{i}.mp4", random_frames(6, seed=i), 20)  # creates the folder
     a = write_shards([tmp_path / "in"], tmp_path / "a", ShardOptions(workers=1), progress=False)
     b = write_shards([tmp_path / "in"], tmp_path / "b", ShardOptions(workers=2), progress=False)
     assert a["frames"] == b["frames"] == 18

@@ -238,3 +238,17 @@ def test_batches_move_to_cuda_without_blocking_and_to_cpu_as_they_are(tmp_path, 
     module.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
     module.transfer_batch_to_device(batch, torch.device("cpu"), 0)
     assert calls == [("cuda", True), ("cpu", False)]
+
+
+@pytest.mark.parametrize("precision, accelerator, cuda, expected", [
+    ("auto", "auto", True, "bf16-mixed"),  # a GPU is there and the run may use it
+    ("auto", "gpu", True, "bf16-mixed"),
+    ("auto", "cpu", True, "32-true"),  # a GPU is there but the run is pinned to the CPU
+    ("auto", "auto", False, "32-true"),  # no GPU
+    ("16-mixed", "cpu", True, "16-mixed"),  # an explicit choice passes through
+])
+def test_auto_precision_follows_the_device_the_trainer_lands_on(monkeypatch, precision, accelerator, cuda, expected):
+    from reprl.training.run import lightning_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert lightning_precision(precision, accelerator) == expected

@@ -13,27 +13,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import av
-
 from reprl.data.reader import expand_urls, iter_videos
+from reprl.data.video import write_mp4
 from reprl.sim.corpus import CorpusConfig, render_corpus
 
 ROOT = Path(__file__).resolve().parents[1] / "tests" / "data"
-
-
-def write_mp4(frames, path: Path, fps: int = 20) -> None:
-    tmp = path.with_suffix(".partial.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[-1], frames.shape[-2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "23"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f.permute(1, 2, 0).numpy(), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    tmp.replace(path)
 
 
 def main() -> None:
@@ -43,7 +27,8 @@ def main() -> None:
     render_corpus(CorpusConfig(tasks="drawer-open", episodes=3, noise=0.5, noisy_fraction=0.34, seed=2,
                                stop_after_success=10, **common), ROOT / "metaworld" / "heldout", progress=False)
     first = next(v for v in iter_videos(expand_urls(str(ROOT / "metaworld" / "heldout"))) if v.meta["expert"])
-    write_mp4(first.decode(), ROOT / "drawer_open.mp4")
+    frames = (f.permute(1, 2, 0).numpy() for f in first.decode())
+    write_mp4(ROOT / "drawer_open.mp4", frames, 20, options={"crf": "23"})
     for p in ROOT.rglob(".*partial*"):
         shutil.rmtree(p, ignore_errors=True)
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from reprl.utils.files import replacing
 from reprl.utils.timing import median_spread
 
 
@@ -34,8 +33,7 @@ def ensure_video(cfg: EmbedBenchConfig) -> str:
         return cfg.video
     path = Path(cfg.cache) / f"episode_{cfg.frame_size}.mp4"
     if not path.exists():
-        import av
-
+        from reprl.data.video import write_mp4
         from reprl.sim.metaworld import MetaWorldEnv, expert_policy, run_episode
 
         env = MetaWorldEnv("drawer-close", ["corner"], cfg.frame_size)
@@ -43,22 +41,14 @@ def ensure_video(cfg: EmbedBenchConfig) -> str:
             ep = run_episode(env, expert_policy("drawer-close"), seed=0, noise=0.3, max_steps=cfg.max_frames - 1)
         finally:
             env.close()
-        with replacing(path) as tmp, av.open(str(tmp), "w") as out:
-            stream = out.add_stream("libx264", rate=30)
-            stream.width = stream.height = cfg.frame_size
-            stream.pix_fmt = "yuv420p"
-            for f in ep.frames["corner"]:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
+        write_mp4(path, ep.frames["corner"], 30)
     return str(path)
 
 
 def run_embed_bench(cfg: EmbedBenchConfig) -> dict[str, Any]:
     import reprl
+    from reprl.embed.frame_sources import open_sources
     from reprl.embed.pipeline import autocast, embed_source
-    from reprl.embed.sources import open_sources
 
     video = ensure_video(cfg)
     kwargs = {"image_size": cfg.image_size} if cfg.image_size else {}

@@ -13,11 +13,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reprl.data.video import write_mp4
 from reprl.utils.timing import median_spread
 
 CHILD = """
@@ -30,26 +32,19 @@ print([ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0].spli
 
 def synthetic_video(path: Path, frames: int, size: tuple[int, int] = (640, 480), fps: int = 30) -> Path:
     """A cheap-to-encode video of `frames` frames (written once; kept when it exists)."""
-    import av
-
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".partial.mp4")
+    return write_mp4(path, moving_bar_frames(frames, size), fps, options={"preset": "ultrafast", "tune": "zerolatency"})
+
+
+def moving_bar_frames(frames: int, size: tuple[int, int] = (640, 480)) -> Iterator[np.ndarray]:
+    """Nearly flat grey frames (cheap to encode) with a bright bar that moves 7 px a frame, so frames differ."""
     w, h = size
-    with av.open(str(tmp), "w") as out:
-        s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    for i in range(frames):
         frame = np.full((h, w, 3), 90, np.uint8)
-        for i in range(frames):
-            x = (7 * i) % (w - 40)
-            frame[:, x:x + 40] = 200
-            out.mux(s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            frame[:, x:x + 40] = 90
-        out.mux(s.encode())
-    os.replace(tmp, path)
-    return path
+        x = (7 * i) % (w - 40)
+        frame[:, x:x + 40] = 200
+        yield frame
 
 
 def convert(videos: list[Path], out: Path, workers: int) -> dict[str, float]:

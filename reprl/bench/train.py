@@ -94,7 +94,7 @@ def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
     from reprl.objectives.modules import data_mode
     from reprl.training.callbacks import make_loggers
     from reprl.training.module import PretrainModule
-    from reprl.training.run import build_training_encoder, quiet_lightning
+    from reprl.training.run import build_training_encoder, lightning_precision, quiet_lightning
 
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`")  # validation is off on purpose here
@@ -105,9 +105,7 @@ def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
         stream = StreamConfig(mode=data_mode(pc.objective), image_size=encoder.config.image_size,
                               batch_size=pc.data.batch_size, shuffle_buffer=pc.data.batch_size)
         timer = _callback(cfg.warmup)
-        precision = cfg.precision
-        if precision == "auto":
-            precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+        precision = lightning_precision(cfg.precision, cfg.accelerator)
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_steps=pc.trainer.max_steps,
                             precision=precision, logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -24,22 +25,29 @@ def even_indices(n: int, k: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
 
 
+def heldout_videos(urls: str | list[str], max_videos: int) -> Iterator[Any]:
+    """The first `max_videos` videos long enough to score (>= MIN_FRAMES); none at all is an error."""
+    n = 0
+    for video in iter_videos(expand_urls(urls)):
+        if len(video) < MIN_FRAMES:
+            continue
+        n += 1
+        yield video
+        if n >= max_videos:
+            return
+    if not n:
+        raise ReprlError(f"no usable held-out videos (>= {MIN_FRAMES} frames) in {urls}")
+
+
 class HeldoutVideos(Dataset):
     """Whole videos from held-out shards, decoded once and center-cropped: for VOC and bump rate."""
 
     def __init__(self, urls: str | list[str], image_size: int, max_videos: int = 16, max_frames: int = 64) -> None:
         self.videos: list[dict[str, Any]] = []
-        for video in iter_videos(expand_urls(urls)):
-            if len(video) < MIN_FRAMES:
-                continue
-            idx = even_indices(len(video), max_frames)
-            frames = center_square(video.decode(idx), image_size)
+        for video in heldout_videos(urls, max_videos):
+            frames = center_square(video.decode(even_indices(len(video), max_frames)), image_size)
             self.videos.append({"frames": frames, "key": video.key, "text": video.text or "",
                                 "task": str(video.meta.get("task", ""))})
-            if len(self.videos) >= max_videos:
-                break
-        if not self.videos:
-            raise ReprlError(f"no usable held-out videos (>= {MIN_FRAMES} frames) in {urls}")
 
     def __len__(self) -> int:
         return len(self.videos)

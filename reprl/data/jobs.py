@@ -20,7 +20,7 @@ from reprl.data import ingest
 from reprl.data.ingest import CutSink
 from reprl.data.shards import EncodedVideo, ShardOptions, Skipped, encode_jpeg
 from reprl.data.sources import VideoSource, list_frames
-from reprl.data.video import SEEK_GAP, DecodeError, FrameInfo, FrameReader, cut_range, open_reader
+from reprl.data.video import SEEK_GAP, DecodeError, FrameInfo, FrameReader, VideoReader, cut_range, open_reader
 from reprl.utils.parallel import ordered_map
 
 REPORT_EVERY = 64  # frames between progress reports from a worker
@@ -138,12 +138,8 @@ def probe_frames(job: Job) -> int:
         if src.kind == "frames":
             n, fps = len(list_frames(Path(src.path))), src.fps
         else:
-            import av
-
-            with av.open(src.path) as c:
-                s = c.streams.video[0]
-                fps = float(s.average_rate) if s.average_rate else None
-                n = s.frames or (int(float(s.duration * s.time_base) * fps) if s.duration and fps else 0)
+            with VideoReader(src.path) as reader:
+                fps, n = reader.info.fps, reader.info.frames_or_estimate()
     except Exception:  # noqa: BLE001 - an unreadable video is reported by its job; here it only counts 0
         return 0
     total = 0

@@ -7,7 +7,7 @@ Grayscale, palette, RGBA and 16-bit frames are converted to 8-bit RGB; undecodab
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from reprl.data.sources import VideoSource, list_frames
+from reprl.utils.files import replacing
 
 
 class DecodeError(Exception):
@@ -28,6 +29,13 @@ class FrameInfo:
     width: int
     height: int
     source_frames: int | None  # frames in the file/folder before any cut, when known
+    duration_s: float | None = None  # the video stream's duration from its header, when it has one
+
+    def frames_or_estimate(self) -> int:
+        """source_frames, else duration x fps from the header (some containers do not count frames), else 0."""
+        if self.source_frames:
+            return self.source_frames
+        return int(self.duration_s * self.fps) if self.duration_s and self.fps else 0
 
 
 def to_rgb8(img: Image.Image) -> np.ndarray:
@@ -144,7 +152,8 @@ class VideoReader(FrameReader):
         self._s = s = self._c.streams.video[0]
         fps = float(s.average_rate) if s.average_rate else None
         self.info = FrameInfo(fps=fps, width=s.codec_context.width, height=s.codec_context.height,
-                              source_frames=s.frames or None)
+                              source_frames=s.frames or None,
+                              duration_s=float(s.duration * s.time_base) if s.duration else None)
         self._frames: Iterator[Any] | None = None
         self._next = 0  # index of the next frame the open decoder yields (when counting)
         self._held: tuple[int, Any] | None = None  # a frame read past the end of the previous range
@@ -222,3 +231,29 @@ def read_video_frames(path: str | Path) -> tuple[FrameInfo, list[np.ndarray]]:
     p = Path(path)
     with open_reader(VideoSource(path=str(p), kind="frames" if p.is_dir() else "video")) as reader:
         return reader.info, [get() for _, get in reader.read()]
+
+
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int = 30, *, options: dict[str, str] | None = None,
+              gop: int | None = None) -> Path:
+    """Encode RGB uint8 frames [H, W, 3] as an H.264 mp4 (yuv420p; size from the first frame), written atomically.
+
+    `options` are libx264 settings (e.g. {"preset": "ultrafast", "crf": "10"}); `gop` the keyframe interval.
+    """
+    import av
+
+    path = Path(path)
+    with replacing(path) as tmp, av.open(str(tmp), "w") as out:
+        stream = None
+        for f in frames:
+            if stream is None:
+                stream = out.add_stream("libx264", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = f.shape[1], f.shape[0], "yuv420p"
+                if options:
+                    stream.options = dict(options)
+                if gop is not None:
+                    stream.codec_context.gop_size = gop
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        if stream is None:
+            raise ValueError(f"no frames to write to {path}")
+        out.mux(stream.encode())
+    return path

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from reprl.embed.sources import FrameSource
+from reprl.embed.frame_sources import FrameSource, shard_batches
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 
@@ -127,3 +127,9 @@ def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64,
     if not outs:
         raise ReprlError(f"{source.name}: no frames could be read (empty video or folder)")
     return torch.cat(outs), stats
+
+
+def embed_video(encoder: Encoder, video: Any, batch_size: int = 64) -> torch.Tensor:
+    """All frames of one shard video -> float32 embeddings [T, D] on the CPU, decoded batch by batch."""
+    source = FrameSource(name=video.key, kind="shard", count=len(video), _open=shard_batches(video))
+    return embed_source(encoder, source, batch_size=batch_size)[0]

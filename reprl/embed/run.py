@@ -26,12 +26,21 @@ import numpy as np
 import torch
 
 import reprl
+from reprl.embed.frame_sources import FrameSource, open_sources
 from reprl.embed.pipeline import EmbedStats, autocast, embed_source
 from reprl.embed.plot import plot_many, plot_video
-from reprl.embed.sources import FrameSource, open_sources
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
-from reprl.rewards import bump_rate, goal_from_frame, values, voc
+from reprl.rewards import (
+    bump_rate,
+    check_one_goal,
+    goal_from_frame,
+    goal_from_image,
+    goal_from_text,
+    nonfinite_frames,
+    values,
+    voc,
+)
 from reprl.utils.files import StagingDir, check_output, safe_name
 
 
@@ -66,10 +75,8 @@ class Goal:
 
 def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
     """Check the goal options against the encoder before any heavy work; embed fixed goals."""
-    given = [n for n, v in (("--goal", opts.goal_image), ("--goal-frame", opts.goal_frame),
-                            ("--goal-text", opts.goal_text), ("--goal-caption", opts.goal_caption or None)) if v]
-    if len(given) > 1:
-        raise ReprlError(f"give one goal, not {' and '.join(given)}")
+    check_one_goal({"--goal": opts.goal_image, "--goal-frame": opts.goal_frame, "--goal-text": opts.goal_text,
+                    "--goal-caption": opts.goal_caption})
     if opts.goal_text is not None or opts.goal_caption:
         if not encoder.has_text:
             encoder.embed_text(["x"])  # raises the encoder's own message: no text tower
@@ -78,7 +85,7 @@ def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
         if not opts.goal_text.strip():
             raise ReprlError("--goal-text is empty")
         with torch.inference_mode():
-            emb = encoder.embed_text([opts.goal_text])[0].float().cpu()
+            emb = goal_from_text(encoder, opts.goal_text).float().cpu()
         return Goal("text", opts.goal_text, emb)
     if opts.goal_image is not None:
         from reprl.data.video import DecodeError, load_image
@@ -90,7 +97,7 @@ def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
         except DecodeError as e:
             raise ReprlError(str(e)) from None
         with torch.inference_mode():
-            emb = encoder(img)[0].float().cpu()
+            emb = goal_from_image(encoder, img).float().cpu()
         thumb = torch.from_numpy(img.copy()).permute(2, 0, 1)
         return Goal("image", opts.goal_image, emb, thumb=thumb)
     if opts.goal_frame not in (None, "last"):
@@ -109,7 +116,7 @@ def _goal_for(goal: Goal, encoder: Encoder, emb: torch.Tensor, source: FrameSour
         if not source.caption:
             raise ReprlError(f"video {source.name} has no caption to use as goal")
         with torch.inference_mode():
-            return encoder.embed_text([source.caption])[0].float().cpu()
+            return goal_from_text(encoder, source.caption).float().cpu()
     return goal_from_frame(emb, goal.frame)
 
 
@@ -145,7 +152,7 @@ def _embed_one(encoder: Encoder, source: FrameSource, opts: EmbedOptions) -> tup
     show = opts.progress and (source.count is None or source.count >= 4 * opts.batch_size)
     with tqdm(total=source.count, desc=f"embed {source.name[-30:]}", unit="frame", disable=not show) as bar:
         emb, stats = embed_source(encoder, source, batch_size=opts.batch_size, precision=opts.precision, progress=bar)
-    bad = int((~torch.isfinite(emb).all(dim=-1)).sum())
+    bad = nonfinite_frames(emb)
     if bad:
         raise ReprlError(f"{opts.encoder} gave non-finite embeddings (NaN/inf) for {bad} of {len(emb)} frames of "
                          f"{source.name}; its weights are broken (a diverged run?) or --precision {opts.precision} "

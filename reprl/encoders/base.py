@@ -199,6 +199,12 @@ class Encoder(nn.Module):
         self.channels_last = enabled
         return self.to(memory_format=torch.channels_last) if enabled else self
 
+    def compile_encode(self, **options: Any) -> Encoder:
+        """torch.compile the image tower (`encode`) for training; preprocessing and the weights are untouched, so
+        checkpoints and exports stay the same. `options` go to torch.compile (e.g. backend, mode)."""
+        self.encode = torch.compile(self.encode, **options)  # type: ignore[method-assign]  # per instance, on purpose
+        return self
+
     def freeze(self) -> Encoder:
         """Eval mode, no gradients: what control code wants."""
         self.eval()

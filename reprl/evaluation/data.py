@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.encoders.base import Encoder
@@ -59,12 +58,9 @@ def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fin
         stored = np.load(path)
         embs = [stored[f"e{i}"] for i in range(len(videos))]
     else:
-        embs = []
-        with torch.inference_mode():
-            for v in videos:
-                frames = v.decode()
-                embs.append(torch.cat([encoder(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)])
-                            .cpu().numpy())
+        from reprl.embed.pipeline import embed_video
+
+        embs = [embed_video(encoder, v, batch_size).numpy() for v in videos]
         with replacing(path) as tmp:
             np.savez(tmp, **{f"e{i}": e for i, e in enumerate(embs)})
     episodes = []

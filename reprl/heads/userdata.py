@@ -78,7 +78,7 @@ def _shard_episodes(spec: str) -> Iterator[dict[str, Any]]:
 
 def load_episodes(spec: str) -> list[dict[str, Any]]:
     """Episodes of a user's data (frames not yet embedded), validated."""
-    from reprl.embed.sources import is_shards
+    from reprl.embed.frame_sources import is_shards
 
     if spec.endswith(".npz"):
         if not Path(spec).is_file():
@@ -96,17 +96,17 @@ def load_episodes(spec: str) -> list[dict[str, Any]]:
 
 def embed_episodes(episodes: list[dict[str, Any]], encoder: Any, batch_size: int = 64) -> list[dict[str, Any]]:
     """Add emb [T+1, D] to every episode with reprl's embedding pipeline (frames are decoded as they go)."""
-    from reprl.embed.pipeline import embed_source
-    from reprl.embed.sources import FrameSource, _shard_batches
+    from reprl.embed.frame_sources import FrameSource
+    from reprl.embed.pipeline import embed_source, embed_video
 
     for ep in episodes:
         if "video" in ep:
-            opener = _shard_batches(ep.pop("video"))
+            emb = embed_video(encoder, ep.pop("video"), batch_size)
         else:
             frames = ep.pop("frames")
             opener = (lambda f: lambda size: (f[i:i + size] for i in range(0, len(f), size)))(frames)
-        emb, _ = embed_source(encoder, FrameSource(name=ep["key"], kind="episode", _open=opener),
-                              batch_size=batch_size)
+            emb, _ = embed_source(encoder, FrameSource(name=ep["key"], kind="episode", _open=opener),
+                                  batch_size=batch_size)
         ep["emb"] = emb.numpy()
         if len(ep["proprio"]) != len(ep["emb"]):
             raise ReprlError(f"{ep['key']}: {len(ep['proprio'])} proprio rows for {len(ep['emb'])} frames")

@@ -143,6 +143,14 @@ def heldout_scores(encoders: dict[str, Encoder], shards: str, image_size: int, m
     return out
 
 
+def lightning_precision(precision: str, accelerator: str) -> str:
+    """Lightning's precision for a trainer: 'auto' is bf16-mixed when the run lands on a GPU, 32-true otherwise."""
+    if precision != "auto":
+        return precision
+    gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if gpu else "32-true"
+
+
 def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
@@ -151,8 +159,7 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     from reprl.training.progress import TextProgress
 
     t = cfg.trainer
-    gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
-    precision = t.precision if t.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
+    precision = lightning_precision(t.precision, t.accelerator)
     checkpoint = FiniteCheckpoint(dirpath=run_dir / "checkpoints", filename="step-{step:07d}",
                                  auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every,
                                  save_top_k=-1, save_last=True)
@@ -221,7 +228,7 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
     encoder = build_training_encoder(cfg, cfg.trainer.seed)
     module = PretrainModule(cfg, encoder)
     if cfg.trainer.compile:
-        encoder.encode = torch.compile(encoder.encode)  # type: ignore[method-assign]
+        encoder.compile_encode()
     stream = StreamConfig(mode=data_mode(cfg.objective, cfg.data.goal_last), image_size=encoder.config.image_size,
                           crop_scale=cfg.data.crop_scale, augment=cfg.data.augment, batch_size=cfg.data.batch_size,
                           tuples_per_video=cfg.data.tuples_per_video, shuffle_buffer=cfg.data.shuffle_buffer,

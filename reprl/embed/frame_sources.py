@@ -78,7 +78,8 @@ def _video_info(path: str) -> tuple[float | None, int | None]:
         raise ReprlError(f"{path}: {e}") from None
 
 
-def _shard_batches(video: Any) -> Any:
+def shard_batches(video: Any) -> Any:
+    """Batches of a shard video's frames, decoded as they are asked for."""
     def gen(size: int) -> Iterator[torch.Tensor]:
         for i in range(0, len(video), size):
             try:
@@ -128,7 +129,7 @@ def open_sources(spec: str) -> tuple[str, Iterator[FrameSource]]:
             for v in iter_videos(urls):
                 yield FrameSource(name=v.key, kind="shard", fps=v.meta.get("fps"), count=len(v), caption=v.text,
                                   meta={k: v.meta[k] for k in ("task", "camera", "episode", "source") if k in v.meta},
-                                  _open=_shard_batches(v))
+                                  _open=shard_batches(v))
         return "shards", shard_sources()
     if any(ch in spec for ch in "*?[") and not os.path.exists(spec):
         files = sorted((Path(f) for f in glob.glob(spec) if Path(f).suffix.lower() in IMAGE_EXTS),
