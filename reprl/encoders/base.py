@@ -113,6 +113,8 @@ class Encoder(nn.Module):
     """Base class: `encoder(images)` -> float32 [B, D]. Subclasses implement `encode` on normalised input."""
 
     has_text = False
+    pixel_mean: torch.Tensor  # buffers registered in __init__
+    pixel_std: torch.Tensor
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()

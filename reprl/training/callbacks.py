@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -93,7 +93,7 @@ class AppendingCSVLogger(CSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+        return cast(ExperimentWriter, self._experiment)  # an _AppendingWriter, set above
 
 
 def make_loggers(spec: str, run_dir: Path) -> list[Any]:
