@@ -143,8 +143,8 @@ def probe_frames(job: Job) -> int:
             with av.open(src.path) as c:
                 s = c.streams.video[0]
                 fps = float(s.average_rate) if s.average_rate else None
-                known = s.duration and s.time_base and fps
-                n = s.frames or (int(float(s.duration * s.time_base) * fps) if known else 0)
+                n = s.frames or (int(float(s.duration * s.time_base) * fps)
+                                 if s.duration and s.time_base and fps else 0)
     except Exception:  # noqa: BLE001 - an unreadable video is reported by its job; here it only counts 0
         return 0
     total = 0
