@@ -93,7 +93,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
     """Build dataclass `cls` from a mapping; unknown keys and ill-typed values raise ReprlError."""
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # C: any dataclass
     unknown = [k for k in data if k not in names]
     if unknown:
         section = f" in '{where}'" if where else ""

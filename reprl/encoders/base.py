@@ -60,7 +60,7 @@ class EncoderConfig:
             raise ReprlError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
         if not self.preprocess:
             self.preprocess = default_preprocess(self.image_size)
-        self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]
+        self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]  # JSON lists -> tuples
 
     @property
     def random_init(self) -> bool:

@@ -145,7 +145,8 @@ class ProcessEnvs:
         return tuple(out)
 
     def reset(self, slots: list[int], seeds: list[int]) -> Reset:
-        return self._gather(self._scatter("reset", slots, list(seeds)), len(slots))  # type: ignore[return-value]  # 2 arrays
+        parts = self._scatter("reset", slots, list(seeds))
+        return self._gather(parts, len(slots))  # type: ignore[return-value]  # 2 arrays: obs, frames
 
     def step_async(self, slots: list[int], actions: np.ndarray) -> None:
         self._pending = (self._scatter("step", slots, np.asarray(actions)), len(slots))
@@ -154,7 +155,7 @@ class ProcessEnvs:
         if self._pending is None:
             raise RuntimeError("step_wait without step_async")
         (parts, n), self._pending = self._pending, None
-        return self._gather(parts, n)  # type: ignore[return-value]  # 3 arrays: obs, reward, done
+        return self._gather(parts, n)  # type: ignore[return-value]  # 3 arrays: obs, success, frames
 
     def step(self, slots: list[int], actions: np.ndarray) -> Step:
         self.step_async(slots, actions)

@@ -64,7 +64,7 @@ class ExportEncoder(L.Callback):
             return
         out = self.out_dir / f"step-{trainer.global_step:07d}"
         if not out.exists():
-            save_encoder(pl_module.encoder, out)  # type: ignore[arg-type]
+            save_encoder(pl_module.encoder, out)  # type: ignore[arg-type]  # a PretrainModule: .encoder is an Encoder
         exports = sorted(p for p in self.out_dir.glob("step-*") if p.is_dir())
         for old in exports[: max(0, len(exports) - self.keep)]:
             shutil.rmtree(old, ignore_errors=True)

@@ -222,7 +222,7 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
     encoder = build_training_encoder(cfg, cfg.trainer.seed)
     module = PretrainModule(cfg, encoder)
     if cfg.trainer.compile:
-        encoder.encode = torch.compile(encoder.encode)  # type: ignore[method-assign]
+        encoder.encode = torch.compile(encoder.encode)  # type: ignore[method-assign]  # on this instance
     stream = StreamConfig(mode=data_mode(cfg.objective, cfg.data.goal_last), image_size=encoder.config.image_size,
                           crop_scale=cfg.data.crop_scale, augment=cfg.data.augment, batch_size=cfg.data.batch_size,
                           tuples_per_video=cfg.data.tuples_per_video, shuffle_buffer=cfg.data.shuffle_buffer,
