@@ -28,6 +28,7 @@ study: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check reprl tests tools
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -35,6 +36,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check reprl tests tools
+	$(PY) -m mypy
 
 clean:
-	rm -rf demo_out study_out runs .pytest_cache
+	rm -rf demo_out study_out runs .pytest_cache .mypy_cache

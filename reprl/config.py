@@ -39,7 +39,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value not in args:
             raise ReprlError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -93,7 +93,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
     """Build dataclass `cls` from a mapping; unknown keys and ill-typed values raise ReprlError."""
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # C: any dataclass
     unknown = [k for k in data if k not in names]
     if unknown:
         section = f" in '{where}'" if where else ""

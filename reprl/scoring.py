@@ -19,6 +19,7 @@ Metrics (successful episodes unless said otherwise):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -184,7 +185,7 @@ def probe_items(records: list[Record], target: slice) -> list[ProbeItem]:
     return items
 
 
-def _probe_fit(n: float, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: np.ndarray,
+def _probe_fit(n: float, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: np.ndarray, *,
                lam: float) -> tuple[np.ndarray, np.ndarray]:
     """ridge_fit on features z-scored with their own mean and (population) std + 1e-8, from sums; returns the
     probe on raw features: pred = x @ w + b."""
@@ -204,7 +205,7 @@ def _probe_r2_items(items: list[ProbeItem], lam: float) -> float:
         by_task[it.task].append(it)
     if len(by_task) < 2:
         return float("nan")
-    sums = {}
+    sums: dict[str, list[Any]] = {}  # per task: [n, sx, sxx, sy, sxy, syy] (floats and arrays)
     for task, its in by_task.items():
         c = np.bincount([it.index for it in its])
         uniq = {it.index: it for it in its}
@@ -238,7 +239,7 @@ def _failure_auc(field: str) -> Callable[[list[Record]], float]:
 
 
 STATISTICS: dict[str, Callable[[list[Record]], float]] = {
-    **{m: (lambda rs, m=m: _mean_over_success(rs, m)) for m in ("voc_last", "bump_last", "voc_other", "bump_other")},
+    **{m: functools.partial(_mean_over_success, field=m) for m in ("voc_last", "bump_last", "voc_other", "bump_other")},
     "fail_auc_final": _failure_auc("final"),
     "fail_auc_sum": _failure_auc("summed"),
     "near_auc": lambda rs: _per_task_auc(rs, lambda r: r.final if r.succeeded and r.near_value is not None else None,
@@ -266,7 +267,8 @@ def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
 def example_curves(videos: list[ScoreVideo], records: list[Record], per_task: int = 2) -> list[tuple[str, np.ndarray]]:
     """Value curves (goal = other episodes) of the first `per_task` successful videos of each task, labelled
     by task: the same videos for every encoder, since videos load in a fixed order."""
-    out, seen = [], defaultdict(int)
+    out: list[tuple[str, np.ndarray]] = []
+    seen: defaultdict[str, int] = defaultdict(int)
     for v, r in zip(videos, records):
         if v.succeeded and r.curve is not None and seen[v.task] < per_task:
             seen[v.task] += 1

@@ -41,11 +41,11 @@ def bootstrap_ci(samples: Sequence[Any], statistic: Callable[[list[Any]], float]
     return {"mean": point, "lo": float(lo), "hi": float(hi), "n": len(stats)}
 
 
-def resampled_means(x: Sequence[float], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def resampled_means(x: Sequence[float] | np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """[n_boot] means of x, each over len(x) items drawn with replacement: the inner level of a two-level
     bootstrap (e.g. rollouts within a seed)."""
-    x = np.asarray(x, dtype=np.float64)
-    return x[rng.integers(len(x), size=(n_boot, len(x)))].mean(1)
+    arr = np.asarray(x, dtype=np.float64)
+    return arr[rng.integers(len(arr), size=(n_boot, len(arr)))].mean(1)
 
 
 def two_level_ci(inner: Sequence[np.ndarray], rng: np.random.Generator, level: float = 0.95) -> dict[str, float]:

@@ -93,9 +93,10 @@ class _Scorer:
         """Values of env frames, which gymnasium gives channels-last (H, W, 3), one image or a batch."""
         with torch.inference_mode():
             emb = self.encoder(images, layout=layout)
+            assert self.goal is not None, "reset() sets the goal or raises before any frame is scored"
             return values(emb, self.goal.to(emb.device), self.encoder.similarity).double().cpu().numpy()
 
-    def reward(self, env_reward: Any, shaped: np.ndarray) -> Any:
+    def reward(self, env_reward: Any, shaped: np.ndarray | float) -> Any:
         return (env_reward if self.add_to_env else 0.0) + self.weight * shaped
 
 

@@ -142,7 +142,8 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
 
 def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: int) -> dict[str, Any]:
     """N data-loader worker processes feeding this process: total tuples/s and peak memory per worker."""
-    ours, ref, mem = [], [], []
+    ours, ref = [], []
+    mem: list[float] = []
     for r in range(cfg.repeats):
         loader = DataLoader(_stream(shards, cfg, r), batch_size=None, num_workers=workers, prefetch_factor=4)
         it = iter(loader)

@@ -63,7 +63,7 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
     from reprl.heads.policy import HeadConfig, Policy, PolicyHead
     from reprl.sim.metaworld import PROPRIO_DIM
 
-    kwargs = {"image_size": cfg.image_size} if cfg.image_size else {}
+    kwargs: dict[str, Any] = {"image_size": cfg.image_size} if cfg.image_size else {}
     encoder = reprl.load(cfg.encoder, **kwargs)
     torch.manual_seed(0)
     act = Policy(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()), cfg.encoder).act

@@ -37,7 +37,9 @@ class StepTimer:
     """Lightning callback: wall time per step and the time waiting for the next batch (end -> next start)."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.starts, self.ends = warmup, [], []
+        self.warmup = warmup
+        self.starts: list[float] = []
+        self.ends: list[float] = []
 
     def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, idx: int) -> None:
         self.starts.append(time.perf_counter())
@@ -107,7 +109,8 @@ def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
         timer = _callback(cfg.warmup)
         precision = lightning_precision(cfg.precision, cfg.accelerator)
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_steps=pc.trainer.max_steps,
-                            precision=precision, logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
+                            precision=precision,  # type: ignore[arg-type]  # a str; Lightning validates it
+                            logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                             callbacks=[timer], limit_val_batches=0, num_sanity_val_steps=0)
         if synthetic:

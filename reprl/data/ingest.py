@@ -142,7 +142,8 @@ class CutSink:
 
     def _crossed(self, c: _Clip, idx: int) -> bool:
         """Whether `idx` lies past the clip_seconds window that clip `c` started in."""
-        return bool(self.clip_len) and (idx - self.start) // self.clip_len != (c.start - self.start) // self.clip_len
+        n = self.clip_len or 0
+        return n > 0 and (idx - self.start) // n != (c.start - self.start) // n
 
     def add(self, idx: int, jpeg: bytes, shape: tuple[int, int]) -> None:
         assert self.clip is not None

@@ -143,9 +143,9 @@ def probe_frames(job: Job) -> int:
     except Exception:  # noqa: BLE001 - an unreadable video is reported by its job; here it only counts 0
         return 0
     total = 0
-    for s in job.sources:
+    for part in job.sources:
         try:
-            start, end = cut_range(s, fps)
+            start, end = cut_range(part, fps)
         except DecodeError:
             continue
         total += max(0, min(n, end if end is not None else n) - start)

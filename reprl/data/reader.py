@@ -126,7 +126,7 @@ class ShardVideo:
         return np.load(io.BytesIO(self.arrays[name]), allow_pickle=False)
 
 
-def jpeg_size(jpeg: bytes) -> tuple[int, int]:
+def jpeg_size(jpeg: bytes | memoryview) -> tuple[int, int]:
     """(height, width) from a JPEG header. Raises ValueError for an undecodable header."""
     import simplejpeg
 
@@ -137,7 +137,7 @@ def jpeg_size(jpeg: bytes) -> tuple[int, int]:
     return height, width
 
 
-def decode_frames(jpegs: list[bytes], eighths: int = 8, channels_last: bool = False) -> torch.Tensor:
+def decode_frames(jpegs: Sequence[bytes | memoryview], eighths: int = 8, channels_last: bool = False) -> torch.Tensor:
     """JPEG bytes -> uint8 [N, 3, H, W] through libjpeg-turbo (simplejpeg: the same pixels as torchvision's
     decoder, with less overhead per frame). eighths < 8 decodes at ceil(eighths / 8 x size) in the DCT
     domain (libjpeg's scaled decoding): the inverse DCT and colour conversion then run at the smaller size.

@@ -65,7 +65,7 @@ def resize_shorter(frame: np.ndarray, size: int) -> np.ndarray:
     new = scaled_size(frame.shape[1], frame.shape[0], size)
     if new == (frame.shape[1], frame.shape[0]):
         return frame
-    return np.asarray(Image.fromarray(frame).resize(new, Image.BILINEAR, reducing_gap=None))
+    return np.asarray(Image.fromarray(frame).resize(new, Image.Resampling.BILINEAR, reducing_gap=None))
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -161,6 +161,7 @@ class VideoReader(FrameReader):
     def _seek(self, start: int) -> None:
         s, fps = self._s, self.info.fps or 0.0
         base = s.start_time or 0
+        assert s.time_base is not None, "a decodable video stream has a time base"
         self._c.seek(base + int(start / fps / s.time_base), stream=s, backward=True, any_frame=False)
         self._frames = self._indexed(lambda f: round(float((f.pts - base) * s.time_base) * fps))
         self._held = None

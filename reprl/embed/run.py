@@ -82,6 +82,7 @@ def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
             encoder.embed_text(["x"])  # raises the encoder's own message: no text tower
         if opts.goal_caption:
             return Goal("caption", "each video's caption")
+        assert opts.goal_text is not None, "no caption goal, so the text goal was given"
         if not opts.goal_text.strip():
             raise ReprlError("--goal-text is empty")
         with torch.inference_mode():
@@ -138,7 +139,7 @@ def frame_rows(vals: np.ndarray, fps: float | None, key: str | None = None) -> l
     rews = np.diff(vals)
     rows = []
     for t, v in enumerate(vals):
-        row = {"key": key} if key is not None else {}
+        row: dict[str, Any] = {"key": key} if key is not None else {}
         row.update({"frame": t, "time_s": round(t / fps, 6) if fps else None, "value": float(v),
                     "reward": float(rews[t]) if t < len(rews) else None})
         rows.append(row)

@@ -60,7 +60,7 @@ class EncoderConfig:
             raise ReprlError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
         if not self.preprocess:
             self.preprocess = default_preprocess(self.image_size)
-        self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]
+        self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]  # JSON lists -> tuples
 
     @property
     def random_init(self) -> bool:
@@ -113,6 +113,8 @@ class Encoder(nn.Module):
     """Base class: `encoder(images)` -> float32 [B, D]. Subclasses implement `encode` on normalised input."""
 
     has_text = False
+    pixel_mean: torch.Tensor  # buffers registered in __init__
+    pixel_std: torch.Tensor
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()

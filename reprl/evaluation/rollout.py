@@ -49,7 +49,7 @@ def summarize(results: list[RolloutResult]) -> dict[str, Any]:
     n = len(results)
     finals = [r.success_final for r in results]
     return {"rollouts": n, "success": sum(r.success_any for r in results) / n,
-            "success_final": None if None in finals else sum(finals) / n,
+            "success_final": None if None in finals else sum(bool(f) for f in finals) / n,
             "first_success": [r.first_success for r in results], "final": finals,
             "seeds": [r.seed for r in results], "steps": sum(r.steps for r in results)}
 

@@ -43,7 +43,7 @@ def plot(scores: dict[str, dict[str, dict[str, float]]], names: dict[str, str], 
     cols = 3
     rows = max(1, -(-len(metrics) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows + 0.6), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # tab10 is a ListedColormap
     x = np.arange(len(encoders))
     for ax, m in zip(axes.flat, metrics):
         mean = np.array([scores[e][m]["mean"] for e in encoders])
@@ -83,7 +83,7 @@ def plot_curves(curves: dict[str, list[tuple[str, np.ndarray]]], names: dict[str
     fig, axes = plt.subplots(rows, cols, figsize=(max(7.5, 3.0 * cols), 2.3 * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # tab10 is a ListedColormap
     for i, ax in enumerate(list(axes.flat)[:n]):
         ax.axis("on")
         for j, e in enumerate(encoders):

@@ -8,7 +8,7 @@ authors' released settings (IQL and f-DVL for locomotion, ReCOIL's MuJoCo runs, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -124,9 +124,9 @@ class IQLLearner(CriticLearner):
 
     cfg: IQLConfig
 
-    def __init__(self, data: Transitions, head: HeadConfig, cfg: IQLConfig, **kw: object) -> None:
+    def __init__(self, data: Transitions, head: HeadConfig, cfg: IQLConfig, **kw: Any) -> None:
         require_reward(data, "iql")
-        super().__init__(data, head, cfg, **kw)  # type: ignore[arg-type]
+        super().__init__(data, head, cfg, **kw)
 
     def value_loss(self, y: torch.Tensor) -> torch.Tensor:
         return L.expectile_loss(y, self.cfg.expectile)
@@ -149,7 +149,7 @@ class IQLLearner(CriticLearner):
 class FDVLLearner(IQLLearner):
     """IQL with f-DVL's dual value loss (chi2 / tv / rkl at a temperature) and a Huber Q regression."""
 
-    cfg: FDVLConfig  # type: ignore[assignment]
+    cfg: FDVLConfig  # type: ignore[assignment]  # IQL's loop with f-DVL's own config class
 
     def value_loss(self, y: torch.Tensor) -> torch.Tensor:
         return L.fdvl_value_loss(y, self.cfg.f, self.cfg.temperature, self.cfg.max_z)
@@ -163,9 +163,9 @@ class AWRLearner(CriticLearner):
 
     cfg: AWRConfig
 
-    def __init__(self, data: Transitions, head: HeadConfig, cfg: AWRConfig, **kw: object) -> None:
+    def __init__(self, data: Transitions, head: HeadConfig, cfg: AWRConfig, **kw: Any) -> None:
         require_reward(data, "awr")
-        super().__init__(data, head, cfg, use_q=False, **kw)  # type: ignore[arg-type]
+        super().__init__(data, head, cfg, use_q=False, **kw)
 
     def losses(self) -> dict[str, torch.Tensor]:
         b = self.sample()
@@ -182,8 +182,8 @@ class ReCOILLearner(CriticLearner):
 
     cfg: ReCOILConfig
 
-    def __init__(self, data: Transitions, head: HeadConfig, cfg: ReCOILConfig, **kw: object) -> None:
-        super().__init__(data, head, cfg, **kw)  # type: ignore[arg-type]
+    def __init__(self, data: Transitions, head: HeadConfig, cfg: ReCOILConfig, **kw: Any) -> None:
+        super().__init__(data, head, cfg, **kw)
         self.expert_idx = torch.nonzero(self.t["expert"] > 0).flatten().cpu()
         if len(self.expert_idx) == 0:
             raise ReprlError("recoil imitates expert transitions: mark some episodes as expert (none are)")

@@ -11,20 +11,23 @@ skips in a row stop training with a clear error).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from reprl.errors import ReprlError
-from reprl.heads.policy import HeadConfig
+from reprl.heads.policy import HeadConfig, PolicyHead
 
 MAX_BAD_STEPS = 10
 
 
 class Standardize(nn.Module):
     """(x - mean) / std with statistics fixed from the training data (std floored, so constant features map to 0)."""
+
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
 
     def __init__(self, x: torch.Tensor) -> None:
         super().__init__()
@@ -95,7 +98,8 @@ class Learner:
 
     def actor_loss(self, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
         """(Weighted) mean of the policy head's per-sample loss on the batch's actions."""
-        per = self.actor.per_sample_loss(batch["emb"], batch["proprio"], batch["actions"])
+        actor = cast(PolicyHead, self.actor)  # actor_loss is only called by learners whose actor is a PolicyHead
+        per = actor.per_sample_loss(batch["emb"], batch["proprio"], batch["actions"])
         return per.mean() if weights is None else (weights * per).mean()
 
     def losses(self) -> dict[str, torch.Tensor]:
@@ -115,13 +119,14 @@ class Learner:
         for _ in range(steps):
             losses = self.losses()
             total = sum(losses.values())
+            assert isinstance(total, torch.Tensor), "losses() returns at least one loss"
             for opt in self.optimizers:
                 opt.zero_grad(set_to_none=True)
             if not bool(torch.isfinite(total)):
                 self._skip()
                 continue
             self._bad_in_row = 0
-            total.backward()  # type: ignore[union-attr]
+            total.backward()
             for opt in self.optimizers:
                 opt.step()
             self.after_step()

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -137,8 +137,9 @@ def save_head(head: nn.Module, out: str | Path, encoder_source: str, kind: str =
 
     out = Path(out)
     with StagingDir(out) as staging:
+        actor_config = dataclasses.asdict(head.cfg)  # type: ignore[call-overload]  # every actor's cfg is a dataclass
         meta = {"format": POLICY_FORMAT, "head": kind, "actor": type(head).__name__,
-                "actor_config": dataclasses.asdict(head.cfg), "dims": head.dims,  # type: ignore[call-overload]
+                "actor_config": actor_config, "dims": head.dims,
                 "encoder": ENCODER_DIR if encoder is not None else encoder_source,
                 "encoder_copied": encoder is not None, "encoder_source": encoder_source, **(extra or {})}
         (staging / CONFIG).write_text(json.dumps(meta, indent=2))
@@ -179,8 +180,9 @@ def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None) -> P
 
     head, source, meta = load_head(path)
     encoder = encoder or reprl.load(source, device=device)
-    if encoder.embed_dim != head.dims["embed_dim"]:
-        raise ReprlError(f"the head expects {head.dims['embed_dim']}-d embeddings, the encoder gives "
+    dims = cast(dict[str, int], head.dims)  # every actor class (PolicyHead, TrailActor) sets dims
+    if encoder.embed_dim != dims["embed_dim"]:
+        raise ReprlError(f"the head expects {dims['embed_dim']}-d embeddings, the encoder gives "
                          f"{encoder.embed_dim}")
     return Policy(encoder, head.to(device), meta.get("encoder_source", source), meta.get("head", "bc"))
 

@@ -131,7 +131,7 @@ def make_learner(kind: str, data: Transitions, head: HeadConfig, cfg: Any = None
     if data.reward is not None and reward_source(kind, cfg):
         data = dataclasses.replace(data, reward=prepare_rewards(data.reward, cfg))
     learner = {"awr": AWRLearner, "iql": IQLLearner, "fdvl": FDVLLearner, "recoil": ReCOILLearner}[kind]
-    return learner(data, head, cfg, seed=seed, device=device)  # type: ignore[arg-type]
+    return learner(data, head, cfg, seed=seed, device=device)
 
 
 def train_policy(kind: str, data: Transitions, head: HeadConfig, cfg: Any = None, *, seed: int = 0,

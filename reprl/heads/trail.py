@@ -65,6 +65,8 @@ class TrailActor(nn.Module):
 
 
 class TRAILLearner(Learner):
+    actor: TrailActor
+
     def __init__(self, data: Transitions, head: HeadConfig, cfg: TRAILConfig, *, seed: int = 0,
                  device: str = "cpu") -> None:
         super().__init__(data, head, seed=seed, device=device)

@@ -87,7 +87,7 @@ class Transitions:
             parts["done"].append(done)
         out = {k: torch.cat(v) for k, v in parts.items()}
         if bool(torch.isnan(out["reward"]).any()):
-            out["reward"] = None  # type: ignore[assignment]
+            out["reward"] = None  # type: ignore[assignment]  # Transitions.reward is optional
         return Transitions(**out)
 
 

@@ -47,12 +47,12 @@ def _npz_episodes(path: Path) -> list[dict[str, Any]]:
     ids = get.get("episode", np.zeros(n, np.int64))
     frames = torch.as_tensor(images if images.shape[1] in (1, 3) else images.transpose(0, 3, 1, 2))
     episodes = []
-    for e in dict.fromkeys(ids.tolist()):  # in order of first appearance
-        rows = np.flatnonzero(ids == e)
+    for ep_id in dict.fromkeys(ids.tolist()):  # in order of first appearance
+        rows = np.flatnonzero(ids == ep_id)
         if len(rows) < 2:
-            raise ReprlError(f"{path}: episode {e} has {len(rows)} frame; an episode needs at least 2")
+            raise ReprlError(f"{path}: episode {ep_id} has {len(rows)} frame; an episode needs at least 2")
         proprio = get["proprio"][rows] if "proprio" in get else np.zeros((len(rows), 0), np.float32)
-        ep = {"key": f"episode{e}", "frames": frames[rows], "actions": actions[rows[:-1]],
+        ep = {"key": f"episode{ep_id}", "frames": frames[rows], "actions": actions[rows[:-1]],
               "proprio": np.asarray(proprio, np.float32), "expert": bool(get["expert"][rows].any())
               if "expert" in get else True}
         if "reward" in get:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,7 @@ def liv_loss(start: torch.Tensor, goal: torch.Tensor, t: torch.Tensor, t1: torch
     def sim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return value_similarity(a, b, "cosine", gamma)
 
-    common = dict(gamma=gamma, num_negatives=num_negatives, f=f, alpha=alpha, similarity=sim,
+    common: dict[str, Any] = dict(gamma=gamma, num_negatives=num_negatives, f=f, alpha=alpha, similarity=sim,
                   negatives=negatives, eps=eps, generator=generator)
     metrics: dict[str, torch.Tensor] = {}
     loss = torch.zeros((), device=start.device)

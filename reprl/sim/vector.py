@@ -94,7 +94,7 @@ class ProcessEnvs:
         ctx = mp.get_context("spawn")
         self.num_envs, self.workers = num_envs, workers
         self._conns, self._procs = [], []
-        self._pending: list[tuple[int, list[int]]] | None = None
+        self._pending: tuple[list[tuple[int, list[int]]], int] | None = None  # (step_async's parts, n)
         try:
             for w in range(workers):
                 parent, child = ctx.Pipe()
@@ -145,16 +145,17 @@ class ProcessEnvs:
         return tuple(out)
 
     def reset(self, slots: list[int], seeds: list[int]) -> Reset:
-        return self._gather(self._scatter("reset", slots, list(seeds)), len(slots))  # type: ignore[return-value]
+        parts = self._scatter("reset", slots, list(seeds))
+        return self._gather(parts, len(slots))  # type: ignore[return-value]  # 2 arrays: obs, frames
 
     def step_async(self, slots: list[int], actions: np.ndarray) -> None:
-        self._pending = (self._scatter("step", slots, np.asarray(actions)), len(slots))  # type: ignore[assignment]
+        self._pending = (self._scatter("step", slots, np.asarray(actions)), len(slots))
 
     def step_wait(self) -> Step:
         if self._pending is None:
             raise RuntimeError("step_wait without step_async")
-        (parts, n), self._pending = self._pending, None  # type: ignore[misc]
-        return self._gather(parts, n)  # type: ignore[return-value]
+        (parts, n), self._pending = self._pending, None
+        return self._gather(parts, n)  # type: ignore[return-value]  # 3 arrays: obs, success, frames
 
     def step(self, slots: list[int], actions: np.ndarray) -> Step:
         self.step_async(slots, actions)

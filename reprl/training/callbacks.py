@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -64,7 +64,7 @@ class ExportEncoder(L.Callback):
             return
         out = self.out_dir / f"step-{trainer.global_step:07d}"
         if not out.exists():
-            save_encoder(pl_module.encoder, out)  # type: ignore[arg-type]
+            save_encoder(pl_module.encoder, out)  # type: ignore[arg-type]  # a PretrainModule: .encoder is an Encoder
         exports = sorted(p for p in self.out_dir.glob("step-*") if p.is_dir())
         for old in exports[: max(0, len(exports) - self.keep)]:
             shutil.rmtree(old, ignore_errors=True)
@@ -93,7 +93,7 @@ class AppendingCSVLogger(CSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+        return cast(ExperimentWriter, self._experiment)  # an _AppendingWriter, set above
 
 
 def make_loggers(spec: str, run_dir: Path) -> list[Any]:

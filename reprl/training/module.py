@@ -115,7 +115,8 @@ class PretrainModule(L.LightningModule):
                 raise DivergedError(f"the loss was not finite for {self._bad_in_row} steps in a row (step "
                                     f"{self.global_step}); stopping. Lower the learning rate, add l1/l2 penalties, "
                                     "or check the data.")
-            return sum((p * 0.0).sum() for p in self.parameters() if p.requires_grad)  # type: ignore[return-value]
+            zero = sum((p * 0.0).sum() for p in self.parameters() if p.requires_grad)
+            return zero  # type: ignore[return-value]  # a Tensor: some parameter is trainable
         self._bad_in_row = 0
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in metrics.items() if k != "loss"})

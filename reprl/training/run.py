@@ -137,7 +137,7 @@ def heldout_scores(encoders: dict[str, Encoder], shards: str, image_size: int, m
     for name, enc in encoders.items():
         enc.eval()
         with torch.inference_mode():
-            scores = [video_metrics(enc(v["frames"]), enc.similarity) for v in videos]
+            scores = [video_metrics(enc(videos[i]["frames"]), enc.similarity) for i in range(len(videos))]
         out[name] = {k: sum(s[k] for s in scores) / len(scores) for k in ("voc", "bump_rate")}
         out[name]["videos"] = len(scores)
     return out
@@ -172,7 +172,8 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     has_val = bool(cfg.data.val)
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision, max_steps=t.max_steps, log_every_n_steps=t.log_every, callbacks=callbacks,
+        precision=precision,  # type: ignore[arg-type]  # a str; Lightning validates it
+        max_steps=t.max_steps, log_every_n_steps=t.log_every, callbacks=callbacks,
         logger=loggers or False, plugins=[AtomicCheckpointIO()], enable_progress_bar=t.progress,
         default_root_dir=str(run_dir), num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
         val_check_interval=t.val_every if has_val else None, check_val_every_n_epoch=None,
