@@ -80,7 +80,7 @@ ENCODERS=(--encoder "random=random:$OUT/runs/$first/encoder" "${ENCODERS[@]}")
 # 4. Reward quality without a robot, on the evaluation tasks' held-out videos (docs/results.md).
 # Scored again whenever the set of encoders changed (e.g. a preset finished since the last run).
 names=$(printf '%s\n' "${ENCODERS[@]}" | sed -n 's/^\([^-][^=]*\)=.*/\1/p' | sort | tr '\n' ' ')
-scored=$(.venv/bin/python -c 'import json,sys
+scored=$("${PYTHON:-python3}" -c 'import json,sys
 try: print(" ".join(sorted(json.load(open(sys.argv[1]))["scores"])) + " ")
 except (OSError, ValueError, KeyError): print("")' "$RESULTS/reward_quality/results.json")
 done_file="$RESULTS/reward_quality/results.json"

@@ -153,7 +153,7 @@ class VideoReader(FrameReader):
         fps = float(s.average_rate) if s.average_rate else None
         self.info = FrameInfo(fps=fps, width=s.codec_context.width, height=s.codec_context.height,
                               source_frames=s.frames or None,
-                              duration_s=float(s.duration * s.time_base) if s.duration else None)
+                              duration_s=float(s.duration * s.time_base) if s.duration and s.time_base else None)
         self._frames: Iterator[Any] | None = None
         self._next = 0  # index of the next frame the open decoder yields (when counting)
         self._held: tuple[int, Any] | None = None  # a frame read past the end of the previous range
