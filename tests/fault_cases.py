@@ -64,6 +64,8 @@ CASES = [
           "`ReprlError` naming both sizes", "-"),
     Fault("unsafe-checkpoint", "convert, reprl.load", "a checkpoint that pickles Python objects",
           ERR + " in reprl's words; never suggests `weights_only=False`", "the file is never unpickled"),
+    Fault("convert-bad-card", "convert", "`--training` a file that is missing or not a JSON object", ERR,
+          "nothing is written"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

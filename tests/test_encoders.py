@@ -159,6 +159,35 @@ def test_convert_writes_reprl_format_from_a_reference_checkpoint(tmp_path, capsy
     assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_convert_half_with_a_training_card_loads_by_name_from_a_models_folder(tmp_path, capsys, monkeypatch):
+    """--half stores float16 weights (loaded back as float32), --training lands in config.json, and a folder under
+    $REPRL_MODELS loads by its name."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from reprl.cli import main
+    from reprl.encoders.io import save_encoder
+
+    (tmp_path / "card.json").write_text(json.dumps({"steps": 7, "data": {"videos": 3}}))
+    out, full_dir = tmp_path / "models" / "my-enc", tmp_path / "full"
+    save_encoder(reprl.load("tiny"), full_dir)
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(full_dir), "--out", str(out), "--half", "--training", str(tmp_path / "card.json")])
+    assert e.value.code == 0
+    stored = load_file(str(out / "model.safetensors"))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert json.loads((out / "config.json").read_text())["training"] == {"steps": 7, "data": {"videos": 3}}
+    monkeypatch.setenv("REPRL_MODELS", str(tmp_path / "models"))
+    enc = reprl.load("my-enc")
+    assert enc.config.training["steps"] == 7 and next(enc.parameters()).dtype == torch.float32
+    full = reprl.load(full_dir)  # the same weights at full precision
+    x = images(2)
+    assert torch.allclose(enc(x), full(x), atol=1e-2) and not torch.equal(enc(x), full(x))
+    with pytest.raises(ReprlError, match="a model name \\(my-enc"):
+        reprl.load("my-encoder")
+
+
 def test_hub_sources_fail_clearly_offline():
     import os
 

@@ -250,6 +250,15 @@ def test_similarity_of_different_sizes(encoder_dir):
         enc.similarity(torch.zeros(2, 8), torch.zeros(1, 16))
 
 
+@case("convert-bad-card")
+def test_a_training_card_that_is_not_a_json_object_is_refused_before_writing(tmp_path, capsys):
+    (tmp_path / "card.json").write_text("[1, 2]")
+    card = one_line_error(capsys, "convert", "tiny", "--out", tmp_path / "o", "--training", tmp_path / "card.json")
+    assert "--training" in card and "JSON object" in card and not (tmp_path / "o").exists()
+    missing = one_line_error(capsys, "convert", "tiny", "--out", tmp_path / "o", "--training", tmp_path / "no.json")
+    assert "cannot read it" in missing and not (tmp_path / "o").exists()
+
+
 @case("unsafe-checkpoint")
 def test_unsafe_checkpoint_is_refused_in_reprls_words(tmp_path, capsys):
     torch.save({"model": Path("x")}, tmp_path / "unsafe.pt")  # a pickled Python object

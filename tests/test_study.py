@@ -48,10 +48,12 @@ def test_make_study_runs_end_to_end_in_a_tiny_configuration(tmp_path):
     scores = json.loads((results / "reward_quality" / "results.json").read_text())["scores"]
     assert set(scores) == {"random", "vip"} and "near_auc" in scores["vip"]
     steps = [line.split("\t")[0] for line in (results / "timing.tsv").read_text().splitlines()[1:]]
-    assert steps == ["render train", "render heldout", "render eval", "pretrain study_vip", "score"]
+    assert steps == ["render train", "render heldout", "render eval", "pretrain study_vip", "score", "export study-vip"]
+    model = json.loads((tmp_path / "out" / "models" / "study-vip" / "config.json").read_text())
+    assert model["training"]["steps"] == 3 and "voc_other" in model["training"]["reward_quality"]["metrics"]
     again = subprocess.run(["bash", str(repo / "tools" / "study.sh")], cwd=repo, env=env, capture_output=True,
                            text=True)
-    assert again.returncode == 0 and again.stdout.count(": done (") == 5
+    assert again.returncode == 0 and again.stdout.count(": done (") == 6
 
 
 def test_pretrain_without_a_bar_prints_plain_progress_lines(tmp_path, capsys):

@@ -17,6 +17,7 @@ TINY=${STUDY_TINY:-0}
 
 if [ "$TINY" = 1 ]; then
   RESULTS=${STUDY_RESULTS:-$OUT/results}
+  MODELS=${STUDY_MODELS:-$OUT/models}
   PRESETS=${STUDY_PRESETS:-study_vip}
   PRE_TASKS="reach,door-open"; EVAL_TASKS="drawer-open,button-press-topdown"
   RENDER=(--size 32 --cameras corner --max-steps 150 --frame-every 5 --workers 1)
@@ -27,6 +28,7 @@ if [ "$TINY" = 1 ]; then
   SCORE_ARGS=(--boot 20 --max-frames 16 --cache "$OUT/score_cache")
 else
   RESULTS=${STUDY_RESULTS:-eval/results/study}
+  MODELS=${STUDY_MODELS:-eval/models}
   PRESETS=${STUDY_PRESETS:-study_vip study_vip_chi2 study_vip_tv study_r3m study_liv}
   PRE_TASKS=pretrain; EVAL_TASKS=eval
   RENDER=(--size 128 --cameras corner,corner2 --frame-every 2 --workers 2 --max-videos-per-shard 32)
@@ -88,6 +90,19 @@ done_file="$RESULTS/reward_quality/results.json"
 step "score" "$done_file" \
   $REPRL score "$EVAL_SHARDS" "${ENCODERS[@]}" "${SCORE_ARGS[@]}" --title "5 unseen evaluation tasks" \
     --report "$RESULTS/reward_quality"
+
+# 5. The best trained encoder (highest VOC with the other-episodes goal) exported in float16 with its training card
+#    (data, steps, metrics) in config.json: eval/models/study-KEY/, loadable as reprl.load("study-KEY").
+best=$("${PYTHON:-python3}" tools/study_model.py best "$RESULTS")
+best_preset=""
+for p in $PRESETS; do [ "${p#study_}" = "$best" ] && best_preset=$p; done
+model="$MODELS/study-$best"
+export_model() {
+  local card="$OUT/study-$best.card.json"
+  "${PYTHON:-python3}" tools/study_model.py card "$RESULTS" "$best" "$best_preset" "$OUT/corpus/train" > "$card"
+  $REPRL convert "$OUT/runs/$best_preset/encoder" --out "$model" --half --training "$card"
+}
+step "export study-$best" "$model/config.json" export_model
 
 echo
 echo "Study finished: $RESULTS/reward_quality/table.md and metrics.png; step times in $TIMES"

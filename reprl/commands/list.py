@@ -23,7 +23,16 @@ def _pretrained() -> None:
     print(f"{'name':14s} {'size':>8s} {'cached':6s}  {'source':48s} description")
     for r in describe_pretrained():
         print(f"{r['name']:14s} {r['size']:>8s} {r['cached']:6s}  {r['source']:48s} {r['description']}")
-    print(f"\nreprl.load(NAME) downloads into {cache_dir()}/pretrained/NAME/ (set REPRL_CACHE to move it). Offline: "
+    from reprl.encoders.io import load_dir, models_dirs, named_models
+
+    for name, folder in named_models().items():
+        c = load_dir(folder).config
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
+        steps = c.training.get("steps", "?")
+        print(f"{name:14s} {size:>5.0f} MB {'local':6s}  {str(folder):48s} {c.name} {c.embed_dim}-d {c.image_size} px, "
+              f"{c.training.get('objective', c.source)}, {steps} steps")
+    print(f"\nModels in {', '.join(map(str, models_dirs()))} load by folder name (set REPRL_MODELS to add folders).")
+    print(f"reprl.load(NAME) downloads into {cache_dir()}/pretrained/NAME/ (set REPRL_CACHE to move it). Offline: "
           "download the model.pt yourself and put it there, or run `reprl convert model.pt --out DIR`.")
 
 

@@ -53,6 +53,7 @@ class EncoderConfig:
     resize_uint8: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # architecture parameters
     source: str = ""  # provenance, e.g. "random init", "reprl pretrain", "imported VIP checkpoint"
+    training: dict[str, Any] = field(default_factory=dict)  # what the weights were trained on and how they score
     format_version: int = 1
 
     def __post_init__(self) -> None:

@@ -41,14 +41,17 @@ def check_finite(state: dict[str, torch.Tensor], where: str) -> None:
 
 
 def save_encoder(encoder: Encoder, out: str | Path, command: str | None = None, force: bool = False,
-                 extra: dict[str, str] | None = None) -> Path:
+                 extra: dict[str, str] | None = None, half: bool = False) -> Path:
     """Write config.json + model.safetensors (and `extra` text files, e.g. a README model card) atomically (a
     staging folder renamed into place); a model with non-finite weights is refused. `command` marks the folder
-    as that command's output (see StagingDir)."""
+    as that command's output (see StagingDir). half=True stores floating-point weights as float16 (half the
+    size; loading casts them back to the model's float32)."""
     from safetensors.torch import save_file
 
     out = Path(out)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     check_finite(state, f"the encoder to export to {out}")
     with StagingDir(out, command=command, force=force) as staging:
         for name, text in (extra or {}).items():
@@ -143,6 +146,26 @@ def _from_hub(source: str) -> Path:
                          "local path") from None
 
 
+def models_dirs() -> list[Path]:
+    """Folders whose sub-folders are encoders loadable by their folder name: $REPRL_MODELS (os.pathsep-separated)
+    and eval/models/ of the reprl checkout this package runs from (the study's trained encoder lives there)."""
+    import os
+
+    extra = [Path(p).expanduser() for p in os.environ.get("REPRL_MODELS", "").split(os.pathsep) if p]
+    return [*extra, Path(__file__).resolve().parents[2] / "eval" / "models"]
+
+
+def named_models() -> dict[str, Path]:
+    """Short name -> exported folder, for every folder under models_dirs() holding config.json (first wins)."""
+    found: dict[str, Path] = {}
+    for base in models_dirs():
+        if base.is_dir():
+            for d in sorted(base.iterdir()):
+                if (d / CONFIG).is_file():
+                    found.setdefault(d.name, d)
+    return found
+
+
 def random_like(source: str, seed: int = 0) -> Encoder:
     """`source`'s architecture, preprocessing and similarity at random init (seed `seed`): the baseline a
     trained encoder should beat."""
@@ -174,13 +197,17 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
 
     if text in RELEASES:
         return load_pretrained(text)
+    models = named_models()
+    if text in models:
+        return load_dir(models[text])
     if text in SPECS:
         log.warning("%s is an architecture name: random init, no trained weights (for released weights use one "
                     "of %s)", text, ", ".join(RELEASES))
         return build_encoder(text, **overrides)
     raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
-                     f"hf:// repo, random:SOURCE, a pretrained name ({', '.join(RELEASES)}) or a registered "
-                     f"architecture ({', '.join(SPECS)})")
+                     f"hf:// repo, random:SOURCE, a pretrained name ({', '.join(RELEASES)}), a model name "
+                     f"({', '.join(models) or 'none found in ' + ', '.join(map(str, models_dirs()))}) or a "
+                     f"registered architecture ({', '.join(SPECS)})")
 
 
 def check_source(source: str | Path) -> None:
