@@ -106,15 +106,74 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
         raise ReprlError(f"{where or cls.__name__}: {e}") from None
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's one-line doc: the comment that ends its line in the class source (empty if none)."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    docs = {}
+    for line in source.splitlines():
+        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+        if m:
+            docs[m.group(1)] = m.group(2).strip()
+    return docs
+
+
+def _type_text(tp: Any) -> str:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal:
+        return "{" + "|".join(str(a) for a in args) + "}"
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args if a is not type(None)) + (
+            " | null" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"{origin.__name__}[{', '.join(_type_text(a) for a in args if a is not Ellipsis)}]"
+    if origin is dict:
+        return "mapping"
+    return _describe(tp)
+
+
+def config_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, doc) for every field of a config dataclass, nested sections as section.key."""
+    hints = get_type_hints(cls)
+    docs = field_docs(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            rows += config_keys(tp, f"{prefix}{f.name}.")
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        text = yaml.safe_dump(to_dict_value(default), default_flow_style=True).strip().removesuffix("...").strip()
+        rows.append((prefix + f.name, _type_text(tp), text, docs.get(f.name, "")))
+    return rows
+
+
+def keys_help(cls: type) -> str:
+    """A --help epilog listing every key of a config dataclass with its type, default and doc."""
+    rows = config_keys(cls)
+    width = max(len(k) for k, *_ in rows) + 2
+    lines = ["config keys (in the --config YAML, or on the command line as --KEY VALUE):"]
+    for key, tp, default, doc in rows:
+        lines.append(f"  {key:{width}s}{tp} = {default}" + (f"  ({doc})" if doc else ""))
+    return "\n".join(lines)
+
+
+def to_dict_value(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [to_dict_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: to_dict_value(x) for k, x in v.items()}
+    return v
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain dict (tuples as lists) for YAML/JSON."""
-    def plain(v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-    return plain(dataclasses.asdict(cfg))
+    return to_dict_value(dataclasses.asdict(cfg))
 
 
 def parse_overrides(argv: list[str]) -> dict[str, Any]:

@@ -39,6 +39,61 @@ def test_bench_train_tiny(tmp_path, capsys):
     assert "ratio real / synthetic" in capsys.readouterr().out
 
 
+def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path, monkeypatch, capsys):
+    """`reprl bench train --config PRESET` builds its real loop from the same config as `reprl pretrain --config
+    PRESET`: the same data stream (sampling mode, crop, augmentation, tuples per video, shuffle, seed), data
+    settings, encoder, objective and optimiser; only the run's mechanics (folder, step count, validation,
+    checkpoints) differ."""
+    from dataclasses import replace
+
+    import yaml
+
+    import reprl.training.module as module
+    from reprl.data.datamodule import VideoDataModule
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(yaml.safe_dump({
+        "encoder": {"name": "tiny", "image_size": 32, "embed_dim": 8},
+        "objective": {"name": "vip", "num_negatives": 2, "l1_weight": 0.01},
+        "data": {"train": TRAIN_SHARDS, "batch_size": 4, "num_workers": 0, "crop_scale": [0.5, 0.9],
+                 "augment": False, "tuples_per_video": 2, "shuffle_buffer": 8, "goal_last": True},
+        "optim": {"lr": 0.002, "schedule": "cosine", "warmup_steps": 1},
+        "trainer": {"seed": 7, "max_steps": 2, "checkpoint_every": 2, "progress": False, "loggers": "csv",
+                    "accelerator": "cpu"}}))
+    seen = {"bench": [], "pretrain": []}
+    where = ["bench"]
+    real_init, real_module = VideoDataModule.__init__, module.PretrainModule.__init__
+
+    def spy_data(self, train, stream, **kwargs):
+        seen[where[0]].append(("data", train, stream, kwargs))
+        real_init(self, train, stream, **kwargs)
+
+    def spy_module(self, cfg, encoder):
+        seen[where[0]].append(("module", cfg))
+        real_module(self, cfg, encoder)
+
+    monkeypatch.setattr(VideoDataModule, "__init__", spy_data)
+    monkeypatch.setattr(module.PretrainModule, "__init__", spy_module)
+    bench(tmp_path, "train", "--config", str(preset), "--steps", "2", "--warmup", "1", "--repeats", "1",
+          "--device", "cpu")
+    where[0] = "pretrain"
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--config", str(preset), "--run_dir", str(tmp_path / "run")])
+    assert e.value.code == 0
+    (_, b_train, b_stream, b_kw), = [s for s in seen["bench"] if s[0] == "data"][:1]
+    (_, p_train, p_stream, p_kw), = [s for s in seen["pretrain"] if s[0] == "data"]
+    assert b_stream == p_stream and b_stream.mode == "vip_last" and b_stream.tuples_per_video == 2
+    assert b_train == p_train == TRAIN_SHARDS
+    mechanics = {"val", "batches_per_epoch", "val_videos", "val_max_frames"}
+    kept = lambda kw: {k: v for k, v in kw.items() if k not in mechanics}  # noqa: E731
+    assert kept(b_kw) == kept(p_kw)
+    b_cfg = [s[1] for s in seen["bench"] if s[0] == "module"][0]
+    p_cfg = [s[1] for s in seen["pretrain"] if s[0] == "module"][0]
+    assert (b_cfg.encoder, b_cfg.objective, b_cfg.optim) == (p_cfg.encoder, p_cfg.objective, p_cfg.optim)
+    same_data = replace(b_cfg.data, val=p_cfg.data.val, batches_per_epoch=p_cfg.data.batches_per_epoch)
+    assert same_data == p_cfg.data and b_cfg.trainer.seed == p_cfg.trainer.seed == 7
+
+
 def test_bench_embed_tiny(tmp_path, capsys):
     r = bench(tmp_path, "embed", "--video", VIDEO, "--encoder", "tiny", "--image-size", "32", "--batch-size", "8",
               "--repeats", "1")

@@ -98,3 +98,30 @@ def test_staging_dir_swaps_in_whole_outputs_and_keeps_the_old_one_on_failure(tmp
         tmp.write_text("partial")
         raise ValueError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_pretrain_help_lists_every_config_key_with_its_type_default_and_doc(capsys):
+    """`reprl pretrain --help` shows every key of PretrainConfig (nested sections as section.key) with its type,
+    default and one-line doc, all taken from the dataclasses."""
+    import dataclasses
+
+    from reprl.cli import main
+    from reprl.training.config import PretrainConfig
+
+    def keys(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.type) or (isinstance(f.default_factory, type)
+                                                    and dataclasses.is_dataclass(f.default_factory)):
+                yield from keys(f.default_factory, f"{prefix}{f.name}.")
+            else:
+                yield prefix + f.name
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    expected = list(keys(PretrainConfig))
+    assert len(expected) > 60
+    for key in expected:
+        assert key in lines, f"{key} missing from reprl pretrain --help"
+        assert " = " in lines[key] and lines[key].rstrip().endswith(")"), f"{key} has no type, default or doc"
+    assert "{kl|chi2|tv} = kl" in lines["objective.f"] and "int = 32" in lines["data.batch_size"]

@@ -19,7 +19,8 @@ from reprl.utils.timing import median_spread
 
 @dataclass
 class TrainBenchConfig:
-    shards: str = "tests/data/metaworld/train"
+    config: str | None = None  # a reprl pretrain preset: its encoder, objective, data and optim are what runs
+    shards: str | None = None  # None: the preset's data.train, or the committed test corpus without a preset
     encoder: str = "resnet18"
     image_size: int = 64
     embed_dim: int | None = 128
@@ -74,56 +75,67 @@ def _callback(warmup: int) -> Any:
     return _CB(warmup)
 
 
-def _cfg(cfg: TrainBenchConfig, run_dir: str) -> Any:
-    from reprl.config import load_config
-    from reprl.training.config import PretrainConfig
+DEFAULT_SHARDS = "tests/data/metaworld/train"
 
-    args = ["--run_dir", run_dir, "--encoder.name", cfg.encoder, "--encoder.image_size", str(cfg.image_size),
-            "--encoder.embed_dim", "null" if cfg.embed_dim is None else str(cfg.embed_dim), "--objective.name",
-            cfg.objective, "--data.train", cfg.shards, "--data.batch_size", str(cfg.batch_size),
-            "--data.num_workers", str(cfg.num_workers), "--data.batches_per_epoch", str(cfg.steps + cfg.warmup),
-            "--trainer.max_steps", str(cfg.steps + cfg.warmup), "--trainer.accelerator", cfg.accelerator,
-            "--trainer.precision", cfg.precision, "--trainer.loggers", "csv", "--trainer.progress", "false",
-            "--trainer.checkpoint_every", str(10**9), "--trainer.log_every", "1"]
-    return load_config(PretrainConfig, None, args)
+
+def pretrain_config(cfg: TrainBenchConfig, run_dir: str) -> Any:
+    """The PretrainConfig the benchmark trains: the preset (or the bench's encoder / objective / batch options)
+    with only the run's mechanics replaced (run folder, shards, step count, no validation or checkpoints)."""
+    from dataclasses import replace
+
+    from reprl.config import load_config
+    from reprl.objectives.modules import ObjectiveConfig
+    from reprl.training.config import DataSection, EncoderSection, PretrainConfig
+
+    if cfg.config:
+        pc = load_config(PretrainConfig, cfg.config)
+    else:
+        pc = PretrainConfig(encoder=EncoderSection(name=cfg.encoder, image_size=cfg.image_size,
+                                                   embed_dim=cfg.embed_dim),
+                            objective=ObjectiveConfig(name=cfg.objective),
+                            data=DataSection(batch_size=cfg.batch_size, num_workers=cfg.num_workers))
+    steps = cfg.steps + cfg.warmup
+    shards = cfg.shards or (pc.data.train if cfg.config else DEFAULT_SHARDS)
+    return replace(pc, run_dir=run_dir, resume=None,
+                   data=replace(pc.data, train=shards, val=None, batches_per_epoch=steps),
+                   trainer=replace(pc.trainer, max_steps=steps, accelerator=cfg.accelerator, precision=cfg.precision,
+                                   loggers="csv", progress=False, checkpoint_every=10**9, log_every=1))
 
 
 def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
     import lightning as L
 
-    from reprl.data.datamodule import VideoDataModule
-    from reprl.data.stream import StreamConfig, TupleStream
-    from reprl.objectives.modules import data_mode
+    from reprl.data.stream import TupleStream
     from reprl.training.callbacks import make_loggers
+    from reprl.training.config import check_config
     from reprl.training.module import PretrainModule
-    from reprl.training.run import build_training_encoder, lightning_precision, quiet_lightning
+    from reprl.training.run import build_training_encoder, data_module, lightning_precision, quiet_lightning
 
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`")  # validation is off on purpose here
     with tempfile.TemporaryDirectory() as tmp:
-        pc = _cfg(cfg, tmp)
-        encoder = build_training_encoder(pc, 0)
+        pc = pretrain_config(cfg, tmp)
+        check_config(pc)
+        encoder = build_training_encoder(pc, pc.trainer.seed)
         module = PretrainModule(pc, encoder)
-        stream = StreamConfig(mode=data_mode(pc.objective), image_size=encoder.config.image_size,
-                              batch_size=pc.data.batch_size, shuffle_buffer=pc.data.batch_size)
+        dm = data_module(pc, encoder)  # what reprl pretrain trains on, from the same config
         timer = _callback(cfg.warmup)
-        precision = lightning_precision(cfg.precision, cfg.accelerator)
-        trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_steps=pc.trainer.max_steps,
+        precision = lightning_precision(pc.trainer.precision, pc.trainer.accelerator)
+        trainer = L.Trainer(accelerator=pc.trainer.accelerator, devices=1, max_steps=pc.trainer.max_steps,
                             precision=precision,  # type: ignore[arg-type]  # a str; Lightning validates it
                             logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                             callbacks=[timer], limit_val_batches=0, num_sanity_val_steps=0)
         if synthetic:
-            batch = next(iter(TupleStream(cfg.shards, stream)))
+            batch = next(iter(TupleStream(pc.data.train, dm.stream_cfg)))
             loader = DataLoader(RepeatBatch(batch, pc.trainer.max_steps), batch_size=None)
             trainer.fit(module, train_dataloaders=loader)
         else:
-            dm = VideoDataModule(cfg.shards, stream, num_workers=cfg.num_workers,
-                                 batches_per_epoch=pc.trainer.max_steps)
             trainer.fit(module, datamodule=dm)
         figures = timer.figures()
         roles = len(module.objective.roles)
-    figures["frames_per_s"] = figures["steps_per_s"] * cfg.batch_size * roles
+        batch_size = pc.data.batch_size
+    figures["frames_per_s"] = figures["steps_per_s"] * batch_size * roles
     return figures
 
 

@@ -46,7 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only measure reprl shards on synthetic 640x480 videos of these lengths, e.g. 300,3000: "
                         "source frames/s and peak memory, and 1 vs 2 workers")
     t = sub.add_parser("train", help="real training loop vs synthetic batch, data-wait share")
-    t.add_argument("--shards", default="tests/data/metaworld/train", help="training shards (folder or pattern)")
+    t.add_argument("--config", default=None, help="a reprl pretrain preset (configs/pretrain/*.yaml): its encoder, "
+                   "objective, data and optim sections run; --encoder, --image-size, --embed-dim, --objective, "
+                   "--batch-size and --workers apply without one")
+    t.add_argument("--shards", default=None, help="training shards (default: the preset's data.train, or "
+                   "tests/data/metaworld/train)")
     t.add_argument("--encoder", default="resnet18", help="registered encoder name (random init)")
     t.add_argument("--image-size", type=int, default=64)
     t.add_argument("--embed-dim", type=int, default=128, help="projection size")

@@ -6,7 +6,8 @@
   reprl pretrain --config configs/pretrain/demo.yaml --resume last      # continue a run
 
 Any config key can be overridden as --section.key value (sections: encoder, objective, data, optim,
-trainer; top level: run_dir, resume). Unknown keys are errors that list the valid ones.
+trainer; top level: run_dir, resume, overwrite, plugins): all of them are listed below with their types and
+defaults. Unknown keys are errors that list the valid ones. New objectives: docs/extending.md.
 Multi-node: start the same command on every node with torchrun or under SLURM (see docs/training.md).
 """
 
@@ -19,6 +20,10 @@ ACCEPTS_OVERRIDES = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from reprl.config import keys_help
+    from reprl.training.config import PretrainConfig
+
+    p.epilog = keys_help(PretrainConfig)
     p.add_argument("--config", default=None, help="YAML preset (configs/pretrain/*.yaml)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 

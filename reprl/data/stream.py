@@ -22,7 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from reprl.data.augment import center_box, crop_params, crop_resize, decode_eighths
 from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
-from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, sample_indices
+from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, needs_text, sample_indices
 from reprl.errors import ReprlError
 from reprl.utils.timing import NullTimer, StageTimer
 
@@ -33,7 +33,7 @@ log = logging.getLogger("reprl.data")
 class StreamConfig:
     """How training tuples are drawn and batched."""
 
-    mode: str = "vip"  # vip | vip_last | liv | liv_last | r3m (see reprl.data.sampling)
+    mode: str = "vip"  # vip | vip_last | liv | liv_last | r3m, or a registered mode (see reprl.data.sampling)
     image_size: int = 224
     crop_scale: tuple[float, float] = (0.2, 1.0)
     augment: bool = True  # shared random resized crop; False = resize + center crop
@@ -186,8 +186,8 @@ class TupleStream(IterableDataset):
         if n < MIN_FRAMES:
             self.skips.note("too short", f"{video.key}: {n} frames")
             return []
-        if self.cfg.mode.startswith("liv") and not video.text:
-            self.skips.note("no caption", f"{video.key} (LIV needs a caption per video)")
+        if needs_text(self.cfg.mode) and not video.text:
+            self.skips.note("no caption", f"{video.key} (the {self.cfg.mode} objective needs a caption per video)")
             return []
         draws = [sample_indices(self.cfg.mode, n, rng, text_alpha=self.cfg.text_alpha,
                                 r3m_alpha=self.cfg.r3m_alpha) for _ in range(self.cfg.tuples_per_video)]

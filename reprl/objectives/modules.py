@@ -1,9 +1,14 @@
 """Objective modules used by training: they pick the frames they need from a ClipBatch, add what the loss
-needs beyond image embeddings (text embeddings, sentence features) and call the pure loss functions."""
+needs beyond image embeddings (text embeddings, sentence features) and call the pure loss functions.
+
+Each objective class declares what training needs from it: the frame roles of a tuple and how they are drawn
+(its sampling mode), the ObjectiveConfig settings it reads, its own Options (for objectives added from
+outside reprl) and how it is built. The registry (OBJECTIVES, register_objective) is the only place that maps
+a name to a class: the stream, the module and the config checks ask the class. docs/extending.md adds one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import torch
@@ -21,31 +26,61 @@ from reprl.objectives.vip import vip_loss
 class ObjectiveConfig:
     """The training objective and its weights (docs/objectives.md)."""
 
-    name: Literal["vip", "liv", "r3m"] = "vip"
-    gamma: float = 0.98
-    num_negatives: int = 0
+    name: str = "vip"  # vip | liv | r3m, or an objective registered with register_objective
+    gamma: float = 0.98  # discount of the value objectives
+    num_negatives: int = 0  # negatives per sample: other videos' frames in the batch
     negatives: Literal["separate", "joint"] = "separate"  # VIP negatives: one extra term (code) or in the main term
     f: Literal["kl", "chi2", "tv"] = "kl"  # dual f-divergence: kl is VIP
-    alpha: float = 1.0
-    l1_weight: float = 0.0
-    l2_weight: float = 0.0
+    alpha: float = 1.0  # temperature of the dual term (kl: VIP uses 1)
+    l1_weight: float = 0.0  # penalty on the embeddings' L1 norm
+    l2_weight: float = 0.0  # penalty on the embeddings' L2 norm
     clip_weight: float = 1.0  # LIV
     vision_weight: float = 1.0  # LIV: VIP-I
     lang_weight: float = 1.0  # LIV: VIP-L (0 when fine-tuning); R3M: the language term
     mask_repeated_captions: bool = True  # LIV: identical captions are not each other's negatives
     tcn_weight: float = 1.0  # R3M
     text_encoder: str = "minilm"  # R3M sentence encoder: minilm (offline), distilbert, or a local folder
-    text_pooling: Literal["masked_mean", "mean"] = "masked_mean"
+    text_pooling: Literal["masked_mean", "mean"] = "masked_mean"  # R3M: token pooling of the sentence encoder
     lang_hidden: int = 1024  # R3M language-reward MLP width
+    options: dict[str, Any] = field(default_factory=dict)  # an added objective's own settings (its Options)
 
 
 class Objective(nn.Module):
+    """Base class. A subclass sets `name` and `roles`, and either names a built-in sampling `mode` or defines
+    `sample(length, rng) -> {role: index}` (registered as a sampling mode of the same name)."""
+
+    name: str = ""
     roles: tuple[str, ...] = ()  # the frames of one training tuple it needs (data/sampling.py)
+    mode: str | None = None  # built-in sampling mode (vip, liv, r3m); None: the class's own `sample`
+    goal_last_mode: str | None = None  # the mode used with data.goal_last (None: goal_last is refused)
+    needs_text: bool = False  # tuples carry the video's caption (videos without one are skipped)
     settings: frozenset[str] = frozenset()  # the ObjectiveConfig fields it reads: setting any other is an error
+    Options: type | None = None  # a dataclass of its own settings, given as objective.options
+    similarity: str = "l2"  # the value function a new encoder is built with when encoder.similarity is unset
+
+    @classmethod
+    def trains_text(cls, cfg: ObjectiveConfig) -> bool:
+        """Whether this configuration trains the encoder's text tower (otherwise it is frozen)."""
+        return False
 
     def __init__(self, cfg: ObjectiveConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.options = options_of(type(self), cfg)
+
+    @classmethod
+    def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
+        """The objective for this encoder; refuse encoders it cannot train (e.g. LIV without a text tower)."""
+        return cls(cfg)
+
+    @classmethod
+    def data_mode(cls, goal_last: bool = False) -> str:
+        """The sampling mode the stream draws this objective's tuples with."""
+        if goal_last:
+            if cls.goal_last_mode is None:
+                raise ReprlError(f"data.goal_last does not apply to the {cls.name} objective; remove it")
+            return cls.goal_last_mode
+        return cls.mode or cls.name
 
     def forward(self, emb: dict[str, torch.Tensor], text: list[str], encoder: Encoder, *,
                 generator: torch.Generator | None = None, gather: Gather | None = None
@@ -54,6 +89,7 @@ class Objective(nn.Module):
 
 
 class VIPObjective(Objective):
+    name, mode, goal_last_mode = "vip", "vip", "vip_last"
     roles = ("start", "goal", "t", "t1")
     settings = frozenset({"gamma", "num_negatives", "negatives", "f", "alpha", "l1_weight", "l2_weight"})
 
@@ -65,9 +101,21 @@ class VIPObjective(Objective):
 
 
 class LIVObjective(Objective):
+    name, mode, goal_last_mode, needs_text, similarity = "liv", "liv", "liv_last", True, "cosine"
     roles = ("start", "goal", "t", "t1", "text_goal")
     settings = frozenset({"gamma", "clip_weight", "vision_weight", "lang_weight", "num_negatives", "f", "alpha",
                           "negatives", "mask_repeated_captions"})
+
+    @classmethod
+    def trains_text(cls, cfg: ObjectiveConfig) -> bool:
+        return bool(cfg.clip_weight or cfg.lang_weight)
+
+    @classmethod
+    def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
+        if not encoder.has_text:
+            raise ReprlError(f"the LIV objective needs an encoder with a text tower (e.g. clip-rn50); "
+                             f"'{encoder.config.name}' has none")
+        return cls(cfg)
 
     def forward(self, emb, text, encoder, *, generator=None, gather=None):
         c = self.cfg
@@ -80,9 +128,14 @@ class LIVObjective(Objective):
 
 
 class R3MObjective(Objective):
+    name, mode, goal_last_mode = "r3m", "r3m", "r3m"  # R3M draws its goal from the clip's end either way
     roles = ("start", "goal", "s0", "s1", "s2")
     settings = frozenset({"tcn_weight", "lang_weight", "l1_weight", "l2_weight", "num_negatives", "text_encoder",
                           "text_pooling", "lang_hidden"})
+
+    @classmethod
+    def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
+        return cls(cfg, encoder.embed_dim)
 
     def __init__(self, cfg: ObjectiveConfig, embed_dim: int) -> None:
         super().__init__(cfg)
@@ -109,37 +162,69 @@ class R3MObjective(Objective):
                         similarity=encoder.similarity, generator=generator, gather=gather)
 
 
-OBJECTIVES: dict[str, type[Objective]] = {"vip": VIPObjective, "liv": LIVObjective, "r3m": R3MObjective}
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(cls: type[Objective]) -> type[Objective]:
+    """Make `cls` trainable by name (`--objective.name NAME`); usable as a class decorator. An objective with
+    its own `sample` gets a sampling mode of the same name."""
+    from reprl.data.sampling import register_mode
+
+    if not cls.name or not cls.roles:
+        raise ReprlError(f"{cls.__name__}: an objective needs a name and the roles of its training tuples")
+    if cls.name in OBJECTIVES and OBJECTIVES[cls.name] is not cls and cls.name in BUILT_IN:
+        raise ReprlError(f"objective {cls.name!r} is built in; register yours under another name")
+    if cls.mode is None:
+        sample = getattr(cls, "sample", None)
+        if sample is None:
+            raise ReprlError(f"{cls.__name__}: name a built-in sampling mode or define sample(length, rng)")
+        register_mode(cls.name, cls.roles, sample, needs_text=cls.needs_text)
+    OBJECTIVES[cls.name] = cls
+    return cls
+
+
+BUILT_IN = ("vip", "liv", "r3m")
+for _cls in (VIPObjective, LIVObjective, R3MObjective):
+    register_objective(_cls)
+
+
+def objective_class(name: str) -> type[Objective]:
+    cls = OBJECTIVES.get(name)
+    if cls is None:
+        raise ReprlError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)} (or register yours: "
+                         "docs/extending.md)")
+    return cls
+
+
+def options_of(cls: type[Objective], cfg: ObjectiveConfig) -> Any:
+    """The objective's own Options from objective.options (checked: unknown keys list the valid ones)."""
+    from reprl.config import from_dict
+
+    if cls.Options is None:
+        if cfg.options:
+            raise ReprlError(f"--objective.options does not apply to the {cls.name} objective (it has no options "
+                             f"of its own; got {', '.join(cfg.options)})")
+        return None
+    return from_dict(cls.Options, dict(cfg.options), "objective.options")
 
 
 def check_objective_settings(cfg: ObjectiveConfig) -> None:
     """Refuse a setting the chosen objective does not read (e.g. --objective.tcn_weight on a VIP run), which
     would otherwise be accepted and silently ignored. A field counts as set when it differs from its default."""
-    cls = OBJECTIVES.get(cfg.name)
-    if cls is None:
-        raise ReprlError(f"unknown objective {cfg.name!r}; choose one of {', '.join(OBJECTIVES)}")
-    foreign = [f.name for f in fields(cfg)
-               if f.name != "name" and f.name not in cls.settings and getattr(cfg, f.name) != f.default]
+    cls = objective_class(cfg.name)
+    foreign = [f.name for f in fields(cfg) if f.name not in ("name", "options") and f.name not in cls.settings
+               and getattr(cfg, f.name) != (f.default_factory() if callable(f.default_factory) else f.default)]
     if foreign:
+        reads = ", ".join(sorted(cls.settings)) or "none of the shared settings"
         raise ReprlError(f"--objective.{foreign[0]} does not apply to the {cfg.name} objective (it reads "
-                         f"{', '.join(sorted(cls.settings))}): remove it or choose another --objective.name")
+                         f"{reads}): remove it or choose another --objective.name")
+    options_of(cls, cfg)
 
 
 def data_mode(cfg: ObjectiveConfig, goal_last: bool = False) -> str:
-    """The sampling mode an objective trains on."""
-    if cfg.name == "r3m":
-        return "r3m"
-    return f"{cfg.name}_last" if goal_last else cfg.name
+    """The sampling mode an objective trains on (its class says)."""
+    return objective_class(cfg.name).data_mode(goal_last)
 
 
 def build_objective(cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
-    if cfg.name == "vip":
-        return VIPObjective(cfg)
-    if cfg.name == "liv":
-        if not encoder.has_text:
-            raise ReprlError(f"the LIV objective needs an encoder with a text tower (e.g. clip-rn50); "
-                             f"'{encoder.config.name}' has none")
-        return LIVObjective(cfg)
-    if cfg.name == "r3m":
-        return R3MObjective(cfg, encoder.embed_dim)
-    raise ReprlError(f"unknown objective {cfg.name!r}; choose vip, liv or r3m")
+    return objective_class(cfg.name).build(cfg, encoder)

@@ -6,18 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from reprl.objectives.modules import ObjectiveConfig, check_objective_settings
+from reprl.objectives.modules import ObjectiveConfig, check_objective_settings, data_mode
 
 
 @dataclass
 class EncoderSection:
     name: str = "resnet50"  # registered encoder (reprl list)
     embed_dim: int | None = None  # None: the registered default
-    image_size: int = 224
+    image_size: int = 224  # training crop size in pixels
     similarity: Literal["l2", "cosine"] | None = None  # None: l2 for VIP/R3M, cosine for LIV
     init: str | None = None  # start from any reprl.load source (exported folder, reference checkpoint, ...)
     pretrained: str | None = None  # local backbone weights (torchvision / CLIP checkpoint file)
-    channels_last: bool = True
+    channels_last: bool = True  # channels-last memory format (faster convolutions on most hardware)
 
 
 @dataclass
@@ -26,44 +26,44 @@ class DataSection:
     val: str | None = None  # held-out shards for VOC / bump rate
     goal_last: bool = False  # paper variant: goal = last frame (default: the reference code's random later frame)
     batch_size: int = 32  # global batch: split evenly over all processes
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    augment: bool = True
-    tuples_per_video: int = 1
-    shuffle_buffer: int = 128
-    num_workers: int = 2
-    batches_per_epoch: int = 1000
-    val_videos: int = 16
-    val_max_frames: int = 64
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # random resized crop: area range as fractions of the frame
+    augment: bool = True  # random resized crop shared by a tuple's frames; false: resize + center crop
+    tuples_per_video: int = 1  # training tuples drawn from each video read
+    shuffle_buffer: int = 128  # tuples held for shuffling before batching
+    num_workers: int = 2  # data-loader worker processes per training process
+    batches_per_epoch: int = 1000  # the stream is endless: an epoch is this many batches
+    val_videos: int = 16  # held-out videos scored at each validation
+    val_max_frames: int = 64  # evenly spaced frames per held-out video
 
 
 @dataclass
 class OptimSection:
-    name: Literal["adam", "adamw"] = "adam"
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule: Literal["constant", "cosine"] = "constant"
+    name: Literal["adam", "adamw"] = "adam"  # optimiser
+    lr: float = 1e-4  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam moment decay rates
+    eps: float = 1e-8  # Adam denominator term
+    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over these steps
+    schedule: Literal["constant", "cosine"] = "constant"  # learning rate after warm-up
     min_lr_ratio: float = 0.0  # cosine ends at lr * min_lr_ratio
-    grad_clip: float | None = None
+    grad_clip: float | None = None  # clip the gradient norm to this (None: no clipping)
 
 
 @dataclass
 class TrainerSection:
-    max_steps: int = 1000
+    max_steps: int = 1000  # optimiser steps of the run
     accelerator: str = "auto"  # auto | cpu | gpu
-    devices: int | str = "auto"
-    num_nodes: int = 1
+    devices: int | str = "auto"  # processes (GPUs) per node, or auto
+    num_nodes: int = 1  # machines in a multi-node run
     strategy: str = "auto"  # auto | ddp | ...
     precision: str = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
     compile: bool = False  # torch.compile the encoder
     sync_batchnorm: bool = False  # batch statistics over all processes (small per-GPU batches)
-    seed: int = 0
-    log_every: int = 10
+    seed: int = 0  # seeds the weights, the data stream and the negatives
+    log_every: int = 10  # steps between logged training metrics
     val_every: int = 500  # steps between held-out VOC / bump-rate checks (needs data.val)
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
+    checkpoint_every: int = 500  # steps between checkpoints (and encoder exports)
+    keep_checkpoints: int = 3  # most recent checkpoints kept
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
     loggers: str = "csv,tensorboard"  # comma-separated: csv, tensorboard, wandb
     progress: bool = True  # a redrawing progress bar; false: a plain line every 5% of the run (logs, scripts)
@@ -71,9 +71,10 @@ class TrainerSection:
 
 @dataclass
 class PretrainConfig:
-    run_dir: str = "runs/pretrain"
+    run_dir: str = "runs/pretrain"  # where checkpoints, logs, the exported encoder and summary.json go
     resume: str | None = None  # 'last' or a checkpoint path
     overwrite: bool = False  # start over in a run_dir that holds an earlier run (it is deleted)
+    plugins: list[str] = field(default_factory=list)  # modules imported first (e.g. one registering an objective)
     encoder: EncoderSection = field(default_factory=EncoderSection)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: DataSection = field(default_factory=DataSection)
@@ -81,9 +82,25 @@ class PretrainConfig:
     trainer: TrainerSection = field(default_factory=TrainerSection)
 
 
+def import_plugins(modules: list[str]) -> None:
+    """Import the config's plugins (modules that register objectives, encoders, ...) once per process."""
+    import importlib
+
+    from reprl.errors import ReprlError
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any failure of a user's module is reported in one line
+            raise ReprlError(f"plugins: cannot import {name!r} ({type(e).__name__}: {e}); give an importable module "
+                             "(on PYTHONPATH or installed)") from None
+
+
 def check_config(cfg: PretrainConfig) -> None:
     """Values that parse but cannot train, refused before anything is built or written."""
     from reprl.errors import ReprlError
+
+    import_plugins(cfg.plugins)
 
     positive = {"optim.lr": cfg.optim.lr, "optim.eps": cfg.optim.eps, "trainer.max_steps": cfg.trainer.max_steps,
                 "data.batch_size": cfg.data.batch_size, "trainer.checkpoint_every": cfg.trainer.checkpoint_every,
@@ -100,5 +117,6 @@ def check_config(cfg: PretrainConfig) -> None:
     if not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
         raise ReprlError(f"--optim.betas must lie in [0, 1), got {list(cfg.optim.betas)}")
     check_objective_settings(cfg.objective)
+    data_mode(cfg.objective, cfg.data.goal_last)  # an objective without a goal_last variant refuses it here
     if cfg.resume and cfg.overwrite:
         raise ReprlError("--resume continues a run and --overwrite deletes it: give one of them")

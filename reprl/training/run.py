@@ -22,6 +22,7 @@ from reprl.encoders.base import Encoder
 from reprl.encoders.io import load_encoder, save_encoder
 from reprl.encoders.registry import build_encoder
 from reprl.errors import ReprlError
+from reprl.objectives.modules import objective_class
 from reprl.training.config import PretrainConfig, check_config
 from reprl.utils.files import MARKER, check_writable, output_command, write_json
 
@@ -35,15 +36,14 @@ def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Enco
         encoder = load_encoder(e.init, freeze=False)
         encoder.config.source = f"fine-tuned from {e.init}"
     else:
-        similarity = e.similarity or ("cosine" if cfg.objective.name == "liv" else "l2")
+        similarity = e.similarity or objective_class(cfg.objective.name).similarity
         encoder = build_encoder(e.name, pretrained=e.pretrained, embed_dim=e.embed_dim, image_size=e.image_size,
                                 similarity=similarity, gamma=cfg.objective.gamma)
         encoder.config.source = "reprl pretrain"
     encoder.train().requires_grad_(True)
     for p in encoder.fixed_parameters():
         p.requires_grad_(False)
-    o = cfg.objective
-    if o.name != "liv" or not (o.clip_weight or o.lang_weight):
+    if not objective_class(cfg.objective.name).trains_text(cfg.objective):
         for p in encoder.text_parameters():
             p.requires_grad_(False)  # unused by this objective: frozen, so DDP has nothing to wait for
     return encoder.set_channels_last(e.channels_last and torch.cuda.is_available())
@@ -215,14 +215,27 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         raise
 
 
+def data_module(cfg: PretrainConfig, encoder: Encoder) -> Any:
+    """The training data of a config: the objective's sampling mode and every data setting (reprl pretrain and
+    reprl bench train's real loop build it here, so the benchmark runs what training runs)."""
+    from reprl.data.datamodule import VideoDataModule
+    from reprl.data.stream import StreamConfig
+    from reprl.objectives.modules import data_mode
+
+    d = cfg.data
+    stream = StreamConfig(mode=data_mode(cfg.objective, d.goal_last), image_size=encoder.config.image_size,
+                          crop_scale=d.crop_scale, augment=d.augment, batch_size=d.batch_size,
+                          tuples_per_video=d.tuples_per_video, shuffle_buffer=d.shuffle_buffer, seed=cfg.trainer.seed)
+    return VideoDataModule(d.train, stream, val=d.val, num_workers=d.num_workers,
+                           batches_per_epoch=d.batches_per_epoch, val_videos=d.val_videos,
+                           val_max_frames=d.val_max_frames)
+
+
 def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, Any]:
     """Build encoder, module, data and trainer; train; export the encoder and write the summary."""
     import lightning as L
 
-    from reprl.data.datamodule import VideoDataModule
-    from reprl.data.stream import StreamConfig
     from reprl.encoders.io import nonfinite
-    from reprl.objectives.modules import data_mode
     from reprl.training.module import DivergedError, PretrainModule
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
@@ -230,13 +243,7 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
     module = PretrainModule(cfg, encoder)
     if cfg.trainer.compile:
         encoder.compile_encode()
-    stream = StreamConfig(mode=data_mode(cfg.objective, cfg.data.goal_last), image_size=encoder.config.image_size,
-                          crop_scale=cfg.data.crop_scale, augment=cfg.data.augment, batch_size=cfg.data.batch_size,
-                          tuples_per_video=cfg.data.tuples_per_video, shuffle_buffer=cfg.data.shuffle_buffer,
-                          seed=cfg.trainer.seed)
-    dm = VideoDataModule(cfg.data.train, stream, val=cfg.data.val, num_workers=cfg.data.num_workers,
-                         batches_per_epoch=cfg.data.batches_per_epoch, val_videos=cfg.data.val_videos,
-                         val_max_frames=cfg.data.val_max_frames)
+    dm = data_module(cfg, encoder)
     trainer = _trainer(cfg, run_dir)
     if trainer.is_global_zero:
         n_params = sum(p.numel() for p in module.parameters())
