@@ -92,3 +92,24 @@ def test_options_on_a_built_in_objective_and_a_missing_plugin_are_one_line_error
     assert pretrain(run, "--plugins", "no_such_module_here") == 2
     err = capsys.readouterr().err.strip()
     assert "plugins: cannot import 'no_such_module_here'" in err and "\n" not in err and not run.exists()
+
+
+def test_registering_an_objective_whose_sampling_cannot_give_its_roles_is_refused():
+    from reprl.errors import ReprlError
+    from reprl.objectives import Objective, register_objective
+
+    class WrongRoles(Objective):
+        name, mode, roles = "wrong_roles", "vip", ("t", "t1", "anchor")
+
+    class NoSampler(Objective):
+        name, roles = "no_sampler", ("t", "t1")
+
+    class ShadowsVIP(Objective):
+        name, mode, roles = "vip", "vip", ("t", "t1")
+
+    with pytest.raises(ReprlError, match="does not draw its roles"):
+        register_objective(WrongRoles)
+    with pytest.raises(ReprlError, match="define sample"):
+        register_objective(NoSampler)
+    with pytest.raises(ReprlError, match="built in"):
+        register_objective(ShadowsVIP)

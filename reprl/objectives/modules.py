@@ -168,7 +168,7 @@ OBJECTIVES: dict[str, type[Objective]] = {}
 def register_objective(cls: type[Objective]) -> type[Objective]:
     """Make `cls` trainable by name (`--objective.name NAME`); usable as a class decorator. An objective with
     its own `sample` gets a sampling mode of the same name."""
-    from reprl.data.sampling import register_mode
+    from reprl.data.sampling import ROLES, register_mode
 
     if not cls.name or not cls.roles:
         raise ReprlError(f"{cls.__name__}: an objective needs a name and the roles of its training tuples")
@@ -178,7 +178,15 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
         sample = getattr(cls, "sample", None)
         if sample is None:
             raise ReprlError(f"{cls.__name__}: name a built-in sampling mode or define sample(length, rng)")
-        register_mode(cls.name, cls.roles, sample, needs_text=cls.needs_text)
+        try:
+            register_mode(cls.name, cls.roles, sample, needs_text=cls.needs_text)
+        except ValueError as e:
+            raise ReprlError(f"{cls.__name__}: {e}") from None
+    else:
+        for mode in (cls.mode, cls.goal_last_mode):
+            if mode is not None and not set(cls.roles) <= set(ROLES.get(mode, ())):
+                raise ReprlError(f"{cls.__name__}: sampling mode {mode!r} does not draw its roles {cls.roles} "
+                                 f"(modes: {', '.join(ROLES)})")
     OBJECTIVES[cls.name] = cls
     return cls
 
