@@ -73,3 +73,34 @@ def test_embed_a_folder_of_videos_gives_one_result_per_video(tmp_path, capsys):
     assert sorted(p.name for p in (out / "embeddings").iterdir()) == ["0000000_first_take.npy", "0000001_second.npy"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kind"] == "videos" and summary["encoder"]["label"] == "tiny (random init)"
+
+
+@pytest.mark.parametrize("command,cls,minimal", [
+    ("shards", "ShardOptions", ["in", "--out", "o"]),
+    ("render", "CorpusConfig", ["--out", "o"]),
+    ("embed", "EmbedOptions", ["in.mp4", "--encoder", "e", "--out", "o"]),
+])
+def test_command_options_come_from_their_config_class(command, cls, minimal, capsys):
+    """Every field of the command's config dataclass has an option in its --help, and parsing only the required
+    arguments gives the class's own defaults (a default is written once, in reprl/options.py)."""
+    import dataclasses
+
+    import reprl.options as options
+
+    config = getattr(options, cls)
+    leaves = dict(leaf_parsers(build_parser()))
+    text = leaves[f"reprl {command}"].format_help()
+    renamed = {"goal_image": "--goal", "progress": "--no-progress"}
+    for f in dataclasses.fields(config):
+        assert f.name == "input" or renamed.get(f.name, "--" + f.name.replace("_", "-")) in text, (command, f.name)
+    parsed = options.from_args(config, build_parser().parse_args([command, *minimal]))
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    assert {k: getattr(parsed, k) for k in defaults} == defaults
+    if command == "render":
+        args = build_parser().parse_args(["render", "--out", "o", "--stop-after-success", "-1", "--episodes", "7"])
+        assert (options.from_args(config, args).stop_after_success, args.episodes) == (None, 7)
+    if command == "embed":
+        args = build_parser().parse_args(["embed", *minimal, "--goal", "g.png", "--no-progress", "--precision",
+                                          "bf16-mixed"])
+        opts = options.from_args(config, args)
+        assert (opts.goal_image, opts.progress, opts.precision, opts.input) == ("g.png", False, "bf16", "in.mp4")

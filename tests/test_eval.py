@@ -120,7 +120,7 @@ def tiny_suite(tmp_path) -> tuple[SuiteSpec, Path]:
                                  "head": {"steps": 20, "hidden": [16]}})
     cache = tmp_path / "cache"
     # the committed test corpus: drawer-open, 2 expert + 1 noisy episode with every step's frame
-    shutil.copytree(HELDOUT_SHARDS, task_dir(spec, cache / "t", "drawer-open"))
+    shutil.copytree(HELDOUT_SHARDS, task_dir(spec, cache, "drawer-open"))
     return spec, cache
 
 

@@ -22,32 +22,17 @@ HELP = "write videos / frame folders / manifests as WebDataset shards"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from reprl.options import ShardOptions, add_options
+
     p.add_argument("inputs", nargs="+", help="folders, video files, manifests (.csv/.jsonl) or .txt path lists")
     p.add_argument("--out", required=True, help="output folder (shards + index.json)")
-    p.add_argument("--resize", type=int, default=256, help="shorter side in pixels; 0 keeps the size (default 256)")
-    p.add_argument("--fps", type=float, default=None, help="subsample to at most this frame rate")
-    p.add_argument("--every", type=int, default=1, help="keep every N-th frame (after --fps)")
-    p.add_argument("--clip-frames", type=int, default=None,
-                   help="split videos into clip samples of N frames (counted after --fps/--every)")
-    p.add_argument("--clip-seconds", type=float, default=None,
-                   help="split videos into clip samples of S seconds of source time")
-    p.add_argument("--cameras", default=None,
-                   help="LeRobot datasets: comma-separated cameras to write (e.g. top,wrist); default all")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
-    p.add_argument("--max-shard-mb", type=float, default=256.0, help="start a new shard past this size")
-    p.add_argument("--max-videos-per-shard", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=1, help="decode/encode processes")
-    p.add_argument("--min-frames", type=int, default=3, help="skip shorter videos (VIP needs 3)")
-    p.add_argument("--require-caption", action="store_true", help="skip videos without a caption")
-    p.add_argument("--strict", action="store_true", help="stop at the first bad video instead of skipping it")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier output of reprl shards in --out")
-    p.add_argument("--force-overwrite", action="store_true", help="replace --out even when it is not an output of "
-                   "reprl shards (it is deleted)")
+    add_options(p, ShardOptions)
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from reprl.data.shards import ShardOptions, write_shards
+    from reprl.data.shards import write_shards
     from reprl.errors import ReprlError
+    from reprl.options import ShardOptions, from_args
 
     if not 1 <= args.quality <= 100:
         raise ReprlError("--quality must be between 1 and 100")
@@ -56,11 +41,5 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         if value is not None and value < least:
             flag = "--" + name.replace("_", "-")
             raise ReprlError(f"{flag} must be {'>= 0 (0 keeps the size)' if name == 'resize' else '> 0'}, got {value}")
-    opts = ShardOptions(resize=args.resize, fps=args.fps, every=args.every, clip_frames=args.clip_frames,
-                        clip_seconds=args.clip_seconds, cameras=args.cameras, quality=args.quality,
-                        max_shard_mb=args.max_shard_mb, max_videos_per_shard=args.max_videos_per_shard,
-                        workers=args.workers, min_frames=args.min_frames, require_caption=args.require_caption,
-                        strict=args.strict, overwrite=args.overwrite,
-                        force_overwrite=args.force_overwrite)
-    write_shards(args.inputs, args.out, opts)
+    write_shards(args.inputs, args.out, from_args(ShardOptions, args))
     return 0

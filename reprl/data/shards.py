@@ -38,32 +38,12 @@ from reprl.data.frameindex import IndexBuilder, index_path
 from reprl.data.sources import VIDEO_EXTS, discover
 from reprl.data.video import resize_shorter  # noqa: F401 - part of this module's interface
 from reprl.errors import ReprlError
+from reprl.options import ShardOptions
 from reprl.utils.files import StagingDir, check_output, write_json
 
 log = logging.getLogger("reprl.data")
 INDEX_NAME = "index.json"
 FORMAT = "reprl-shards/1"
-
-
-@dataclass
-class ShardOptions:
-    """How videos become shards."""
-
-    resize: int = 256  # shorter side in pixels; 0 keeps the original size
-    fps: float | None = None  # subsample to at most this frame rate (needs the source fps)
-    every: int = 1  # keep every N-th frame (applied after fps subsampling)
-    clip_frames: int | None = None  # split each video into clip samples of this many (written) frames
-    clip_seconds: float | None = None  # ... or of this many seconds of source time
-    cameras: str | None = None  # LeRobot datasets: cameras to write (full or short names), default all
-    quality: int = 90  # JPEG quality
-    max_shard_mb: float = 256.0
-    max_videos_per_shard: int = 1000
-    workers: int = 1
-    min_frames: int = 3  # shorter videos cannot be sampled by VIP and are skipped
-    require_caption: bool = False
-    strict: bool = False  # fail instead of skipping a bad video
-    overwrite: bool = False
-    force_overwrite: bool = False  # replace an --out that is not a previous output of reprl shards
 
 
 @dataclass

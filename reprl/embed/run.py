@@ -31,6 +31,7 @@ from reprl.embed.pipeline import EmbedStats, autocast, embed_source
 from reprl.embed.plot import plot_many, plot_video
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
+from reprl.options import EmbedOptions
 from reprl.rewards import (
     bump_rate,
     check_one_goal,
@@ -42,26 +43,6 @@ from reprl.rewards import (
     voc,
 )
 from reprl.utils.files import StagingDir, check_output, safe_name
-
-
-@dataclass
-class EmbedOptions:
-    input: str
-    encoder: str
-    out: str
-    goal_image: str | None = None
-    goal_frame: str | None = None  # 'last' or an index (negative counts from the end)
-    goal_text: str | None = None
-    goal_caption: bool = False  # shards: each video's own caption as text goal
-    device: str = "cpu"
-    batch_size: int = 64
-    precision: str = "32"
-    parquet: bool = False
-    overwrite: bool = False
-    force_overwrite: bool = False  # replace an --out that is not an earlier output of reprl embed
-    max_videos: int | None = None
-    plots: int = 8  # shards: full per-video figures for the first N videos (plots/KEY.png)
-    progress: bool = True
 
 
 @dataclass

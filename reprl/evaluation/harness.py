@@ -85,7 +85,9 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     import reprl
     from reprl.evaluation.report import write_report
 
-    out_dir, cache_dir = Path(out) / spec.name, Path(cache) / spec.name
+    # Rendered data and embeddings are keyed by their data settings (and the encoder's fingerprint), not by the
+    # suite's name: suites that differ only in heads or head settings share one render.
+    out_dir, cache_dir = Path(out) / spec.name, Path(cache)
     cells: list[dict[str, Any]] = []
     for task in spec.tasks:
         ensure_task_data(spec, cache_dir, task, progress)

@@ -7,7 +7,7 @@ evaluation tasks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +15,9 @@ import numpy as np
 
 from reprl.data.shards import EncodedVideo, ShardOptions, ShardWriter, encode_jpeg
 from reprl.errors import ReprlError
-from reprl.sim.tasks import EVAL_TASKS, check_camera, resolve_tasks
+from reprl.options import CorpusConfig
+from reprl.sim.tasks import EVAL_TASKS, resolve_tasks
 from reprl.utils.parallel import ordered_map
-
-
-@dataclass
-class CorpusConfig:
-    """What to render. Episode e of task i uses seed (seed, i, e); the first round(noisy_fraction * episodes)
-    episodes of every task get Gaussian action noise of std `noise`, the next round(random_fraction *
-    episodes) act uniformly at random, the next round(early_fraction * episodes) are the expert stopped after
-    `early_stop_steps` steps, and the rest are clean expert runs (only those are marked expert)."""
-
-    tasks: str = "pretrain"  # task names and/or groups: eval, pretrain, all
-    episodes: int = 4  # per task
-    cameras: str = "corner"  # comma-separated
-    size: int = 128
-    noise: float = 0.0
-    noisy_fraction: float = 0.0
-    random_fraction: float = 0.0
-    early_fraction: float = 0.0
-    early_stop_steps: int = 30
-    max_steps: int = 500
-    stop_after_success: int | None = 10  # steps kept after the first success; None renders the full horizon
-    frame_every: int = 1  # render every N-th step
-    seed: int = 0
-    workers: int = 1
-    quality: int = 90
-    max_videos_per_shard: int = 16
-    overwrite: bool = False
-
-    def camera_list(self) -> list[str]:
-        return [check_camera(c.strip()) for c in self.cameras.split(",") if c.strip()]
-
 
 _ENV_CACHE: dict[tuple, Any] = {}
 

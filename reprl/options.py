@@ -1,0 +1,143 @@
+"""The settings of `reprl shards`, `reprl render` and `reprl embed`, each one dataclass, and the two helpers that
+turn a dataclass into command-line options and back. A field's type, default and one-line doc (the comment that
+ends its line) are written once, here; `--help` and the library calls both read them from the class.
+
+This module imports nothing heavy: the command-line parser is built from it at `reprl --help` time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from reprl.config import field_docs
+
+C = TypeVar("C")
+
+
+@dataclass
+class ShardOptions:
+    """How videos become shards."""
+
+    resize: int = 256  # shorter side in pixels; 0 keeps the original size
+    fps: float | None = None  # subsample to at most this frame rate (needs the source fps)
+    every: int = 1  # keep every N-th frame (applied after fps subsampling)
+    clip_frames: int | None = None  # split videos into clip samples of N (written) frames
+    clip_seconds: float | None = None  # split videos into clip samples of S seconds of source time
+    cameras: str | None = None  # LeRobot datasets: comma-separated cameras to write (e.g. top,wrist); default all
+    quality: int = 90  # JPEG quality, 1-100
+    max_shard_mb: float = 256.0  # start a new shard past this size
+    max_videos_per_shard: int = 1000  # start a new shard past this many videos
+    workers: int = 1  # decode/encode processes
+    min_frames: int = 3  # skip shorter videos (VIP samples need 3 frames)
+    require_caption: bool = False  # skip videos without a caption
+    strict: bool = False  # stop at the first bad video instead of skipping it
+    overwrite: bool = False  # replace an earlier output of reprl shards in --out
+    force_overwrite: bool = False  # replace --out even when it is not an output of reprl shards (it is deleted)
+
+
+@dataclass
+class CorpusConfig:
+    """What to render. Episode e of task i uses seed (seed, i, e); the first round(noisy_fraction * episodes)
+    episodes of every task get Gaussian action noise of std `noise`, the next round(random_fraction *
+    episodes) act uniformly at random, the next round(early_fraction * episodes) are the expert stopped after
+    `early_stop_steps` steps, and the rest are clean expert runs (only those are marked expert)."""
+
+    tasks: str = "pretrain"  # comma-separated task names and/or groups: eval, pretrain, all
+    episodes: int = 4  # episodes per task
+    cameras: str = "corner"  # comma-separated: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV
+    size: int = 128  # frame width and height in pixels
+    noise: float = 0.0  # std of the Gaussian action noise of noisy episodes
+    noisy_fraction: float = 0.0  # share of each task's episodes that are noisy
+    random_fraction: float = 0.0  # share of each task's episodes with uniformly random actions (after the noisy)
+    early_fraction: float = 0.0  # share of each task's episodes where the expert stops after early_stop_steps
+    early_stop_steps: int = 30  # length of early-stopped episodes
+    max_steps: int = 500  # episode horizon
+    stop_after_success: int | None = 10  # steps kept after the first success; None (-1 on the CLI): full horizon
+    frame_every: int = 1  # render every N-th step
+    seed: int = 0  # base seed of every episode
+    workers: int = 1  # rendering processes
+    quality: int = 90  # JPEG quality, 1-100
+    max_videos_per_shard: int = 16  # start a new shard past this many videos
+    overwrite: bool = False  # replace an earlier output of reprl render in --out
+
+    def camera_list(self) -> list[str]:
+        from reprl.sim.tasks import check_camera
+
+        return [check_camera(c.strip()) for c in self.cameras.split(",") if c.strip()]
+
+
+@dataclass
+class EmbedOptions:
+    """What `reprl embed` embeds, against which goal, and where it writes."""
+
+    input: str  # video file, frame folder, image glob, or shards
+    encoder: str  # exported encoder folder, checkpoint, registered name, hf://
+    out: str  # output folder
+    goal_image: str | None = None  # goal image file
+    goal_frame: str | None = None  # 'last' (default) or a frame index; negative counts from the end
+    goal_text: str | None = None  # text goal (needs an encoder with a text tower)
+    goal_caption: bool = False  # shards: use each video's caption as its goal
+    device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
+    batch_size: int = 64  # frames per encoder call
+    precision: str = "32"  # 32, bf16 or 16 (16 on CUDA only); bf16-mixed / 16-mixed are the same
+    parquet: bool = False  # also write the tables as parquet (needs pyarrow)
+    overwrite: bool = False  # replace an earlier output of reprl embed in --out
+    force_overwrite: bool = False  # replace --out even when it is not an output of reprl embed (it is deleted)
+    max_videos: int | None = None  # shards: stop after this many videos
+    plots: int = 8  # shards: full figures for the first N videos (plots/KEY.png)
+    progress: bool = True  # progress bars on stderr
+
+
+def _base_type(tp: Any) -> Any:
+    """int for `int | None`, the type itself otherwise."""
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return tp
+
+
+def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[str] = (),
+                flags: dict[str, str] | None = None, converters: dict[str, Callable[[str], Any]] | None = None,
+                skip: Iterable[str] = ()) -> None:
+    """One command-line option per field of the dataclass `cls`, named --field-name (or flags[field]), with the
+    field's type (or converters[field]), default and one-line doc. A bool field that defaults to False is a
+    switch; one that defaults to True is switched off by --no-field-name. Fields without a default are required
+    (positional when named in `positional`). The option's dest is always the field's name (see `from_args`)."""
+    hints, docs = get_type_hints(cls), field_docs(cls)
+    flags, converters, positional, skip = flags or {}, converters or {}, set(positional), set(skip)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        doc = docs.get(f.name, "")
+        if f.name in positional:
+            p.add_argument(f.name, help=doc)
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        required = default is dataclasses.MISSING
+        tp = _base_type(hints[f.name])
+        flag = "--" + flags.get(f.name, f.name).replace("_", "-")
+        if tp is bool and not required:
+            if default:
+                p.add_argument("--no-" + flags.get(f.name, f.name).replace("_", "-"), dest=f.name,
+                               action="store_false", help=f"off: {doc} (on by default)")
+            else:
+                p.add_argument(flag, dest=f.name, action="store_true", help=doc or None)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "type": converters.get(f.name, tp), "help": doc or None}
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        p.add_argument(flag, **kwargs)
+
+
+def from_args(cls: type[C], args: argparse.Namespace, **values: Any) -> C:
+    """The dataclass `cls` from parsed options (see `add_options`); `values` set or override fields."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass type
+    found = {k: v for k, v in vars(args).items() if k in names}
+    return cls(**{**found, **values})
