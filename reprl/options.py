@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from reprl.config import field_docs
+from reprl.typed_config import field_docs
 
 C = TypeVar("C")
 

@@ -3,8 +3,8 @@ from typing import Literal
 
 import pytest
 
-from reprl.config import from_dict, load_config, parse_overrides
 from reprl.errors import ReprlError
+from reprl.typed_config import from_dict, load_config, parse_overrides
 
 
 @dataclass

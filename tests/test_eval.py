@@ -7,7 +7,6 @@ import pytest
 import yaml
 from conftest import HELDOUT_SHARDS
 
-from reprl.config import from_dict
 from reprl.errors import ReprlError
 from reprl.evaluation import harness
 from reprl.evaluation.data import task_dir
@@ -16,6 +15,7 @@ from reprl.evaluation.rollout import rollout, summarize
 from reprl.evaluation.suite import SuiteSpec, load_suite
 from reprl.heads import load_policy
 from reprl.sim.vector import SerialEnvs
+from reprl.typed_config import from_dict
 
 SUITES = sorted((Path(__file__).resolve().parents[1] / "eval" / "suites").glob("*.yaml"))
 

@@ -44,7 +44,7 @@ def test_the_expectile_loss_matches_hand_computed_values(plugin):
     # two tuples in 2-d. Tuple 1: V(t1, g) = -2, V(t, g) = -3, target = -1 + 0.5 * -2 = -2, u = 1, weight 0.9.
     # Tuple 2: V(t1, g) = -3, V(t, g) = -1, target = -1 + 0.5 * -3 = -2.5, u = -1.5, weight 0.1.
     # loss = (0.9 * 1 + 0.1 * 2.25) / 2 = 0.5625
-    from reprl.objectives.modules import ObjectiveConfig
+    from reprl.objectives.registry import ObjectiveConfig
 
     objective = plugin.ExpectileValue(ObjectiveConfig(name="expectile", options={"tau": 0.9, "gamma": 0.5}))
     emb = {"t": torch.tensor([[0.0, 0.0], [0.0, 0.0]], requires_grad=True),

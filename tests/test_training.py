@@ -11,9 +11,9 @@ import torch
 from conftest import HELDOUT_SHARDS, TRAIN_SHARDS
 
 import reprl
-from reprl.config import load_config
 from reprl.errors import ReprlError
 from reprl.training.config import PretrainConfig
+from reprl.typed_config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "configs" / "pretrain").glob("*.yaml"))

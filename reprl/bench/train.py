@@ -83,9 +83,9 @@ def pretrain_config(cfg: TrainBenchConfig, run_dir: str) -> Any:
     with only the run's mechanics replaced (run folder, shards, step count, no validation or checkpoints)."""
     from dataclasses import replace
 
-    from reprl.config import load_config
-    from reprl.objectives.modules import ObjectiveConfig
+    from reprl.objectives.registry import ObjectiveConfig
     from reprl.training.config import DataSection, EncoderSection, PretrainConfig
+    from reprl.typed_config import load_config
 
     if cfg.config:
         pc = load_config(PretrainConfig, cfg.config)

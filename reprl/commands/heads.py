@@ -56,12 +56,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     import dataclasses
 
     import reprl
-    from reprl.config import from_dict, to_dict
     from reprl.errors import ReprlError
     from reprl.heads.policy import HeadConfig, Policy
     from reprl.heads.registry import head_config, train_policy, with_reward
     from reprl.heads.train import Transitions
     from reprl.heads.userdata import embed_episodes, load_episodes
+    from reprl.typed_config import from_dict, to_dict
     from reprl.utils.files import StagingDir
 
     cfg = head_config(args.head, parse_settings(args.set))  # bad names and settings fail before any work

@@ -20,8 +20,8 @@ ACCEPTS_OVERRIDES = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from reprl.config import keys_help
     from reprl.training.config import PretrainConfig
+    from reprl.typed_config import keys_help
 
     p.epilog = keys_help(PretrainConfig)
     p.add_argument("--config", default=None, help="YAML preset (configs/pretrain/*.yaml)")
@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from reprl.config import load_config, to_dict
     from reprl.training.config import PretrainConfig
+    from reprl.typed_config import load_config, to_dict
 
     cfg = load_config(PretrainConfig, args.config, extra)
     if args.print_config:

@@ -80,7 +80,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
-        from reprl.config import from_dict
+        from reprl.typed_config import from_dict
 
         return from_dict(cls, data, "encoder config")
 

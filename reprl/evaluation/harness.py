@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from reprl.config import to_dict
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.evaluation.data import encoder_fingerprint, ensure_task_data, task_episodes
@@ -23,6 +22,7 @@ from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import Policy, save_head
 from reprl.heads.registry import make_learner, with_reward
 from reprl.heads.train import Transitions
+from reprl.typed_config import to_dict
 from reprl.utils.files import safe_name, write_json
 
 

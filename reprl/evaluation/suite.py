@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reprl.config import from_dict, read_yaml, to_dict
 from reprl.errors import ReprlError
 from reprl.heads.dualrl import AWRConfig, FDVLConfig, IQLConfig, ReCOILConfig
 from reprl.heads.policy import HeadConfig
@@ -15,6 +14,7 @@ from reprl.heads.registry import HEADS, head_config
 from reprl.heads.registry import RWRConfig as RWRSpec
 from reprl.heads.trail import TRAILConfig
 from reprl.sim.tasks import check_camera, task_name
+from reprl.typed_config import from_dict, read_yaml, to_dict
 
 
 @dataclass

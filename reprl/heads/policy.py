@@ -154,8 +154,8 @@ def load_head(path: str | Path) -> tuple[nn.Module, str, dict[str, Any]]:
     """(actor in eval mode, encoder source resolved to a path or name, the folder's config)."""
     from safetensors.torch import load_file
 
-    from reprl.config import from_dict
     from reprl.heads.trail import TrailActor, TRAILConfig
+    from reprl.typed_config import from_dict
 
     p = Path(path)
     meta = json.loads((p / CONFIG).read_text()) if (p / CONFIG).exists() else {}

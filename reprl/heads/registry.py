@@ -13,7 +13,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from reprl.config import from_dict
 from reprl.errors import ReprlError
 from reprl.heads.dualrl import (
     AWRConfig,
@@ -29,6 +28,7 @@ from reprl.heads.learner import Learner
 from reprl.heads.policy import HeadConfig
 from reprl.heads.trail import TRAILConfig, TRAILLearner
 from reprl.heads.train import HeadTrainer, Transitions, rwr_weights, transition_rewards
+from reprl.typed_config import from_dict
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from reprl.objectives.modules import ObjectiveConfig, check_objective_settings, data_mode
+from reprl.objectives.registry import ObjectiveConfig, check_objective_settings, data_mode
 
 
 @dataclass

@@ -17,15 +17,15 @@ from typing import Any
 import lightning as L
 import torch
 
-from reprl.config import to_dict
 from reprl.data.stream import ClipBatch
 from reprl.encoders.base import Encoder
 from reprl.encoders.io import CKPT_CONFIG_KEY
 from reprl.errors import ReprlError
 from reprl.objectives.common import gather_with_grad
-from reprl.objectives.modules import build_objective
+from reprl.objectives.registry import build_objective
 from reprl.rewards import video_metrics
 from reprl.training.config import OptimSection, PretrainConfig
+from reprl.typed_config import to_dict
 
 
 class DivergedError(ReprlError):

@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
-from reprl.config import dump_yaml
 from reprl.encoders.base import Encoder
 from reprl.encoders.io import load_encoder, save_encoder
 from reprl.encoders.registry import build_encoder
 from reprl.errors import ReprlError
-from reprl.objectives.modules import objective_class
+from reprl.objectives.registry import objective_class
 from reprl.training.config import PretrainConfig, check_config
+from reprl.typed_config import dump_yaml
 from reprl.utils.files import MARKER, check_writable, output_command, write_json
 
 
@@ -220,7 +220,7 @@ def data_module(cfg: PretrainConfig, encoder: Encoder) -> Any:
     reprl bench train's real loop build it here, so the benchmark runs what training runs)."""
     from reprl.data.datamodule import VideoDataModule
     from reprl.data.stream import StreamConfig
-    from reprl.objectives.modules import data_mode
+    from reprl.objectives.registry import data_mode
 
     d = cfg.data
     stream = StreamConfig(mode=data_mode(cfg.objective, d.goal_last), image_size=encoder.config.image_size,

@@ -1,5 +1,7 @@
-"""Objective modules used by training: they pick the frames they need from a ClipBatch, add what the loss
-needs beyond image embeddings (text embeddings, sentence features) and call the pure loss functions.
+"""The objective registry: the Objective base class, its settings (ObjectiveConfig), the built-in VIP, LIV and
+R3M objectives, register_objective and the factory training calls. An objective picks the frames it needs from
+a ClipBatch, adds what its loss needs beyond image embeddings (text embeddings, sentence features) and calls
+the pure loss functions.
 
 Each objective class declares what training needs from it: the frame roles of a tuple and how they are drawn
 (its sampling mode), the ObjectiveConfig settings it reads, its own Options (for objectives added from
@@ -206,7 +208,7 @@ def objective_class(name: str) -> type[Objective]:
 
 def options_of(cls: type[Objective], cfg: ObjectiveConfig) -> Any:
     """The objective's own Options from objective.options (checked: unknown keys list the valid ones)."""
-    from reprl.config import from_dict
+    from reprl.typed_config import from_dict
 
     if cls.Options is None:
         if cfg.options:
