@@ -97,20 +97,14 @@ BENCHES = {  # what -> (module, config class, run function, format function)
 }
 
 
-def config_from_args(cls: type, args: argparse.Namespace) -> object:
-    """The benchmark's config dataclass from the parsed arguments (each option's dest is a field name)."""
-    from dataclasses import fields
-
-    values = vars(args)
-    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
-
-
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import importlib
 
+    from reprl.options import from_args
+
     module, cfg_name, run_name, fmt_name = BENCHES[args.what]
     mod = importlib.import_module(module)
-    result = getattr(mod, run_name)(config_from_args(getattr(mod, cfg_name), args))
+    result = getattr(mod, run_name)(from_args(getattr(mod, cfg_name), args))
     print(getattr(mod, fmt_name)(result))
     if args.json:
         from reprl.utils.files import write_json
