@@ -111,10 +111,10 @@ def test_fine_tuning_starts_from_any_loadable_encoder(tmp_path):
 
 
 def test_non_finite_losses_skip_the_step_and_too_many_in_a_row_stop_the_run(tmp_path, monkeypatch):
-    from reprl.objectives import modules
+    from reprl.objectives import registry
     from reprl.training.run import pretrain
 
-    real = modules.VIPObjective.forward
+    real = registry.VIPObjective.forward
     calls = {"n": 0}
 
     def sometimes_nan(self, *args, **kwargs):
@@ -123,7 +123,7 @@ def test_non_finite_losses_skip_the_step_and_too_many_in_a_row_stop_the_run(tmp_
         bad = calls["n"] == 3 or calls["n"] >= plan["always_from"]
         return (loss * float("nan") if bad else loss), m
 
-    monkeypatch.setattr(modules.VIPObjective, "forward", sometimes_nan)
+    monkeypatch.setattr(registry.VIPObjective, "forward", sometimes_nan)
     plan = {"always_from": 10**9}
     summary = pretrain(tiny(tmp_path))
     assert summary["steps"] == 6 and summary["skipped_steps"] == 1
