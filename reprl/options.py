@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from reprl.typed_config import field_docs
+from reprl.typed_config import field_default, field_docs
 
 C = TypeVar("C")
 
@@ -117,7 +117,7 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
         if f.name in positional:
             p.add_argument(f.name, help=doc)
             continue
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = field_default(f)
         required = default is dataclasses.MISSING
         tp = _base_type(hints[f.name])
         flag = "--" + flags.get(f.name, f.name).replace("_", "-")

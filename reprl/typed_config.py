@@ -123,6 +123,11 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (its default_factory called), or dataclasses.MISSING if it has none."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def _type_text(tp: Any) -> str:
     origin, args = get_origin(tp), get_args(tp)
     if origin is Literal:
@@ -147,7 +152,7 @@ def config_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             rows += config_keys(tp, f"{prefix}{f.name}.")
             continue
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = field_default(f)
         text = yaml.safe_dump(to_dict_value(default), default_flow_style=True).strip().removesuffix("...").strip()
         rows.append((prefix + f.name, _type_text(tp), text, docs.get(f.name, "")))
     return rows

@@ -22,6 +22,7 @@ from reprl.objectives.common import Gather
 from reprl.objectives.liv import caption_ids, liv_loss
 from reprl.objectives.r3m import LanguageReward, r3m_loss
 from reprl.objectives.vip import vip_loss
+from reprl.typed_config import field_default
 
 
 @dataclass
@@ -223,7 +224,7 @@ def check_objective_settings(cfg: ObjectiveConfig) -> None:
     would otherwise be accepted and silently ignored. A field counts as set when it differs from its default."""
     cls = objective_class(cfg.name)
     foreign = [f.name for f in fields(cfg) if f.name not in ("name", "options") and f.name not in cls.settings
-               and getattr(cfg, f.name) != (f.default_factory() if callable(f.default_factory) else f.default)]
+               and getattr(cfg, f.name) != field_default(f)]
     if foreign:
         reads = ", ".join(sorted(cls.settings)) or "none of the shared settings"
         raise ReprlError(f"--objective.{foreign[0]} does not apply to the {cfg.name} objective (it reads "
