@@ -93,6 +93,80 @@ class EmbedOptions:
     progress: bool = True  # progress bars on stderr
 
 
+BENCH_TASKS = "reach,drawer-close,door-open,window-open,button-press,faucet-open,lever-pull,plate-slide"
+
+
+@dataclass
+class DataBenchConfig:
+    """`reprl bench data`: training tuples/s from shards vs per-frame JPEG files."""
+
+    shards: str | None = None  # shard folder (default: render a MetaWorld corpus once into cache)
+    cache: str = "runs/bench"  # where the rendered corpus and frame folders go
+    frame_size: int = 256  # shorter side of the rendered shard frames
+    image_size: int = 224  # crop size of the training tuples
+    batch_size: int = 32  # tuples per batch
+    mode: str = "vip"  # vip, liv or r3m tuples
+    tuples_per_video: int = 1  # tuples sampled per video read
+    workers: tuple[int, ...] = (1, 2)  # worker counts to measure, e.g. 1,2 (0 = none)
+    batches: int = 20  # batches timed per repeat (after one warm-up batch)
+    repeats: int = 3  # repeats; figures are medians
+    render_tasks: str = BENCH_TASKS  # comma-separated tasks of the rendered corpus
+    render_episodes: int = 2  # episodes per task of the rendered corpus
+    frame_index: tuple[int, ...] = ()  # clip lengths, e.g. 40,400: only compare reading with / without the frame index
+    ingest: tuple[int, ...] = ()  # video lengths, e.g. 300,3000: only measure reprl shards on synthetic 640x480 videos
+
+
+@dataclass
+class TrainBenchConfig:
+    """`reprl bench train`: the real training loop vs a synthetic in-memory batch."""
+
+    config: str | None = None  # a pretrain preset: its encoder, objective, data and optim sections run
+    shards: str | None = None  # training shards (default: the preset's data.train, or tests/data/metaworld/train)
+    encoder: str = "resnet18"  # registered encoder name (random init), without --config
+    image_size: int = 64  # crop size, without --config
+    embed_dim: int | None = 128  # projection size, without --config
+    objective: str = "vip"  # vip, liv or r3m, without --config
+    batch_size: int = 32  # tuples per batch, without --config
+    num_workers: int = 1  # data-loader worker processes, without --config
+    steps: int = 30  # timed steps per run, after warmup
+    warmup: int = 5  # untimed steps at the start of each run
+    repeats: int = 3  # runs of each loop; figures are medians
+    accelerator: str = "auto"  # auto, cpu or cuda (Lightning accelerator)
+    precision: str = "auto"  # auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, ...
+
+
+@dataclass
+class EmbedBenchConfig:
+    """`reprl bench embed`: images/s of reprl embed vs the encoder's forward-only rate."""
+
+    encoder: str = "resnet18"  # any reprl.load source (registered names: random init)
+    image_size: int | None = None  # for registered names
+    video: str | None = None  # video to embed (default: render one MetaWorld episode at frame_size into cache)
+    frame_size: int = 256  # frame size of the rendered video
+    cache: str = "runs/bench"  # where the rendered video goes
+    device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
+    batch_size: int = 32  # frames per encoder call
+    precision: str = "32"  # 32, bf16 or 16 (16 on CUDA only); bf16-mixed / 16-mixed are the same
+    repeats: int = 3  # repeats; figures are medians
+    max_frames: int = 300  # frames of the rendered video
+
+
+@dataclass
+class EvalBenchConfig:
+    """`reprl bench eval`: rollout steps/s of the harness vs the same envs alone, and the study's rollout hours."""
+
+    task: str = "hammer"  # MetaWorld task
+    camera: str = "corner"  # camera of the rendered frames
+    frame_size: int = 128  # rendered frame size
+    encoder: str = "resnet18"  # any reprl.load source (registered names: random init)
+    image_size: int | None = 64  # for registered names
+    envs: int = 10  # environments stepped in lockstep (parallel_envs of the suites)
+    workers: int | None = None  # environment processes (default: one per core; 0: in this process)
+    horizon: int = 50  # steps per timed rollout
+    repeats: int = 3  # repeats; figures are medians
+    serial: bool = True  # also time the single-process path
+
+
 def _base_type(tp: Any) -> Any:
     """int for `int | None`, the type itself otherwise."""
     if get_origin(tp) in (Union, types.UnionType):

@@ -1,10 +1,14 @@
-"""Typed configuration: dataclasses are the single source of truth; YAML files and `--section.key value`
-command-line overrides are checked against them. A misspelt key is an error that lists the valid keys.
+"""Typed configuration: dataclasses are the single source of truth. YAML presets, `--section.key value`
+command-line overrides, evaluation suites, head settings and encoder config files all become a dataclass through
+one path, `from_dict`, which hands the values to a jsonargparse parser built from the class (types, Literal
+choices, tuple lengths, Optional). What is ours: a misspelt key is an error that lists the valid keys, every error
+is one line, and `--help` lists every key with its type, default and one-line doc (`keys_help`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -20,89 +24,98 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert one value against a type annotation."""
-    origin, args = get_origin(tp), get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, where)
-            except ReprlError as e:
-                errors.append(str(e))
-        raise ReprlError(errors[0] if len(errors) == 1 else f"{where}: {value!r} does not fit {_describe(tp)}")
-    if origin is Literal:
-        if value not in args:
-            raise ReprlError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise ReprlError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return from_dict(tp, value, where)
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",")]
-        if not isinstance(value, (list, tuple)):
-            raise ReprlError(f"{where}: expected a list, got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ReprlError(f"{where}: expected {len(args)} values, got {list(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        return origin(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ReprlError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ReprlError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ReprlError(f"{where}: expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except ValueError:
-            raise ReprlError(f"{where}: expected an integer, got {value!r}") from None
-        if not f.is_integer():
-            raise ReprlError(f"{where}: expected an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ReprlError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ReprlError(f"{where}: expected a number, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ReprlError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    return value
+_PARSERS: dict[type, Any] = {}
 
 
-def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
-    """Build dataclass `cls` from a mapping; unknown keys and ill-typed values raise ReprlError."""
+def _parser(cls: type) -> Any:
+    """The jsonargparse parser of a config dataclass: it checks and converts every value (YAML files, command-line
+    overrides and mappings built in code all go through it). Built once per class."""
+    if cls not in _PARSERS:
+        from jsonargparse import ArgumentParser
+
+        parser = ArgumentParser(exit_on_error=False, prog=cls.__name__)
+        parser.add_class_arguments(cls, fail_untyped=True)
+        _PARSERS[cls] = parser
+    return _PARSERS[cls]
+
+
+def _prepare(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check the keys of a mapping at every depth (an unknown key names the valid ones, which the library's own
+    message does not) and pass it on for parsing. One command-line shorthand is kept: a list or tuple field given
+    as a string without brackets, such as `--plugins my_module` or `hidden=16,16`, is read as the list
+    `[my_module]` or `[16,16]`."""
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # C: any dataclass
+    names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
         section = f" in '{where}'" if where else ""
         raise ReprlError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}"
                          f"{section}; valid keys: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    out = {}
+    for k, v in data.items():
+        tp, key = hints[k], f"{where}.{k}" if where else k
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            if isinstance(v, tp):
+                v = to_dict(v)
+            if not isinstance(v, dict):
+                raise ReprlError(f"{key}: expected a mapping of {tp.__name__} fields, got {v!r}")
+            v = _prepare(tp, v, key)
+        elif isinstance(v, str) and not v.lstrip().startswith("[") and _is_sequence(tp):
+            v = f"[{v}]"
+        out[k] = v
+    return out
+
+
+def _is_sequence(tp: Any) -> bool:
+    """list[...] or tuple[...], also inside `... | None`."""
+    if get_origin(tp) in (Union, types.UnionType):
+        return any(_is_sequence(a) for a in get_args(tp))
+    return get_origin(tp) in (list, tuple) or tp in (list, tuple)
+
+
+_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "list": "a list",
+          "tuple": "a list", "dict": "a mapping"}
+
+
+def _one_line(message: str, where: str) -> str:
+    """jsonargparse's multi-line error as one line: 'key: what was expected, got what'."""
+    m = re.search(r'Parser key "([^"]+)":\s*(.*)', message, re.S)
+    key, text = (m.group(1), m.group(2)) if m else ("", message)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    given = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Given value:")), None)
+    first = lines[0] if lines else message
+    if first.startswith("Does not validate against any of the Union subtypes"):
+        kinds = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Subtypes:")), "")
+        kinds = re.sub(r"<class '([\w.]+)'>", r"\1", kinds.strip("[]")).replace("NoneType", "null")
+        first = f"expected one of {kinds}. Got value: {given}"
+    first = re.sub(r"<class '([\w.]+)'>", r"\1", first).replace("typing.", "")
+    first = re.sub(r"^Expected a Literal\[(.*)\]", r"expected one of \1", first)
+    first = first[0].lower() + first[1:] if first else first
+    first = first.replace(". Got value: ", ", got ")
+    for name, words in _WORDS.items():
+        first = first.replace(f"expected a {name},", f"expected {words},")
+    if first.startswith("expected a list,"):
+        first += " (write a list as [a, b])"
+    path = ".".join(p for p in (where, key) if p)
+    return f"{path}: {first}" if path else first
+
+
+def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
+    """Build dataclass `cls` from a mapping (parsed YAML, command-line strings, or values built in code), checked
+    and converted by the class's jsonargparse parser. Unknown keys and ill-typed values raise a one-line
+    ReprlError."""
+    from jsonargparse import ArgumentError
+
+    if not isinstance(data, dict):
+        raise ReprlError(f"{where or cls.__name__}: expected a mapping of {cls.__name__} fields, got {data!r}")
+    data = _prepare(cls, data, where)
+    parser = _parser(cls)
     try:
-        return cls(**kwargs)
-    except TypeError as e:
+        values = parser.instantiate(parser.parse_object(data))
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})  # type: ignore[arg-type]  # C is a dataclass
+    except ArgumentError as e:
+        raise ReprlError(_one_line(str(e), where)) from None
+    except (TypeError, ValueError) as e:
         raise ReprlError(f"{where or cls.__name__}: {e}") from None
 
 
@@ -182,7 +195,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def parse_overrides(argv: list[str]) -> dict[str, Any]:
-    """['--trainer.devices', '2', '--optim.lr=1e-4'] -> nested dict. Values are parsed as YAML scalars."""
+    """['--trainer.devices', '2', '--optim.lr=1e-4'] -> nested dict of the strings as typed (the parser converts
+    them to the fields' types)."""
     out: dict[str, Any] = {}
     i = 0
     while i < len(argv):
@@ -197,7 +211,7 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
                 raise ReprlError(f"{arg} needs a value")
             key, raw = arg[2:], argv[i + 1]
             i += 2
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = raw
         node = out
         parts = key.replace("-", "_").split(".")
         for part in parts[:-1]:
@@ -229,10 +243,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
-    """Defaults <- YAML file <- command-line overrides, checked against `cls`."""
+    """Defaults <- YAML file <- command-line overrides (--section.key value), merged and then parsed by the
+    class's jsonargparse parser (see from_dict): a value is checked the same way wherever it comes from."""
     data = read_yaml(path) if path else {}
-    data = merge(data, parse_overrides(overrides or []))
-    return from_dict(cls, data)
+    return from_dict(cls, merge(data, parse_overrides(overrides or [])))
 
 
 def dump_yaml(cfg: Any, path: str | Path) -> None:

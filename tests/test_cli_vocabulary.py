@@ -75,12 +75,17 @@ def test_embed_a_folder_of_videos_gives_one_result_per_video(tmp_path, capsys):
     assert summary["kind"] == "videos" and summary["encoder"]["label"] == "tiny (random init)"
 
 
-@pytest.mark.parametrize("command,cls,minimal", [
-    ("shards", "ShardOptions", ["in", "--out", "o"]),
-    ("render", "CorpusConfig", ["--out", "o"]),
-    ("embed", "EmbedOptions", ["in.mp4", "--encoder", "e", "--out", "o"]),
+@pytest.mark.parametrize("command,cls,minimal,renamed", [
+    ("shards", "ShardOptions", ["in", "--out", "o"], {}),
+    ("render", "CorpusConfig", ["--out", "o"], {}),
+    ("embed", "EmbedOptions", ["in.mp4", "--encoder", "e", "--out", "o"], {"goal_image": "--goal",
+                                                                          "progress": "--no-progress"}),
+    ("bench data", "DataBenchConfig", [], {}),
+    ("bench train", "TrainBenchConfig", [], {"num_workers": "--workers", "accelerator": "--device"}),
+    ("bench embed", "EmbedBenchConfig", [], {}),
+    ("bench eval", "EvalBenchConfig", [], {"workers": "--env-workers", "serial": "--no-serial"}),
 ])
-def test_command_options_come_from_their_config_class(command, cls, minimal, capsys):
+def test_command_options_come_from_their_config_class(command, cls, minimal, renamed, capsys):
     """Every field of the command's config dataclass has an option in its --help, and parsing only the required
     arguments gives the class's own defaults (a default is written once, in reprl/options.py)."""
     import dataclasses
@@ -90,10 +95,9 @@ def test_command_options_come_from_their_config_class(command, cls, minimal, cap
     config = getattr(options, cls)
     leaves = dict(leaf_parsers(build_parser()))
     text = leaves[f"reprl {command}"].format_help()
-    renamed = {"goal_image": "--goal", "progress": "--no-progress"}
     for f in dataclasses.fields(config):
         assert f.name == "input" or renamed.get(f.name, "--" + f.name.replace("_", "-")) in text, (command, f.name)
-    parsed = options.from_args(config, build_parser().parse_args([command, *minimal]))
+    parsed = options.from_args(config, build_parser().parse_args([*command.split(), *minimal]))
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
     assert {k: getattr(parsed, k) for k in defaults} == defaults
     if command == "render":

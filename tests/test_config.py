@@ -31,10 +31,11 @@ def test_typo_names_the_valid_keys():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"name": "r3m"}, "not one of 'vip', 'liv'"),
+    ({"name": "r3m"}, "name: expected one of 'vip', 'liv', got r3m"),
     ({"trainer": {"devices": "two"}}, "trainer.devices: expected an integer"),
     ({"trainer": {"devices": 1.5}}, "expected an integer"),
-    ({"trainer": {"betas": [0.9]}}, "expected 2 values"),
+    ({"trainer": {"betas": [0.9]}}, r"trainer.betas: expected a tuple with 2 elements, got \[0.9\]"),
+    ({"path": 5}, "path: expected one of str, null, got 5"),
     ({"on": "maybe"}, "expected true or false"),
     ({"trainer": 3}, "expected a mapping"),
 ])
@@ -125,3 +126,23 @@ def test_pretrain_help_lists_every_config_key_with_its_type_default_and_doc(caps
         assert key in lines, f"{key} missing from reprl pretrain --help"
         assert " = " in lines[key] and lines[key].rstrip().endswith(")"), f"{key} has no type, default or doc"
     assert "{kl|chi2|tv} = kl" in lines["objective.f"] and "int = 32" in lines["data.batch_size"]
+
+
+@dataclass
+class WithLists:
+    plugins: list[str] = field(default_factory=list)
+    hidden: tuple[int, ...] = (256, 256)
+    options: dict = field(default_factory=dict)
+
+
+def test_one_parser_for_yaml_command_line_and_code(tmp_path):
+    """A YAML value, a command-line string and a value built in code reach the same field through the same parser:
+    lists as YAML lists or, on the command line, comma-separated without brackets; a mapping field takes sub-keys."""
+    (tmp_path / "c.yaml").write_text("plugins: [a, b]\noptions: {tau: 0.5}\n")
+    cfg = load_config(WithLists, tmp_path / "c.yaml", ["--hidden", "16,16", "--options.gamma", "0.9"])
+    assert cfg == WithLists(plugins=["a", "b"], hidden=(16, 16), options={"tau": 0.5, "gamma": "0.9"})
+    assert load_config(WithLists, None, ["--plugins", "my_module"]).plugins == ["my_module"]
+    assert load_config(WithLists, None, ["--hidden", "[8, 4]"]).hidden == (8, 4)
+    assert from_dict(WithLists, {"hidden": [1, 2, 3]}).hidden == (1, 2, 3)
+    with pytest.raises(ReprlError, match="^hidden: expected an integer, got x$"):
+        load_config(WithLists, None, ["--hidden", "1,x"])

@@ -141,7 +141,7 @@ def test_trail_switches_to_latent_bc_on_expert_data():
 
 def test_head_configs_and_requirements():
     assert head_config("fdvl", {"f": "tv", "temperature": 0.8}).temperature == 0.8
-    with pytest.raises(ReprlError, match="'kl' is not one of"):
+    with pytest.raises(ReprlError, match="fdvl.f: expected one of 'chi2', 'tv', 'rkl', got kl"):
         head_config("fdvl", {"f": "kl"})
     with pytest.raises(ReprlError, match="recoil.temperature must be > 0"):
         head_config("recoil", {"temperature": 0})

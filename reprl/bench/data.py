@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,8 @@ from reprl.bench.decode import corpus_frames, decode_rate, read_seconds_per_vide
 from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
 from reprl.data.sampling import ROLES
 from reprl.data.stream import StreamConfig, TupleStream
+from reprl.options import DataBenchConfig
 from reprl.utils.timing import StageTimer, median_spread
-
-BENCH_TASKS = "reach,drawer-close,door-open,window-open,button-press,faucet-open,lever-pull,plate-slide"
-
-
-@dataclass
-class DataBenchConfig:
-    shards: str | None = None  # shard folder; default renders (once) a MetaWorld corpus into `cache`
-    cache: str = "runs/bench"
-    frame_size: int = 256  # frame size of the rendered corpus
-    image_size: int = 224  # training crop size
-    batch_size: int = 32
-    mode: str = "vip"
-    tuples_per_video: int = 1
-    workers: tuple[int, ...] = (1, 2)
-    batches: int = 20  # measured batches per run (after one warm-up batch)
-    repeats: int = 3
-    render_tasks: str = BENCH_TASKS
-    render_episodes: int = 2
-    frame_index: tuple[int, ...] = ()  # clip lengths: run only the frame-index comparison (bench/frameindex.py)
-    ingest: tuple[int, ...] = ()  # video lengths: run only the ingestion figures (bench/ingest.py)
 
 
 def ensure_corpus(cfg: DataBenchConfig) -> str:

@@ -5,27 +5,13 @@ and device. Medians of `repeats` runs in one process."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from reprl.options import EmbedBenchConfig
 from reprl.utils.timing import median_spread
-
-
-@dataclass
-class EmbedBenchConfig:
-    encoder: str = "resnet18"  # any reprl.load source; registered names are random init
-    image_size: int | None = None  # for registered names
-    video: str | None = None  # default: render one MetaWorld episode at frame_size into cache
-    frame_size: int = 256
-    cache: str = "runs/bench"
-    device: str = "cpu"
-    batch_size: int = 32
-    precision: str = "32"
-    repeats: int = 3
-    max_frames: int = 300
 
 
 def ensure_video(cfg: EmbedBenchConfig) -> str:

@@ -10,30 +10,16 @@ both rates count the same steps. Medians of `repeats` runs, alternating the path
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from reprl.options import EvalBenchConfig
 from reprl.utils.timing import median_spread
 
 # the study's downstream evaluation: 5 tasks x 3 heads (BC, RWR at tau 0.1 and 1) x 3 encoders x 3 seeds
 # x 30 rollouts of at most 500 steps, each ending shortly after its first success
 STUDY = {"tasks": 5, "heads": 3, "encoders": 3, "seeds": 3, "rollouts": 30, "horizon": 500, "settle_steps": 10}
-
-
-@dataclass
-class EvalBenchConfig:
-    task: str = "hammer"
-    camera: str = "corner"
-    frame_size: int = 128
-    encoder: str = "resnet18"  # any reprl.load source; registered names are random init
-    image_size: int | None = 64  # for registered names
-    envs: int = 10  # parallel_envs of the suites
-    workers: int | None = None  # environment processes; None: one per core
-    horizon: int = 50  # steps per rollout timed
-    repeats: int = 3
-    serial: bool = True  # also time today's single-process path
 
 
 def study_budget_hours(steps_per_s: float) -> dict[str, float]:

@@ -7,31 +7,14 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from reprl.options import TrainBenchConfig
 from reprl.utils.timing import median_spread
-
-
-@dataclass
-class TrainBenchConfig:
-    config: str | None = None  # a reprl pretrain preset: its encoder, objective, data and optim are what runs
-    shards: str | None = None  # None: the preset's data.train, or the committed test corpus without a preset
-    encoder: str = "resnet18"
-    image_size: int = 64
-    embed_dim: int | None = 128
-    objective: str = "vip"
-    batch_size: int = 32
-    num_workers: int = 1
-    steps: int = 30  # measured steps per run, after `warmup`
-    warmup: int = 5
-    repeats: int = 3
-    accelerator: str = "auto"
-    precision: str = "auto"
 
 
 class StepTimer:

@@ -142,22 +142,24 @@ class R3MObjective(Objective):
 
     def __init__(self, cfg: ObjectiveConfig, embed_dim: int) -> None:
         super().__init__(cfg)
-        self._sentences: Any = None
+        # The sentence encoder is frozen and not part of the objective's state: held in a tuple, it is not
+        # registered as a submodule (no parameters for the optimiser, nothing in checkpoints).
+        self._frozen: tuple[Any, ...] = ()
         self.lang_reward: LanguageReward | None = None
         if cfg.lang_weight:
             from reprl.encoders.text import SentenceEncoder
 
             sentences = SentenceEncoder(cfg.text_encoder, pooling=cfg.text_pooling)
-            object.__setattr__(self, "_sentences", sentences)  # frozen and not saved with the objective
+            self._frozen = (sentences,)
             self.lang_reward = LanguageReward(embed_dim, sentences.dim, cfg.lang_hidden)
 
     def forward(self, emb, text, encoder, *, generator=None, gather=None):
         c = self.cfg
         lang = mask = None
-        if self._sentences is not None:
-            device = emb["start"].device
-            self._sentences.to(device)
-            lang = self._sentences([t or " " for t in text])
+        if self._frozen:
+            sentences, device = self._frozen[0], emb["start"].device
+            sentences.to(device)
+            lang = sentences([t or " " for t in text])
             mask = torch.tensor([bool(t.strip()) for t in text], dtype=torch.float32, device=device)
         return r3m_loss(emb["start"], emb["goal"], emb["s0"], emb["s1"], emb["s2"], lang=lang, lang_mask=mask,
                         lang_reward=self.lang_reward, tcn_weight=c.tcn_weight, lang_weight=c.lang_weight,
