@@ -120,19 +120,22 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Each field's one-line doc: the comment that ends its line in the class source (empty if none)."""
+    """Each field's one-line doc: the comment that ends its line in the class source (empty if none); a field a
+    subclass inherits keeps its base class's doc."""
     import inspect
-    import re
 
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    docs = {}
-    for line in source.splitlines():
-        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
-        if m:
-            docs[m.group(1)] = m.group(2).strip()
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for line in source.splitlines():
+            m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+            if m:
+                docs[m.group(1)] = m.group(2).strip()
     return docs
 
 
@@ -171,13 +174,20 @@ def config_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def keys_help(cls: type) -> str:
-    """A --help epilog listing every key of a config dataclass with its type, default and doc."""
-    rows = config_keys(cls)
-    width = max(len(k) for k, *_ in rows) + 2
-    lines = ["config keys (in the --config YAML, or on the command line as --KEY VALUE):"]
-    for key, tp, default, doc in rows:
-        lines.append(f"  {key:{width}s}{tp} = {default}" + (f"  ({doc})" if doc else ""))
+def keys_help(cls: type, variants: dict[str, dict[str, type]] | None = None) -> str:
+    """A --help epilog listing every key of a config dataclass with its type, default and doc. `variants` maps a
+    section whose class depends on its `name` key (e.g. objective) to the class of each name: their keys follow."""
+    blocks = [("config keys (in the --config YAML, or on the command line as --KEY VALUE):", config_keys(cls))]
+    for section, classes in (variants or {}).items():
+        for name, variant in classes.items():
+            rows = [r for r in config_keys(variant, f"{section}.") if r[0] != f"{section}.name"]
+            blocks.append((f"with {section}.name {name}:", rows))
+    width = max(len(k) for _, rows in blocks for k, *_ in rows) + 2
+    lines = []
+    for title, rows in blocks:
+        lines.append(title)
+        for key, tp, default, doc in rows:
+            lines.append(f"  {key:{width}s}{tp} = {default}" + (f"  ({doc})" if doc else ""))
     return "\n".join(lines)
 
 

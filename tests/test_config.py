@@ -120,7 +120,9 @@ def test_pretrain_help_lists_every_config_key_with_its_type_default_and_doc(caps
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
-    expected = list(keys(PretrainConfig))
+    from reprl.objectives.registry import LIVConfig, R3MConfig
+
+    expected = [*keys(PretrainConfig), *keys(LIVConfig, "objective."), *keys(R3MConfig, "objective.")]
     assert len(expected) > 60
     for key in expected:
         assert key in lines, f"{key} missing from reprl pretrain --help"

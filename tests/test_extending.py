@@ -44,9 +44,7 @@ def test_the_expectile_loss_matches_hand_computed_values(plugin):
     # two tuples in 2-d. Tuple 1: V(t1, g) = -2, V(t, g) = -3, target = -1 + 0.5 * -2 = -2, u = 1, weight 0.9.
     # Tuple 2: V(t1, g) = -3, V(t, g) = -1, target = -1 + 0.5 * -3 = -2.5, u = -1.5, weight 0.1.
     # loss = (0.9 * 1 + 0.1 * 2.25) / 2 = 0.5625
-    from reprl.objectives.registry import ObjectiveConfig
-
-    objective = plugin.ExpectileValue(ObjectiveConfig(name="expectile", options={"tau": 0.9, "gamma": 0.5}))
+    objective = plugin.ExpectileValue(plugin.ExpectileConfig(tau=0.9, gamma=0.5))
     emb = {"t": torch.tensor([[0.0, 0.0], [0.0, 0.0]], requires_grad=True),
            "t1": torch.tensor([[1.0, 0.0], [0.0, 4.0]], requires_grad=True),
            "goal": torch.tensor([[3.0, 0.0], [0.0, 1.0]], requires_grad=True)}
@@ -64,7 +62,7 @@ def test_an_objective_registered_outside_reprl_trains_through_reprl_pretrain(plu
     assert ROLES["expectile"] == ("t", "t1", "goal")  # its sampler became a stream mode
     run = tmp_path / "run"
     assert pretrain(run, "--plugins", "my_objectives", "--objective.name", "expectile",
-                    "--objective.options.tau", "0.9") == 0
+                    "--objective.tau", "0.9") == 0
     assert (run / "encoder" / "model.safetensors").is_file()
     with open(run / "logs" / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
@@ -73,7 +71,8 @@ def test_an_objective_registered_outside_reprl_trains_through_reprl_pretrain(plu
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--objective.options.taux", "0.9"], "unknown config key 'taux' in 'objective.options'; valid keys: tau, gamma"),
+    (["--objective.taux", "0.9"], "--objective.taux does not apply to the expectile objective (its settings: name, "
+                                  "tau, gamma)"),
     (["--objective.tcn_weight", "2"], "--objective.tcn_weight does not apply to the expectile objective"),
     (["--data.goal_last", "true"], "data.goal_last does not apply to the expectile objective"),
 ])
@@ -87,8 +86,8 @@ def test_an_added_objectives_settings_are_checked_before_anything_is_written(plu
 
 def test_options_on_a_built_in_objective_and_a_missing_plugin_are_one_line_errors(tmp_path, capsys):
     run = tmp_path / "run"
-    assert pretrain(run, "--objective.options.tau", "0.9") == 2
-    assert "--objective.options does not apply to the vip objective" in capsys.readouterr().err
+    assert pretrain(run, "--objective.tau", "0.9") == 2
+    assert "--objective.tau does not apply to the vip objective" in capsys.readouterr().err
     assert pretrain(run, "--plugins", "no_such_module_here") == 2
     err = capsys.readouterr().err.strip()
     assert "plugins: cannot import 'no_such_module_here'" in err and "\n" not in err and not run.exists()

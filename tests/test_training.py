@@ -12,8 +12,7 @@ from conftest import HELDOUT_SHARDS, TRAIN_SHARDS
 
 import reprl
 from reprl.errors import ReprlError
-from reprl.training.config import PretrainConfig
-from reprl.typed_config import load_config
+from reprl.training.config import PretrainConfig, load_pretrain_config
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "configs" / "pretrain").glob("*.yaml"))
@@ -26,7 +25,7 @@ def tiny(tmp_path, *extra: str) -> PretrainConfig:
             "--optim.lr", "0.002", "--trainer.max_steps", "6", "--trainer.checkpoint_every", "3",
             "--trainer.log_every", "1", "--trainer.progress", "false", "--trainer.loggers", "csv",
             "--trainer.accelerator", "cpu", *extra]
-    return load_config(PretrainConfig, None, args)
+    return load_pretrain_config(None, args)
 
 
 def metrics(run: Path) -> list[dict[str, str]]:
@@ -40,7 +39,7 @@ def losses(run: Path) -> list[tuple[int, float]]:
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_every_preset_parses(preset):
-    cfg = load_config(PretrainConfig, preset)
+    cfg = load_pretrain_config(preset)
     assert cfg.data.train and cfg.trainer.max_steps > 0
     # Each preset writes to its own run folder, so two presets never clobber each other's run.
     expected = "run" + preset.stem[len("demo"):] if preset.stem.startswith("demo") else preset.stem
@@ -51,7 +50,7 @@ def test_preset_typos_list_the_valid_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("trainer:\n  max_stpes: 10\n")
     with pytest.raises(ReprlError, match="unknown config key 'max_stpes' in 'trainer'; valid keys: max_steps"):
-        load_config(PretrainConfig, bad)
+        load_pretrain_config(bad)
 
 
 def test_short_real_training_run_lowers_the_loss(tmp_path):
@@ -252,3 +251,19 @@ def test_auto_precision_follows_the_device_the_trainer_lands_on(monkeypatch, pre
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert lightning_precision(precision, accelerator) == expected
+
+
+def test_objective_settings_belong_to_their_objective(tmp_path):
+    """Each objective's settings are its own Config class: a VIP run refuses R3M's tcn_weight even at R3M's
+    default, and naming another objective than the preset's drops the preset's objective section only."""
+    from reprl.objectives.registry import R3MConfig, VIPConfig
+
+    with pytest.raises(ReprlError, match=r"--objective.tcn_weight does not apply to the vip objective \(its "
+                                         r"settings: name, gamma, num_negatives, negatives, f, alpha, l1_weight"):
+        tiny(tmp_path, "--objective.tcn_weight", "1.0")
+    demo = REPO / "configs" / "pretrain" / "demo.yaml"
+    vip = load_pretrain_config(demo)
+    assert type(vip.objective) is VIPConfig and vip.objective.l1_weight == 0.001
+    r3m = load_pretrain_config(demo, ["--objective.name", "r3m", "--objective.lang_hidden", "64"])
+    assert r3m.objective == R3MConfig(lang_hidden=64)  # nothing of the preset's VIP section is carried over
+    assert (r3m.encoder, r3m.data, r3m.optim) == (vip.encoder, vip.data, vip.optim)

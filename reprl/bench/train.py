@@ -66,16 +66,15 @@ def pretrain_config(cfg: TrainBenchConfig, run_dir: str) -> Any:
     with only the run's mechanics replaced (run folder, shards, step count, no validation or checkpoints)."""
     from dataclasses import replace
 
-    from reprl.objectives.registry import ObjectiveConfig
-    from reprl.training.config import DataSection, EncoderSection, PretrainConfig
-    from reprl.typed_config import load_config
+    from reprl.objectives.registry import objective_config
+    from reprl.training.config import DataSection, EncoderSection, PretrainConfig, load_pretrain_config
 
     if cfg.config:
-        pc = load_config(PretrainConfig, cfg.config)
+        pc = load_pretrain_config(cfg.config)
     else:
         pc = PretrainConfig(encoder=EncoderSection(name=cfg.encoder, image_size=cfg.image_size,
                                                    embed_dim=cfg.embed_dim),
-                            objective=ObjectiveConfig(name=cfg.objective),
+                            objective=objective_config({"name": cfg.objective}),
                             data=DataSection(batch_size=cfg.batch_size, num_workers=cfg.num_workers))
     steps = cfg.steps + cfg.warmup
     shards = cfg.shards or (pc.data.train if cfg.config else DEFAULT_SHARDS)

@@ -23,16 +23,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from reprl.training.config import PretrainConfig
     from reprl.typed_config import keys_help
 
-    p.epilog = keys_help(PretrainConfig)
+    p.epilog = keys_help(PretrainConfig, {"objective": objective_keys()})
     p.add_argument("--config", default=None, help="YAML preset (configs/pretrain/*.yaml)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
-def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from reprl.training.config import PretrainConfig
-    from reprl.typed_config import load_config, to_dict
+def objective_keys() -> dict[str, type]:
+    """The settings class of every built-in objective, for --help."""
+    from reprl.objectives.registry import OBJECTIVES
 
-    cfg = load_config(PretrainConfig, args.config, extra)
+    return {name: cls.Config for name, cls in OBJECTIVES.items()}
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from reprl.training.config import load_pretrain_config
+    from reprl.typed_config import to_dict
+
+    cfg = load_pretrain_config(args.config, extra)
     if args.print_config:
         import yaml
 

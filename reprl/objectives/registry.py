@@ -1,16 +1,16 @@
-"""The objective registry: the Objective base class, its settings (ObjectiveConfig), the built-in VIP, LIV and
-R3M objectives, register_objective and the factory training calls. An objective picks the frames it needs from
-a ClipBatch, adds what its loss needs beyond image embeddings (text embeddings, sentence features) and calls
-the pure loss functions.
+"""The objective registry: the Objective base class, the settings classes (ObjectiveConfig, one per objective),
+the built-in VIP, LIV and R3M objectives, register_objective and the factory training calls. An objective picks
+the frames it needs from a ClipBatch, adds what its loss needs beyond image embeddings (text embeddings, sentence
+features) and calls the pure loss functions.
 
 Each objective class declares what training needs from it: the frame roles of a tuple and how they are drawn
-(its sampling mode), the ObjectiveConfig settings it reads, its own Options (for objectives added from
-outside reprl) and how it is built. The registry (OBJECTIVES, register_objective) is the only place that maps
+(its sampling mode), its settings (`Config`: a dataclass of its own fields, so a VIP run refuses R3M's
+tcn_weight) and how it is built. The registry (OBJECTIVES, register_objective) is the only place that maps
 a name to a class: the stream, the module and the config checks ask the class. docs/extending.md adds one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Literal
 
 import torch
@@ -22,30 +22,59 @@ from reprl.objectives.common import Gather
 from reprl.objectives.liv import caption_ids, liv_loss
 from reprl.objectives.r3m import LanguageReward, r3m_loss
 from reprl.objectives.vip import vip_loss
-from reprl.typed_config import field_default
 
 
 @dataclass
 class ObjectiveConfig:
-    """The training objective and its weights (docs/objectives.md)."""
+    """The `objective` section: `name` picks the objective; its Config class (a subclass) adds its own settings
+    (docs/objectives.md)."""
 
     name: str = "vip"  # vip | liv | r3m, or an objective registered with register_objective
-    gamma: float = 0.98  # discount of the value objectives
+
+
+@dataclass
+class ValueConfig(ObjectiveConfig):
+    """Settings of the dual value objectives (VIP and LIV)."""
+
+    gamma: float = 0.98  # discount of the value objective
     num_negatives: int = 0  # negatives per sample: other videos' frames in the batch
-    negatives: Literal["separate", "joint"] = "separate"  # VIP negatives: one extra term (code) or in the main term
+    negatives: Literal["separate", "joint"] = "separate"  # one extra term (as the released code) or in the main term
     f: Literal["kl", "chi2", "tv"] = "kl"  # dual f-divergence: kl is VIP
     alpha: float = 1.0  # temperature of the dual term (kl: VIP uses 1)
+
+
+@dataclass
+class VIPConfig(ValueConfig):
+    """VIP's settings."""
+
     l1_weight: float = 0.0  # penalty on the embeddings' L1 norm
     l2_weight: float = 0.0  # penalty on the embeddings' L2 norm
-    clip_weight: float = 1.0  # LIV
-    vision_weight: float = 1.0  # LIV: VIP-I
-    lang_weight: float = 1.0  # LIV: VIP-L (0 when fine-tuning); R3M: the language term
-    mask_repeated_captions: bool = True  # LIV: identical captions are not each other's negatives
-    tcn_weight: float = 1.0  # R3M
-    text_encoder: str = "minilm"  # R3M sentence encoder: minilm (offline), distilbert, or a local folder
-    text_pooling: Literal["masked_mean", "mean"] = "masked_mean"  # R3M: token pooling of the sentence encoder
-    lang_hidden: int = 1024  # R3M language-reward MLP width
-    options: dict[str, Any] = field(default_factory=dict)  # an added objective's own settings (its Options)
+
+
+@dataclass
+class LIVConfig(ValueConfig):
+    """LIV's settings."""
+
+    name: str = "liv"  # the objective
+    clip_weight: float = 1.0  # weight of the symmetric image-text contrastive term
+    vision_weight: float = 1.0  # weight of VIP on image goals (VIP-I)
+    lang_weight: float = 1.0  # weight of VIP on text goals (VIP-L); 0 when fine-tuning
+    mask_repeated_captions: bool = True  # identical captions are not each other's negatives
+
+
+@dataclass
+class R3MConfig(ObjectiveConfig):
+    """R3M's settings."""
+
+    name: str = "r3m"  # the objective
+    num_negatives: int = 0  # negatives per sample: other videos' frames in the batch
+    tcn_weight: float = 1.0  # weight of the time-contrastive term
+    lang_weight: float = 1.0  # weight of the language-progress term
+    l1_weight: float = 0.0  # penalty on the embeddings' L1 norm
+    l2_weight: float = 0.0  # penalty on the embeddings' L2 norm
+    text_encoder: str = "minilm"  # sentence encoder: minilm (offline), distilbert, or a local folder
+    text_pooling: Literal["masked_mean", "mean"] = "masked_mean"  # token pooling of the sentence encoder
+    lang_hidden: int = 1024  # width of the language-reward MLP
 
 
 class Objective(nn.Module):
@@ -57,19 +86,18 @@ class Objective(nn.Module):
     mode: str | None = None  # built-in sampling mode (vip, liv, r3m); None: the class's own `sample`
     goal_last_mode: str | None = None  # the mode used with data.goal_last (None: goal_last is refused)
     needs_text: bool = False  # tuples carry the video's caption (videos without one are skipped)
-    settings: frozenset[str] = frozenset()  # the ObjectiveConfig fields it reads: setting any other is an error
-    Options: type | None = None  # a dataclass of its own settings, given as objective.options
+    Config: type[ObjectiveConfig] = ObjectiveConfig  # its settings: a subclass with its own fields, nothing else
     similarity: str = "l2"  # the value function a new encoder is built with when encoder.similarity is unset
 
     @classmethod
-    def trains_text(cls, cfg: ObjectiveConfig) -> bool:
-        """Whether this configuration trains the encoder's text tower (otherwise it is frozen)."""
+    def trains_text(cls, cfg: Any) -> bool:
+        """Whether this configuration (an instance of cls.Config) trains the encoder's text tower (otherwise it
+        is frozen)."""
         return False
 
     def __init__(self, cfg: ObjectiveConfig) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.options = options_of(type(self), cfg)
+        self.cfg: Any = cfg  # an instance of its Config
 
     @classmethod
     def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
@@ -94,7 +122,7 @@ class Objective(nn.Module):
 class VIPObjective(Objective):
     name, mode, goal_last_mode = "vip", "vip", "vip_last"
     roles = ("start", "goal", "t", "t1")
-    settings = frozenset({"gamma", "num_negatives", "negatives", "f", "alpha", "l1_weight", "l2_weight"})
+    Config = VIPConfig
 
     def forward(self, emb, text, encoder, *, generator=None, gather=None):
         c = self.cfg
@@ -106,11 +134,10 @@ class VIPObjective(Objective):
 class LIVObjective(Objective):
     name, mode, goal_last_mode, needs_text, similarity = "liv", "liv", "liv_last", True, "cosine"
     roles = ("start", "goal", "t", "t1", "text_goal")
-    settings = frozenset({"gamma", "clip_weight", "vision_weight", "lang_weight", "num_negatives", "f", "alpha",
-                          "negatives", "mask_repeated_captions"})
+    Config = LIVConfig
 
     @classmethod
-    def trains_text(cls, cfg: ObjectiveConfig) -> bool:
+    def trains_text(cls, cfg: LIVConfig) -> bool:
         return bool(cfg.clip_weight or cfg.lang_weight)
 
     @classmethod
@@ -133,14 +160,13 @@ class LIVObjective(Objective):
 class R3MObjective(Objective):
     name, mode, goal_last_mode = "r3m", "r3m", "r3m"  # R3M draws its goal from the clip's end either way
     roles = ("start", "goal", "s0", "s1", "s2")
-    settings = frozenset({"tcn_weight", "lang_weight", "l1_weight", "l2_weight", "num_negatives", "text_encoder",
-                          "text_pooling", "lang_hidden"})
+    Config = R3MConfig
 
     @classmethod
-    def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
+    def build(cls, cfg: Any, encoder: Encoder) -> Objective:
         return cls(cfg, encoder.embed_dim)
 
-    def __init__(self, cfg: ObjectiveConfig, embed_dim: int) -> None:
+    def __init__(self, cfg: R3MConfig, embed_dim: int) -> None:
         super().__init__(cfg)
         # The sentence encoder is frozen and not part of the objective's state: held in a tuple, it is not
         # registered as a submodule (no parameters for the optimiser, nothing in checkpoints).
@@ -177,6 +203,9 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
 
     if not cls.name or not cls.roles:
         raise ReprlError(f"{cls.__name__}: an objective needs a name and the roles of its training tuples")
+    config = cls.Config
+    if not (isinstance(config, type) and issubclass(config, ObjectiveConfig) and is_dataclass(config)):
+        raise ReprlError(f"{cls.__name__}: Config must be a dataclass subclassing ObjectiveConfig (its settings)")
     if cls.name in OBJECTIVES and OBJECTIVES[cls.name] is not cls and cls.name in BUILT_IN:
         raise ReprlError(f"objective {cls.name!r} is built in; register yours under another name")
     if cls.mode is None:
@@ -209,29 +238,25 @@ def objective_class(name: str) -> type[Objective]:
     return cls
 
 
-def options_of(cls: type[Objective], cfg: ObjectiveConfig) -> Any:
-    """The objective's own Options from objective.options (checked: unknown keys list the valid ones)."""
-    from reprl.typed_config import from_dict
+def objective_config(section: dict[str, Any] | ObjectiveConfig | None) -> ObjectiveConfig:
+    """The `objective` section as the chosen objective's Config. A key that objective does not have is refused,
+    naming the keys it has (objectives from plugins must be registered first)."""
+    from reprl.typed_config import from_dict, to_dict
 
-    if cls.Options is None:
-        if cfg.options:
-            raise ReprlError(f"--objective.options does not apply to the {cls.name} objective (it has no options "
-                             f"of its own; got {', '.join(cfg.options)})")
-        return None
-    return from_dict(cls.Options, dict(cfg.options), "objective.options")
-
-
-def check_objective_settings(cfg: ObjectiveConfig) -> None:
-    """Refuse a setting the chosen objective does not read (e.g. --objective.tcn_weight on a VIP run), which
-    would otherwise be accepted and silently ignored. A field counts as set when it differs from its default."""
-    cls = objective_class(cfg.name)
-    foreign = [f.name for f in fields(cfg) if f.name not in ("name", "options") and f.name not in cls.settings
-               and getattr(cfg, f.name) != field_default(f)]
+    if section is None:
+        section = {}
+    if isinstance(section, ObjectiveConfig):
+        section = to_dict(section)
+    if not isinstance(section, dict):
+        raise ReprlError(f"objective: expected a mapping of objective settings, got {section!r}")
+    name = str(section.get("name", ObjectiveConfig.name))
+    cls = objective_class(name)
+    own = [f.name for f in fields(cls.Config)]
+    foreign = [k for k in section if k not in own]
     if foreign:
-        reads = ", ".join(sorted(cls.settings)) or "none of the shared settings"
-        raise ReprlError(f"--objective.{foreign[0]} does not apply to the {cfg.name} objective (it reads "
-                         f"{reads}): remove it or choose another --objective.name")
-    options_of(cls, cfg)
+        raise ReprlError(f"--objective.{foreign[0]} does not apply to the {name} objective (its settings: "
+                         f"{', '.join(own)}): remove it or choose another --objective.name")
+    return from_dict(cls.Config, {**section, "name": name}, "objective")
 
 
 def data_mode(cfg: ObjectiveConfig, goal_last: bool = False) -> str:

@@ -3,10 +3,11 @@ configs/pretrain/ mirror. No Lightning here, so configs can be read and checked 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
-from reprl.objectives.registry import ObjectiveConfig, check_objective_settings, data_mode
+from reprl.objectives.registry import ObjectiveConfig, VIPConfig, data_mode, objective_class, objective_config
 
 
 @dataclass
@@ -76,10 +77,29 @@ class PretrainConfig:
     overwrite: bool = False  # start over in a run_dir that holds an earlier run (it is deleted)
     plugins: list[str] = field(default_factory=list)  # modules imported first (e.g. one registering an objective)
     encoder: EncoderSection = field(default_factory=EncoderSection)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = field(default_factory=VIPConfig)  # name + that objective's own settings
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
+
+
+def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
+    """Defaults <- YAML preset <- command-line overrides, checked. The `objective` section is parsed by the chosen
+    objective's own Config class once the plugins are imported; naming another objective on the command line than
+    the preset's drops the preset's objective settings (they belong to the other objective)."""
+    from reprl.typed_config import from_dict, merge, parse_overrides, read_yaml
+
+    data = read_yaml(path) if path else {}
+    cli = parse_overrides(overrides or [])
+    preset, chosen = data.get("objective"), cli.get("objective")
+    if isinstance(preset, dict) and isinstance(chosen, dict) and "name" in chosen \
+            and chosen["name"] != preset.get("name", ObjectiveConfig.name):
+        data = {**data, "objective": {}}
+    merged = merge(data, cli)
+    section = merged.pop("objective", {})
+    cfg = from_dict(PretrainConfig, merged)
+    import_plugins(cfg.plugins)
+    return replace(cfg, objective=objective_config(section))
 
 
 def import_plugins(modules: list[str]) -> None:
@@ -116,7 +136,10 @@ def check_config(cfg: PretrainConfig) -> None:
             raise ReprlError(f"--{key} must be >= 0, got {value}")
     if not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
         raise ReprlError(f"--optim.betas must lie in [0, 1), got {list(cfg.optim.betas)}")
-    check_objective_settings(cfg.objective)
+    cls = objective_class(cfg.objective.name)
+    if type(cfg.objective) is not cls.Config:
+        raise ReprlError(f"objective: the {cfg.objective.name} objective's settings are a {cls.Config.__name__}, got "
+                         f"a {type(cfg.objective).__name__} (build them with objective_config)")
     data_mode(cfg.objective, cfg.data.goal_last)  # an objective without a goal_last variant refuses it here
     if cfg.resume and cfg.overwrite:
         raise ReprlError("--resume continues a run and --overwrite deletes it: give one of them")
