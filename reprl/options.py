@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import types
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from reprl.typed_config import field_default, field_docs
@@ -167,6 +167,69 @@ class EvalBenchConfig:
     serial: bool = True  # also time the single-process path
 
 
+@dataclass
+class EvalOptions:
+    """`reprl eval`: which suite, which encoders, and where results and caches go."""
+
+    suite: str  # suite spec (eval/suites/*.yaml)
+    encoder: list[str]  # [LABEL=]SOURCE; repeat to compare
+    out: str = "eval/results"  # results root
+    cache: str = "eval/cache"  # rendered data and embedding cache
+    device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
+    rerun: bool = False  # recompute finished cells
+
+
+@dataclass
+class ScoreOptions:
+    """`reprl score`: which encoders on which held-out shards, how many samples, and where the report goes."""
+
+    shards: str  # held-out shards (folder, .tar, pattern)
+    encoder: list[str]  # [LABEL=]SOURCE; repeat to compare
+    videos: int = 1000  # at most this many videos
+    max_frames: int = 64  # frames per video, evenly spaced
+    near: float = 0.9  # near-miss frame: this share of the way to the first success
+    boot: int = 1000  # bootstrap resamples
+    seed: int = 0  # seed of random: baselines and of the bootstrap
+    title: str | None = None  # report title (default: the shards' folder name)
+    report: str | None = None  # write results.json, table.md, metrics.png and curves.png to this folder
+    cache: str | None = None  # keep each encoder's scores here (keyed by its weights and these settings) and reuse them
+    json: str | None = None  # also write the scores to this JSON file
+    device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
+
+
+@dataclass
+class HeadsTrainOptions:
+    """`reprl heads train`: one head on your own episodes, saved as a policy folder."""
+
+    demos: str  # shards with actions, or an episodes .npz
+    encoder: str  # frozen encoder: any reprl.load source
+    out: str  # policy folder to write
+    head: str = "bc"  # bc | rwr | rwr_chi2 | awr | iql | fdvl | recoil | trail
+    steps: int | None = None  # training steps (default: HeadConfig's, 20000)
+    batch_size: int | None = None  # batch size (default: HeadConfig's, 32)
+    settings: list[str] = field(default_factory=list)  # a head setting KEY=VALUE, e.g. temperature=10 (repeat)
+    no_proprio: bool = False  # ignore proprioception
+    seed: int = 0  # training seed
+    device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
+    overwrite: bool = False  # replace an existing --out folder
+    no_encoder_copy: bool = False  # record the encoder source instead of copying the encoder into the policy folder
+
+
+@dataclass
+class StreamOptions:
+    """`reprl stream`: draw a few training batches from shards, as pretraining would."""
+
+    shards: str  # shard folder, .tar path, brace pattern or URL
+    mode: str = "vip"  # vip | vip_last | liv | liv_last | r3m
+    batches: int = 3  # batches to draw
+    batch_size: int = 8  # tuples per batch
+    image_size: int = 224  # crop size in pixels
+    tuples_per_video: int = 1  # tuples drawn from each video read
+    workers: int = 0  # data-loader worker processes
+    seed: int = 0  # seed of the sampling and the crops
+    grid: str | None = None  # save a PNG of the first batch's tuples here
+
+
 def _base_type(tp: Any) -> Any:
     """int for `int | None`, the type itself otherwise."""
     if get_origin(tp) in (Union, types.UnionType):
@@ -177,13 +240,15 @@ def _base_type(tp: Any) -> Any:
 
 def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[str] = (),
                 flags: dict[str, str] | None = None, converters: dict[str, Callable[[str], Any]] | None = None,
-                skip: Iterable[str] = ()) -> None:
+                skip: Iterable[str] = (), metavars: dict[str, str] | None = None) -> None:
     """One command-line option per field of the dataclass `cls`, named --field-name (or flags[field]), with the
     field's type (or converters[field]), default and one-line doc. A bool field that defaults to False is a
-    switch; one that defaults to True is switched off by --no-field-name. Fields without a default are required
-    (positional when named in `positional`). The option's dest is always the field's name (see `from_args`)."""
+    switch; one that defaults to True is switched off by --no-field-name. A list field is a repeatable option.
+    Fields without a default are required (positional when named in `positional`). The option's dest is always
+    the field's name (see `from_args`)."""
     hints, docs = get_type_hints(cls), field_docs(cls)
     flags, converters, positional, skip = flags or {}, converters or {}, set(positional), set(skip)
+    metavars = metavars or {}
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -195,6 +260,12 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
         required = default is dataclasses.MISSING
         tp = _base_type(hints[f.name])
         flag = "--" + flags.get(f.name, f.name).replace("_", "-")
+        if get_origin(tp) is list:  # a repeatable option: --flag A --flag B
+            item = (get_args(tp) or (str,))[0]
+            p.add_argument(flag, dest=f.name, action="append", type=converters.get(f.name, item), required=required,
+                           default=None if required else default, help=doc or None,
+                           metavar=metavars.get(f.name))
+            continue
         if tp is bool and not required:
             if default:
                 p.add_argument("--no-" + flags.get(f.name, f.name).replace("_", "-"), dest=f.name,
@@ -202,7 +273,8 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
             else:
                 p.add_argument(flag, dest=f.name, action="store_true", help=doc or None)
             continue
-        kwargs: dict[str, Any] = {"dest": f.name, "type": converters.get(f.name, tp), "help": doc or None}
+        kwargs: dict[str, Any] = {"dest": f.name, "type": converters.get(f.name, tp), "help": doc or None,
+                                  "metavar": metavars.get(f.name)}
         if required:
             kwargs["required"] = True
         else:

@@ -84,6 +84,10 @@ def test_embed_a_folder_of_videos_gives_one_result_per_video(tmp_path, capsys):
     ("bench train", "TrainBenchConfig", [], {"num_workers": "--workers", "accelerator": "--device"}),
     ("bench embed", "EmbedBenchConfig", [], {}),
     ("bench eval", "EvalBenchConfig", [], {"workers": "--env-workers", "serial": "--no-serial"}),
+    ("eval", "EvalOptions", ["--suite", "s.yaml", "--encoder", "e"], {}),
+    ("score", "ScoreOptions", ["shards", "--encoder", "e"], {}),
+    ("heads train", "HeadsTrainOptions", ["--demos", "d", "--encoder", "e", "--out", "o"], {"settings": "--set"}),
+    ("stream", "StreamOptions", ["shards"], {}),
 ])
 def test_command_options_come_from_their_config_class(command, cls, minimal, renamed, capsys):
     """Every field of the command's config dataclass has an option in its --help, and parsing only the required
@@ -96,7 +100,8 @@ def test_command_options_come_from_their_config_class(command, cls, minimal, ren
     leaves = dict(leaf_parsers(build_parser()))
     text = leaves[f"reprl {command}"].format_help()
     for f in dataclasses.fields(config):
-        assert f.name == "input" or renamed.get(f.name, "--" + f.name.replace("_", "-")) in text, (command, f.name)
+        assert f.name in ("input", "shards") or renamed.get(f.name, "--" + f.name.replace("_", "-")) in text, \
+            (command, f.name)
     parsed = options.from_args(config, build_parser().parse_args([*command.split(), *minimal]))
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
     assert {k: getattr(parsed, k) for k in defaults} == defaults

@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import argparse
 
-from reprl.cli import add_device
-
 HELP = "train policy heads on frozen embeddings and roll them out in MetaWorld"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", required=True, help="suite spec (eval/suites/*.yaml)")
-    p.add_argument("--encoder", action="append", required=True, help="[LABEL=]SOURCE; repeat to compare")
-    p.add_argument("--out", default="eval/results", help="results root")
-    p.add_argument("--cache", default="eval/cache", help="rendered data and embedding cache")
-    add_device(p)
-    p.add_argument("--rerun", action="store_true", help="recompute finished cells")
+    from reprl.options import EvalOptions, add_options
+
+    add_options(p, EvalOptions, metavars={"encoder": "[LABEL=]SOURCE"})
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -36,14 +31,16 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.encoders.io import check_source
     from reprl.evaluation.harness import parse_encoders, run_suite
     from reprl.evaluation.suite import load_suite
+    from reprl.options import EvalOptions, from_args
 
-    spec = load_suite(args.suite)
-    encoders = parse_encoders(args.encoder)
+    opts = from_args(EvalOptions, args)
+    spec = load_suite(opts.suite)
+    encoders = parse_encoders(opts.encoder)
     for source in encoders.values():
         check_source(source)  # a bad --encoder fails now, not after the data are rendered
-    result = run_suite(spec, encoders, out=args.out, cache=args.cache, device=args.device,
-                       rerun=args.rerun)
-    out = Path(args.out) / spec.name
+    result = run_suite(spec, encoders, out=opts.out, cache=opts.cache, device=opts.device,
+                       rerun=opts.rerun)
+    out = Path(opts.out) / spec.name
     print((out / "table.md").read_text().split("## ", 1)[1].split("## ")[0].strip().split("\n", 1)[1])
     print(f"\n{len(result['cells'])} cells; tables: {out / 'table.md'}, plot: {out / 'success.png'}")
     return 0

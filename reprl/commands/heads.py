@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-from reprl.cli import add_device
-
 HELP = "train a policy head (bc, rwr, awr, iql, fdvl, recoil, trail) on your own episodes"
 
 
@@ -24,20 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     t = sub.add_parser("train", help="train one head and save it as a policy folder", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--demos", required=True, help="shards with actions, or an episodes .npz")
-    t.add_argument("--encoder", required=True, help="frozen encoder: any reprl.load source")
-    t.add_argument("--head", default="bc", help="bc | rwr | rwr_chi2 | awr | iql | fdvl | recoil | trail")
-    t.add_argument("--out", required=True, help="policy folder to write")
-    t.add_argument("--steps", type=int, default=None, help="training steps (default: HeadConfig's, 20000)")
-    t.add_argument("--batch-size", type=int, default=None, help="batch size (default: HeadConfig's, 32)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a head setting, e.g. temperature=10 (repeat; the fields of the head's config)")
-    t.add_argument("--no-proprio", action="store_true", help="ignore proprioception")
-    t.add_argument("--seed", type=int, default=0, help="training seed")
-    add_device(t)
-    t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    t.add_argument("--no-encoder-copy", action="store_true",
-                   help="record the encoder source instead of copying the encoder into the policy folder")
+    from reprl.options import HeadsTrainOptions, add_options
+
+    add_options(t, HeadsTrainOptions, flags={"settings": "set"}, metavars={"settings": "KEY=VALUE"})
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
@@ -53,35 +40,34 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import dataclasses
-
     import reprl
     from reprl.errors import ReprlError
     from reprl.heads.policy import HeadConfig, Policy
     from reprl.heads.registry import head_config, train_policy, with_reward
     from reprl.heads.train import Transitions
     from reprl.heads.userdata import embed_episodes, load_episodes
-    from reprl.typed_config import from_dict, to_dict
+    from reprl.options import HeadsTrainOptions, from_args
+    from reprl.typed_config import from_dict
     from reprl.utils.files import StagingDir
 
-    cfg = head_config(args.head, parse_settings(args.set))  # bad names and settings fail before any work
-    head = dataclasses.replace(HeadConfig(), proprio=not args.no_proprio, **{k: v for k, v in (
-        ("steps", args.steps), ("batch_size", args.batch_size)) if v is not None})
-    head = from_dict(HeadConfig, to_dict(head), "head")
+    opts = from_args(HeadsTrainOptions, args)
+    cfg = head_config(opts.head, parse_settings(opts.settings))  # bad names and settings fail before any work
+    given = {"proprio": not opts.no_proprio, "steps": opts.steps, "batch_size": opts.batch_size}
+    head = from_dict(HeadConfig, {k: v for k, v in given.items() if v is not None}, "head")
     if head.steps < 1 or head.batch_size < 1:
         raise ReprlError("--steps and --batch-size must be at least 1")
-    StagingDir(args.out, overwrite=args.overwrite).abort()  # an existing output is an error up front
-    episodes = load_episodes(args.demos)
-    encoder = reprl.load(args.encoder, device=args.device)
+    StagingDir(opts.out, overwrite=opts.overwrite).abort()  # an existing output is an error up front
+    episodes = load_episodes(opts.demos)
+    encoder = reprl.load(opts.encoder, device=opts.device)
     episodes = embed_episodes(episodes, encoder)
     data = Transitions.from_episodes(episodes)
     experts = [e for e in episodes if e["expert"]] or episodes
-    data = with_reward(args.head, cfg, data, [e["emb"][-1] for e in experts], encoder.similarity)
-    print(f"heads train: {args.head} on {len(data)} transitions of {len(episodes)} episodes "
+    data = with_reward(opts.head, cfg, data, [e["emb"][-1] for e in experts], encoder.similarity)
+    print(f"heads train: {opts.head} on {len(data)} transitions of {len(episodes)} episodes "
           f"({sum(e['expert'] for e in episodes)} expert), {head.steps} steps", flush=True)
-    actor, losses = train_policy(args.head, data, head, cfg, seed=args.seed, device=args.device)
-    policy = Policy(encoder, actor, args.encoder, args.head)
-    policy.save(args.out, copy_encoder=not args.no_encoder_copy)
+    actor, losses = train_policy(opts.head, data, head, cfg, seed=opts.seed, device=opts.device)
+    policy = Policy(encoder, actor, opts.encoder, opts.head)
+    policy.save(opts.out, copy_encoder=not opts.no_encoder_copy)
     print(f"loss {losses.get('loss_first', float('nan')):.4g} -> {losses.get('loss_last', float('nan')):.4g}; "
-          f"policy: {args.out} (reprl.heads.load_policy)")
+          f"policy: {opts.out} (reprl.heads.load_policy)")
     return 0

@@ -14,15 +14,9 @@ HELP = "stream training tuples from shards and print them"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("shards", help="shard folder, .tar path, brace pattern or URL")
-    p.add_argument("--mode", default="vip", help="vip | vip_last | liv | liv_last | r3m")
-    p.add_argument("--batches", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--tuples-per-video", type=int, default=1)
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grid", default=None, help="save a PNG of the first batch's tuples here")
+    from reprl.options import StreamOptions, add_options
+
+    add_options(p, StreamOptions, positional=["shards"])
 
 
 def save_grid(batch, path: str, max_rows: int = 8) -> None:
@@ -54,13 +48,16 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from torch.utils.data import DataLoader
 
     from reprl.data.stream import StreamConfig, TupleStream
+    from reprl.options import StreamOptions, from_args
 
-    cfg = StreamConfig(mode=args.mode, image_size=args.image_size, batch_size=args.batch_size,
-                       tuples_per_video=args.tuples_per_video, seed=args.seed,
-                       shuffle_buffer=max(args.batch_size, 4 * args.batch_size))
-    stream = TupleStream(args.shards, cfg, batches_per_epoch=args.batches)
-    print(f"{len(stream.urls)} shards, mode {args.mode}, roles {', '.join(stream.roles)}")
-    loader = DataLoader(stream, batch_size=None, num_workers=args.workers)
+    opts = from_args(StreamOptions, args)
+
+    cfg = StreamConfig(mode=opts.mode, image_size=opts.image_size, batch_size=opts.batch_size,
+                       tuples_per_video=opts.tuples_per_video, seed=opts.seed,
+                       shuffle_buffer=max(opts.batch_size, 4 * opts.batch_size))
+    stream = TupleStream(opts.shards, cfg, batches_per_epoch=opts.batches)
+    print(f"{len(stream.urls)} shards, mode {opts.mode}, roles {', '.join(stream.roles)}")
+    loader = DataLoader(stream, batch_size=None, num_workers=opts.workers)
     start, tuples = time.perf_counter(), 0
     for i, batch in enumerate(loader):
         tuples += len(batch)
@@ -71,9 +68,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             idx = " ".join(f"{r}={int(batch.indices[r][j])}" for r in batch.roles)
             caption = f' "{batch.text[j]}"' if batch.text[j] else ""
             print(f"  {batch.key[j]} (len {int(batch.length[j])}): {idx}{caption}")
-        if i == 0 and args.grid:
-            save_grid(batch, args.grid)
-            print(f"  saved a picture of these tuples to {args.grid}")
+        if i == 0 and opts.grid:
+            save_grid(batch, opts.grid)
+            print(f"  saved a picture of these tuples to {opts.grid}")
     elapsed = time.perf_counter() - start
     print(f"read {tuples} tuples in {elapsed:.1f}s ({tuples / elapsed:.0f} tuples/s including start-up)")
     if stream.skips.counts:
