@@ -16,10 +16,6 @@ from reprl.errors import ReprlError
 COMMANDS = ("shards", "render", "stream", "pretrain", "score", "embed", "convert", "eval", "heads", "bench", "list")
 
 
-DEVICE_HELP = "torch device: cpu, cuda, cuda:1, ..."
-PRECISION_HELP = "32, bf16 or 16 (16 on CUDA only); bf16-mixed / 16-mixed are the same"
-
-
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keeps descriptions as written and shows every option's default (not the empty ones: None, False)."""
 
@@ -37,10 +33,6 @@ def precision(text: str) -> str:
     if value not in ("32", "bf16", "16", "auto"):
         raise argparse.ArgumentTypeError(f"precision must be 32, bf16 or 16, got {text!r}")
     return value
-
-
-def add_device(p: argparse.ArgumentParser, default: str = "cpu") -> None:
-    p.add_argument("--device", default=default, help=DEVICE_HELP)
 
 
 def _finish(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from reprl.cli import add_device, precision
+from reprl.cli import precision
 
 HELP = "embeddings, values and rewards of videos under an image or text goal"
 
@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from reprl.options import EmbedOptions, add_options
 
     add_options(p, EmbedOptions, positional=["input"], flags={"goal_image": "goal"},
-                converters={"precision": precision}, skip=["device"])
-    add_device(p)
+                converters={"precision": precision})
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -238,15 +238,11 @@ def objective_class(name: str) -> type[Objective]:
     return cls
 
 
-def objective_config(section: dict[str, Any] | ObjectiveConfig | None) -> ObjectiveConfig:
+def objective_config(section: dict[str, Any]) -> ObjectiveConfig:
     """The `objective` section as the chosen objective's Config. A key that objective does not have is refused,
     naming the keys it has (objectives from plugins must be registered first)."""
-    from reprl.typed_config import from_dict, to_dict
+    from reprl.typed_config import from_dict
 
-    if section is None:
-        section = {}
-    if isinstance(section, ObjectiveConfig):
-        section = to_dict(section)
     if not isinstance(section, dict):
         raise ReprlError(f"objective: expected a mapping of objective settings, got {section!r}")
     name = str(section.get("name", ObjectiveConfig.name))
