@@ -27,7 +27,11 @@ def test_bench_data_tiny(tmp_path, capsys):
     assert r["workers"][0]["workers"] == 1
     assert r["in_process"]["decode_bound"]["tuples_per_s"]["median"] > 0 and r["in_process"]["ratio_vs_decode_bound"]
     assert set(r["in_process"]["read_s_per_video"]) == {"reprl_index", "reprl_walk", "webdataset"}
-    assert "ratio reprl / frame-file reference loader" in capsys.readouterr().out
+    scales = r["in_process"]["decode_time_by_scale"]
+    assert sorted(int(n) for n in scales) == list(range(1, 9))
+    assert all(v["median"] > 0 for v in scales.values()) and scales.get(8, scales.get("8"))["median"] == 1.0
+    out = capsys.readouterr().out
+    assert "ratio reprl / frame-file reference loader" in out and "decode CPU time at n/8 scale" in out
 
 
 def test_bench_train_tiny(tmp_path, capsys):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from reprl.bench.decode import corpus_frames, decode_rate, read_seconds_per_video
+from reprl.bench.decode import corpus_frames, decode_rate, decode_time_by_scale, read_seconds_per_video
 from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
 from reprl.data.sampling import ROLES
 from reprl.data.stream import StreamConfig, TupleStream
@@ -92,7 +92,9 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
     per_tuple = len(ROLES[cfg.mode])
     try:
         ours, ours_cpu, shares, ref, ref_uint8, decode, decode_cpu, reads = [], [], [], [], [], [], [], []
+        scales = []
         for r in range(cfg.repeats):
+            scales.append(decode_time_by_scale(jpegs))
             wall, cpu = decode_rate(jpegs)
             decode.append(wall)
             decode_cpu.append(cpu)
@@ -117,7 +119,8 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
                              "tuples_per_s": bound},
             "ratio_vs_decode_bound": median_spread([o / (f / per_tuple) for o, f in zip(ours, decode)]),
             "ratio_vs_decode_bound_cpu": median_spread([o / (f / per_tuple) for o, f in zip(ours_cpu, decode_cpu)]),
-            "read_s_per_video": {k: median_spread([x[k] for x in reads]) for k in reads[0]}}
+            "read_s_per_video": {k: median_spread([x[k] for x in reads]) for k in reads[0]},
+            "decode_time_by_scale": {n: median_spread([x[n] for x in scales]) for n in scales[0]}}
 
 
 def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: int) -> dict[str, Any]:
@@ -189,6 +192,8 @@ def format_data_bench(r: dict[str, Any]) -> str:
         f"[{ip['ratio_vs_decode_bound']['min']:.2f}-{ip['ratio_vs_decode_bound']['max']:.2f}] of wall time, "
         f"{ip['ratio_vs_decode_bound_cpu']['median']:.2f} [{ip['ratio_vs_decode_bound_cpu']['min']:.2f}-"
         f"{ip['ratio_vs_decode_bound_cpu']['max']:.2f}] of CPU time",
+        "JPEG decode CPU time at n/8 scale, relative to full scale (n: time): " + ", ".join(
+            f"{n}: {v['median']:.2f}" for n, v in ip["decode_time_by_scale"].items()),
         "read, ms per video (every sample, frames taken, no decode): " + ", ".join(
             f"{k} {1000 * v['median']:.2f} [{1000 * v['min']:.2f}-{1000 * v['max']:.2f}]"
             for k, v in ip["read_s_per_video"].items()),

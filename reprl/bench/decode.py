@@ -25,17 +25,28 @@ def corpus_frames(shards: str, limit: int = 400) -> list[bytes]:
     return frames[::step][:limit]
 
 
-def decode_rate(jpegs: list[bytes]) -> tuple[float, float]:
-    """Frames/s decoding `jpegs` one by one at full scale on one thread with the decoder reprl uses
-    (libjpeg-turbo through simplejpeg), per second of wall time and per second of this thread's CPU time
-    (robust on a loaded machine)."""
+def decode_rate(jpegs: list[bytes], eighths: int = 8) -> tuple[float, float]:
+    """Frames/s decoding `jpegs` one by one on one thread with the decoder reprl uses (libjpeg-turbo through
+    simplejpeg), at full scale or at eighths/8 of it, per second of wall time and per second of this thread's
+    CPU time (robust on a loaded machine)."""
     import simplejpeg
 
-    simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB")
+    min_side = {}
+    if eighths < 8:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(jpegs[0])
+        min_side = {"min_height": -(-height * eighths // 8), "min_width": -(-width * eighths // 8)}
+    simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB", **min_side)
     start, cpu = time.perf_counter(), time.thread_time()
     for b in jpegs:
-        simplejpeg.decode_jpeg(b, colorspace="RGB")
+        simplejpeg.decode_jpeg(b, colorspace="RGB", **min_side)
     return len(jpegs) / (time.perf_counter() - start), len(jpegs) / (time.thread_time() - cpu)
+
+
+def decode_time_by_scale(jpegs: list[bytes]) -> dict[int, float]:
+    """CPU time to decode the frames at n/8 scale (n = 1..8) relative to full scale: which scaled decodings
+    pay (the loader uses only the fastest ones, reprl.data.augment.FAST_EIGHTHS)."""
+    rates = {n: decode_rate(jpegs, n)[1] for n in range(1, 9)}
+    return {n: rates[8] / rate for n, rate in rates.items()}
 
 
 def _webdataset_samples(url: str) -> Any:

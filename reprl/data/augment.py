@@ -38,11 +38,17 @@ def crop_params(height: int, width: int, rng: np.random.Generator, scale: tuple[
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+FAST_EIGHTHS = (1, 2, 4, 8)  # libjpeg-turbo's SIMD inverse DCTs; 3/8 and 5/8-7/8 run scalar code
+
+
 def decode_eighths(min_side: int, size: int) -> int:
-    """The JPEG scaled-decoding size n/8 (n in 1..8; 8 = full size) for a crop whose shorter side is
-    `min_side` pixels and is resized to `size`: the smallest n that leaves the crop at least `size` pixels,
-    so the resize never enlarges what a full decode would have shrunk."""
-    return max(1, min(8, -(-8 * size // max(1, min_side))))
+    """The JPEG scaled-decoding size n/8 (n in 1, 2, 4, 8; 8 = full size) for a crop whose shorter side is
+    `min_side` pixels and is resized to `size`: the smallest such n that leaves the crop at least `size`
+    pixels, so the resize never enlarges what a full decode would have shrunk. Only the scales with SIMD
+    inverse DCTs are used: decoding a 256 px frame at 5/8-7/8 takes 1.1-2.0x as long as at full size, and
+    3/8 no less than 4/8 (docs/benchmarks.md)."""
+    needed = -(-8 * size // max(1, min_side))
+    return next(n for n in FAST_EIGHTHS if n >= min(8, needed))
 
 
 def crop_resize(frames: torch.Tensor, box: tuple[int, int, int, int], size: int,
