@@ -216,15 +216,31 @@ class HeadsTrainOptions:
 
 
 @dataclass
-class StreamOptions:
+class TupleSettings:
+    """How training tuples are cut from videos and mixed: written once here, read by pretraining's `data`
+    section, the stream itself (reprl.data.stream.StreamConfig) and `reprl stream`."""
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # random resized crop: area range as fractions of the frame
+    augment: bool = True  # random resized crop shared by a tuple's frames (else resize + center crop)
+    tuples_per_video: int = 1  # training tuples drawn from each video read
+    shuffle_buffer: int = 128  # tuples held for shuffling before batching
+
+
+def tuple_settings(obj: TupleSettings) -> dict[str, Any]:
+    """The TupleSettings fields of `obj` (any subclass) as keyword arguments for another subclass."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(TupleSettings)}
+
+
+@dataclass
+class StreamOptions(TupleSettings):
     """`reprl stream`: draw a few training batches from shards, as pretraining would."""
 
-    shards: str  # shard folder, .tar path, brace pattern or URL
+    shards: str = field(kw_only=True)  # shard folder, .tar path, brace pattern or URL
     mode: str = "vip"  # vip | vip_last | liv | liv_last | r3m
     batches: int = 3  # batches to draw
     batch_size: int = 8  # tuples per batch
     image_size: int = 224  # crop size in pixels
-    tuples_per_video: int = 1  # tuples drawn from each video read
+    shuffle_buffer: int = 32  # tuples held for shuffling before batching (a quick look needs few)
     workers: int = 0  # data-loader worker processes
     seed: int = 0  # seed of the sampling and the crops
     grid: str | None = None  # save a PNG of the first batch's tuples here
@@ -240,7 +256,7 @@ def _base_type(tp: Any) -> Any:
 
 def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[str] = (),
                 flags: dict[str, str] | None = None, converters: dict[str, Callable[[str], Any]] | None = None,
-                skip: Iterable[str] = (), metavars: dict[str, str] | None = None) -> None:
+                skip: Iterable[str] = (), metavars: dict[str, Any] | None = None) -> None:
     """One command-line option per field of the dataclass `cls`, named --field-name (or flags[field]), with the
     field's type (or converters[field]), default and one-line doc. A bool field that defaults to False is a
     switch; one that defaults to True is switched off by --no-field-name. A list field is a repeatable option.
@@ -266,6 +282,12 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
                            default=None if required else default, help=doc or None,
                            metavar=metavars.get(f.name))
             continue
+        if get_origin(tp) is tuple:  # a fixed-length option: --flag A B
+            items = get_args(tp)
+            p.add_argument(flag, dest=f.name, nargs=len(items), type=converters.get(f.name, items[0]),
+                           required=required, default=None if required else default, help=doc or None,
+                           metavar=metavars.get(f.name))
+            continue
         if tp is bool and not required:
             if default:
                 p.add_argument("--no-" + flags.get(f.name, f.name).replace("_", "-"), dest=f.name,
@@ -284,6 +306,8 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
 
 def from_args(cls: type[C], args: argparse.Namespace, **values: Any) -> C:
     """The dataclass `cls` from parsed options (see `add_options`); `values` set or override fields."""
+    hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass type
-    found = {k: v for k, v in vars(args).items() if k in names}
+    found = {k: tuple(v) if get_origin(_base_type(hints[k])) is tuple and v is not None else v
+             for k, v in vars(args).items() if k in names}
     return cls(**{**found, **values})

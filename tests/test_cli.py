@@ -50,3 +50,33 @@ def test_importing_reprl_stays_light():
             "print([m for m in heavy if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_tuple_setting_reaches_the_stream_from_pretrain_and_from_reprl_stream(monkeypatch, capsys):
+    """crop_scale, augment, tuples_per_video and shuffle_buffer are declared once (TupleSettings): pretraining's
+    data section and `reprl stream`'s options both hand every one of them to the stream."""
+    from types import SimpleNamespace
+
+    import reprl.data.stream as stream_mod
+    from reprl.options import TupleSettings
+    from reprl.training.config import load_pretrain_config
+    from reprl.training.run import data_module
+
+    wanted = {"crop_scale": (0.5, 0.9), "augment": False, "tuples_per_video": 3, "shuffle_buffer": 7}
+    assert set(wanted) == {f for f in TupleSettings.__dataclass_fields__}
+    cfg = load_pretrain_config(None, ["--data.train", TRAIN_SHARDS, "--data.crop_scale", "[0.5, 0.9]",
+                                      "--data.augment", "false", "--data.tuples_per_video", "3",
+                                      "--data.shuffle_buffer", "7"])
+    got = data_module(cfg, SimpleNamespace(config=SimpleNamespace(image_size=32))).stream_cfg
+    assert {k: getattr(got, k) for k in wanted} == wanted and got.image_size == 32
+
+    seen = []
+    real_init = stream_mod.TupleStream.__init__
+    monkeypatch.setattr(stream_mod.TupleStream, "__init__",
+                        lambda self, urls, cfg, **kw: (seen.append(cfg), real_init(self, urls, cfg, **kw))[1])
+    assert run_cli("stream", TRAIN_SHARDS, "--batches", "1", "--batch-size", "2", "--image-size", "16",
+                   "--crop-scale", "0.5", "0.9", "--no-augment", "--tuples-per-video", "3",
+                   "--shuffle-buffer", "7") == 0
+    assert {k: getattr(seen[0], k) for k in wanted} == wanted
+    assert run_cli("stream", TRAIN_SHARDS, "--crop-scale", "0", "1") == 2
+    assert "crop_scale must satisfy 0 < min <= max <= 1" in capsys.readouterr().err

@@ -87,7 +87,7 @@ def test_embed_a_folder_of_videos_gives_one_result_per_video(tmp_path, capsys):
     ("eval", "EvalOptions", ["--suite", "s.yaml", "--encoder", "e"], {}),
     ("score", "ScoreOptions", ["shards", "--encoder", "e"], {}),
     ("heads train", "HeadsTrainOptions", ["--demos", "d", "--encoder", "e", "--out", "o"], {"settings": "--set"}),
-    ("stream", "StreamOptions", ["shards"], {}),
+    ("stream", "StreamOptions", ["shards"], {"augment": "--no-augment"}),
 ])
 def test_command_options_come_from_their_config_class(command, cls, minimal, renamed, capsys):
     """Every field of the command's config dataclass has an option in its --help, and parsing only the required

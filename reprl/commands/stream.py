@@ -16,7 +16,7 @@ HELP = "stream training tuples from shards and print them"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from reprl.options import StreamOptions, add_options
 
-    add_options(p, StreamOptions, positional=["shards"])
+    add_options(p, StreamOptions, positional=["shards"], metavars={"crop_scale": ("MIN", "MAX")})
 
 
 def save_grid(batch, path: str, max_rows: int = 8) -> None:
@@ -48,13 +48,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from torch.utils.data import DataLoader
 
     from reprl.data.stream import StreamConfig, TupleStream
-    from reprl.options import StreamOptions, from_args
+    from reprl.options import StreamOptions, from_args, tuple_settings
 
     opts = from_args(StreamOptions, args)
-
-    cfg = StreamConfig(mode=opts.mode, image_size=opts.image_size, batch_size=opts.batch_size,
-                       tuples_per_video=opts.tuples_per_video, seed=opts.seed,
-                       shuffle_buffer=max(opts.batch_size, 4 * opts.batch_size))
+    cfg = StreamConfig(mode=opts.mode, image_size=opts.image_size, batch_size=opts.batch_size, seed=opts.seed,
+                       **tuple_settings(opts))
     stream = TupleStream(opts.shards, cfg, batches_per_epoch=opts.batches)
     print(f"{len(stream.urls)} shards, mode {opts.mode}, roles {', '.join(stream.roles)}")
     loader = DataLoader(stream, batch_size=None, num_workers=opts.workers)

@@ -24,22 +24,20 @@ from reprl.data.augment import center_box, crop_params, crop_resize, decode_eigh
 from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
 from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, needs_text, sample_indices
 from reprl.errors import ReprlError
+from reprl.options import TupleSettings
 from reprl.utils.timing import NullTimer, StageTimer
 
 log = logging.getLogger("reprl.data")
 
 
 @dataclass
-class StreamConfig:
-    """How training tuples are drawn and batched."""
+class StreamConfig(TupleSettings):
+    """How training tuples are drawn and batched (crop_scale, augment, tuples_per_video and shuffle_buffer
+    come from TupleSettings)."""
 
     mode: str = "vip"  # vip | vip_last | liv | liv_last | r3m, or a registered mode (see reprl.data.sampling)
     image_size: int = 224
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    augment: bool = True  # shared random resized crop; False = resize + center crop
     batch_size: int = 32
-    tuples_per_video: int = 1
-    shuffle_buffer: int = 128  # tuples held for shuffling before batching
     seed: int = 0
     text_alpha: float = 0.95  # LIV: the text-paired frame is drawn from the last (1 - text_alpha) of a clip
     r3m_alpha: float = 0.2

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from reprl.objectives.registry import ObjectiveConfig, VIPConfig, data_mode, objective_class, objective_config
+from reprl.options import TupleSettings
 
 
 @dataclass
@@ -22,15 +23,13 @@ class EncoderSection:
 
 
 @dataclass
-class DataSection:
+class DataSection(TupleSettings):
+    """The training data (crop_scale, augment, tuples_per_video and shuffle_buffer come from TupleSettings)."""
+
     train: str = ""  # shards: folder, .tar, brace pattern, ::-joined list, pipe:/URL
     val: str | None = None  # held-out shards for VOC / bump rate
     goal_last: bool = False  # paper variant: goal = last frame (default: the reference code's random later frame)
     batch_size: int = 32  # global batch: split evenly over all processes
-    crop_scale: tuple[float, float] = (0.2, 1.0)  # random resized crop: area range as fractions of the frame
-    augment: bool = True  # random resized crop shared by a tuple's frames; false: resize + center crop
-    tuples_per_video: int = 1  # training tuples drawn from each video read
-    shuffle_buffer: int = 128  # tuples held for shuffling before batching
     num_workers: int = 2  # data-loader worker processes per training process
     batches_per_epoch: int = 1000  # the stream is endless: an epoch is this many batches
     val_videos: int = 16  # held-out videos scored at each validation

@@ -222,11 +222,11 @@ def data_module(cfg: PretrainConfig, encoder: Encoder) -> Any:
     from reprl.data.datamodule import VideoDataModule
     from reprl.data.stream import StreamConfig
     from reprl.objectives.registry import data_mode
+    from reprl.options import tuple_settings
 
     d = cfg.data
     stream = StreamConfig(mode=data_mode(cfg.objective, d.goal_last), image_size=encoder.config.image_size,
-                          crop_scale=d.crop_scale, augment=d.augment, batch_size=d.batch_size,
-                          tuples_per_video=d.tuples_per_video, shuffle_buffer=d.shuffle_buffer, seed=cfg.trainer.seed)
+                          batch_size=d.batch_size, seed=cfg.trainer.seed, **tuple_settings(d))
     return VideoDataModule(d.train, stream, val=d.val, num_workers=d.num_workers,
                            batches_per_epoch=d.batches_per_epoch, val_videos=d.val_videos,
                            val_max_frames=d.val_max_frames)
