@@ -267,3 +267,15 @@ def test_objective_settings_belong_to_their_objective(tmp_path):
     r3m = load_pretrain_config(demo, ["--objective.name", "r3m", "--objective.lang_hidden", "64"])
     assert r3m.objective == R3MConfig(lang_hidden=64)  # nothing of the preset's VIP section is carried over
     assert (r3m.encoder, r3m.data, r3m.optim) == (vip.encoder, vip.data, vip.optim)
+
+
+def test_lightning_chatter_stays_out_of_a_fresh_process():
+    """Importing Lightning sets its loggers to INFO (device banners, a tip to install a cloud logger, each
+    printed twice beside reprl's own handler): quiet_lightning lowers them after that import, in a process
+    where Lightning was not imported yet, as at the start of `reprl pretrain`."""
+    code = ("import logging, sys; from reprl.training.run import quiet_lightning; quiet_lightning(); "
+            "print('lightning.pytorch' in sys.modules, "
+            "[logging.getLogger(n).getEffectiveLevel() for n in ('lightning.pytorch.utilities.rank_zero', "
+            "'lightning.fabric.utilities.rank_zero', 'lightning')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert out[0] == "True" and out[1].strip() == "[30, 30, 30]"
