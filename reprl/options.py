@@ -1,5 +1,6 @@
-"""The settings of `reprl shards`, `reprl render` and `reprl embed`, each one dataclass, and the two helpers that
-turn a dataclass into command-line options and back. A field's type, default and one-line doc (the comment that
+"""The settings of every command (`shards`, `render`, `embed`, `eval`, `score`, `heads train`, `stream`, `bench`),
+each one dataclass, the training-tuple settings they share with pretraining (TupleSettings), and the two helpers
+that turn a dataclass into command-line options and back. A field's type, default and one-line doc (the comment that
 ends its line) are written once, here; `--help` and the library calls both read them from the class.
 
 This module imports nothing heavy: the command-line parser is built from it at `reprl --help` time.
