@@ -283,8 +283,8 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
                            default=None if required else default, help=doc or None,
                            metavar=metavars.get(f.name))
             continue
-        if get_origin(tp) is tuple:  # a fixed-length option: --flag A B
-            items = get_args(tp)
+        items = get_args(tp)
+        if get_origin(tp) is tuple and f.name not in converters and Ellipsis not in items:  # --flag A B
             p.add_argument(flag, dest=f.name, nargs=len(items), type=converters.get(f.name, items[0]),
                            required=required, default=None if required else default, help=doc or None,
                            metavar=metavars.get(f.name))
@@ -309,6 +309,6 @@ def from_args(cls: type[C], args: argparse.Namespace, **values: Any) -> C:
     """The dataclass `cls` from parsed options (see `add_options`); `values` set or override fields."""
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass type
-    found = {k: tuple(v) if get_origin(_base_type(hints[k])) is tuple and v is not None else v
+    found = {k: tuple(v) if get_origin(_base_type(hints[k])) is tuple and isinstance(v, list) else v
              for k, v in vars(args).items() if k in names}
     return cls(**{**found, **values})
