@@ -4,6 +4,7 @@ head, the intervals as error bars)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,10 @@ def plot_success(agg: dict[tuple, dict[str, float]], suite: dict[str, Any], enco
         ax.set_title(f"{suite['name']}: {d} demos", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars stay visible
-    fig.text(0.01, 0.01, f"Bars: mean success over seeds {suite['seeds']} ({suite['rollouts']} rollouts each); "
-             f"error bars: {CI_NOTE}.", fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    caption = textwrap.wrap(f"Bars: mean success over seeds {suite['seeds']} ({suite['rollouts']} rollouts each); "
+                            f"error bars: {CI_NOTE}.", width=int(fig.get_figwidth() * 17))  # about 17 chars per inch
+    fig.text(0.01, 0.01, "\n".join(caption), fontsize=7)
+    fig.tight_layout(rect=(0, 0.04 * len(caption), 1, 1))
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
