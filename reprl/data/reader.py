@@ -137,6 +137,14 @@ def jpeg_size(jpeg: bytes | memoryview) -> tuple[int, int]:
     return height, width
 
 
+def scaled_min_size(jpeg: bytes | memoryview, eighths: int) -> tuple[int, int]:
+    """(min_height, min_width) that make simplejpeg decode `jpeg` at eighths/8 of its size; (0, 0) = full."""
+    if eighths >= 8:
+        return 0, 0
+    height, width = jpeg_size(jpeg)
+    return -(-height * eighths // 8), -(-width * eighths // 8)
+
+
 def decode_frames(jpegs: Sequence[bytes | memoryview], eighths: int = 8, channels_last: bool = False) -> torch.Tensor:
     """JPEG bytes -> uint8 [N, 3, H, W] through libjpeg-turbo (simplejpeg: the same pixels as torchvision's
     decoder, with less overhead per frame). eighths < 8 decodes at ceil(eighths / 8 x size) in the DCT
@@ -147,10 +155,7 @@ def decode_frames(jpegs: Sequence[bytes | memoryview], eighths: int = 8, channel
 
     if not jpegs:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-    min_h = min_w = 0
-    if eighths < 8:
-        height, width = jpeg_size(jpegs[0])
-        min_h, min_w = -(-height * eighths // 8), -(-width * eighths // 8)
+    min_h, min_w = scaled_min_size(jpegs[0], eighths)
     try:
         arrays = [simplejpeg.decode_jpeg(b, colorspace="RGB", min_height=min_h, min_width=min_w) for b in jpegs]
     except ValueError as e:
