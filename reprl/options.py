@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from reprl.typed_config import field_default, field_docs
+from reprl.errors import ReprlError
+from reprl.typed_config import field_default, field_docs, fields_own_first
 
 C = TypeVar("C")
 
@@ -226,6 +227,15 @@ class TupleSettings:
     tuples_per_video: int = 1  # training tuples drawn from each video read
     shuffle_buffer: int = 128  # tuples held for shuffling before batching
 
+    def check_tuple_settings(self, name: Callable[[str], str]) -> None:
+        """Refuse impossible tuple settings; `name` spells a field as the user wrote it (data.crop_scale in a
+        pretraining config, --crop-scale on the command line)."""
+        if self.tuples_per_video < 1:
+            raise ReprlError(f"{name('tuples_per_video')} must be at least 1, got {self.tuples_per_video}")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ReprlError(f"{name('crop_scale')} must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+
 
 def tuple_settings(obj: TupleSettings) -> dict[str, Any]:
     """The TupleSettings fields of `obj` (any subclass) as keyword arguments for another subclass."""
@@ -245,6 +255,9 @@ class StreamOptions(TupleSettings):
     workers: int = 0  # data-loader worker processes
     seed: int = 0  # seed of the sampling and the crops
     grid: str | None = None  # save a PNG of the first batch's tuples here
+
+    def __post_init__(self) -> None:
+        self.check_tuple_settings(lambda name: "--" + name.replace("_", "-"))
 
 
 def _base_type(tp: Any) -> Any:
@@ -266,7 +279,7 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
     hints, docs = get_type_hints(cls), field_docs(cls)
     flags, converters, positional, skip = flags or {}, converters or {}, set(positional), set(skip)
     metavars = metavars or {}
-    for f in dataclasses.fields(cls):
+    for f in fields_own_first(cls):
         if f.name in skip:
             continue
         doc = docs.get(f.name, "")

@@ -8,6 +8,7 @@ is one line, and `--help` lists every key with its type, default and one-line do
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import types
 from pathlib import Path
@@ -158,12 +159,21 @@ def _type_text(tp: Any) -> str:
     return _describe(tp)
 
 
+def fields_own_first(cls: type) -> list[dataclasses.Field]:
+    """The fields of a dataclass, those it declares itself first and the ones it inherits after (a help
+    listing leads with what is particular to the class: data.train before the shared tuple settings)."""
+    own = list(inspect.get_annotations(cls))
+    fields = dataclasses.fields(cls)
+    return (sorted((f for f in fields if f.name in own), key=lambda f: own.index(f.name))
+            + [f for f in fields if f.name not in own])
+
+
 def config_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(key, type, default, doc) for every field of a config dataclass, nested sections as section.key."""
     hints = get_type_hints(cls)
     docs = field_docs(cls)
     rows = []
-    for f in dataclasses.fields(cls):
+    for f in fields_own_first(cls):
         tp = hints[f.name]
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             rows += config_keys(tp, f"{prefix}{f.name}.")

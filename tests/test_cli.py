@@ -79,4 +79,6 @@ def test_every_tuple_setting_reaches_the_stream_from_pretrain_and_from_reprl_str
                    "--shuffle-buffer", "7") == 0
     assert {k: getattr(seen[0], k) for k in wanted} == wanted
     assert run_cli("stream", TRAIN_SHARDS, "--crop-scale", "0", "1") == 2
-    assert "crop_scale must satisfy 0 < min <= max <= 1" in capsys.readouterr().err
+    assert "--crop-scale must satisfy 0 < min <= max <= 1, got (0.0, 1.0)" in capsys.readouterr().err
+    assert run_cli("stream", TRAIN_SHARDS, "--tuples-per-video", "0") == 2
+    assert "--tuples-per-video must be at least 1, got 0" in capsys.readouterr().err

@@ -119,7 +119,10 @@ def test_pretrain_help_lists_every_config_key_with_its_type_default_and_doc(caps
 
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    lines = {line.split()[0]: line for line in listed}
+    order = [line.split()[0] for line in listed]  # a section's own keys lead, the inherited tuple settings follow
+    assert order.index("data.train") < order.index("data.val_max_frames") < order.index("data.crop_scale")
     from reprl.objectives.registry import LIVConfig, R3MConfig
 
     expected = [*keys(PretrainConfig), *keys(LIVConfig, "objective."), *keys(R3MConfig, "objective.")]

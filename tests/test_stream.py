@@ -168,5 +168,7 @@ def test_url_forms_brace_pipe_and_folder():
 def test_bad_stream_settings_are_rejected():
     with pytest.raises(ReprlError, match="unknown data mode"):
         StreamConfig(mode="vipp")
-    with pytest.raises(ReprlError, match="crop_scale"):
+    with pytest.raises(ReprlError, match=r"data.crop_scale must satisfy 0 < min <= max <= 1, got \(0.5, 0.2\)"):
         StreamConfig(crop_scale=(0.5, 0.2))
+    with pytest.raises(ReprlError, match="data.tuples_per_video must be at least 1, got 0"):
+        StreamConfig(tuples_per_video=0)

@@ -45,12 +45,10 @@ class StreamConfig(TupleSettings):
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ReprlError(f"unknown data mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        for name in ("image_size", "batch_size", "tuples_per_video"):
+        for name in ("image_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ReprlError(f"data.{name} must be at least 1, got {getattr(self, name)}")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ReprlError(f"data.crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        self.check_tuple_settings(lambda name: f"data.{name}")
 
 
 @dataclass
