@@ -29,15 +29,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from reprl.errors import ReprlError
 from reprl.rewards import bump_rate, goal_from_embeddings, nonfinite_frames, values, video_metrics, voc
-from reprl.stats import auc, bootstrap_ci
+from reprl.stats import auc, bootstrap_ci, bootstrap_resamples, percentile_interval
 
 METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "fail_auc_final", "fail_auc_sum", "near_auc",
            "probe_hand", "probe_object")
 LOWER_IS_BETTER = {"bump_last", "bump_other"}
 HAND, OBJECT = slice(0, 3), slice(4, 7)  # MetaWorld state: hand xyz, gripper, first object's xyz
+PROBE_LAMBDA = 10.0  # ridge penalty of the state probes (on z-scored features)
 
 
 @dataclass
@@ -152,43 +154,55 @@ def _per_task_auc(records: list[Record], pos: Callable[[Record], float | None],
 
 
 @dataclass
-class ProbeItem:
-    """One video's sufficient statistics for the ridge probe (rows = frames, x = embedding, y = target), so a
-    bootstrap resample refits the probe by summing matrices instead of re-reading every frame."""
+class ProbeStats:
+    """Per-video sufficient statistics of the ridge probes (rows = frames, x = embedding, y = the targets'
+    columns side by side), so a bootstrap resample refits every probe by weighting stacked sums instead of
+    re-reading frames. Videos are grouped by task (`spans`); `order` maps record order to that grouping."""
 
-    task: str
-    index: int  # position in the stacked statistics of its task
-    n: float
-    sx: np.ndarray  # [D] sum of x
-    sxx: np.ndarray  # [D, D] sum of x x^T
-    sy: np.ndarray  # [K]
-    sxy: np.ndarray  # [D, K]
-    syy: float  # sum of ||y||^2
+    targets: dict[str, slice]  # probe name -> its columns of y
+    tasks: list[str]  # task of each video, in record order (the bootstrap's strata)
+    order: np.ndarray  # [V] record position of each stacked video
+    spans: dict[str, slice]  # task -> its rows of the stacks
+    n: np.ndarray  # [V] frames
+    sx: np.ndarray  # [V, D] sum of x
+    sxx: np.ndarray  # [V, D, D] sum of x x^T
+    sy: np.ndarray  # [V, K]
+    sxy: np.ndarray  # [V, D, K]
+    syy: np.ndarray  # [V, K] sum of y^2 per column
 
 
-def probe_items(records: list[Record], target: slice) -> list[ProbeItem]:
-    """Per-video statistics of the records that carry state (data shifted by the global means: a constant
-    shift leaves every fit and R^2 unchanged and keeps the sums well conditioned)."""
-    rows = [(np.asarray(r.emb, np.float64), np.asarray(r.state[:, target], np.float64), r.task)
-            for r in records if r.state is not None]
+def probe_stats(records: list[Record], targets: dict[str, slice]) -> ProbeStats | None:
+    """ProbeStats of the records that carry state (data shifted by the global means: a constant shift leaves
+    every fit and R^2 unchanged and keeps the sums well conditioned); None if none does."""
+    rows = [(np.asarray(r.emb, np.float64), np.asarray(np.concatenate([r.state[:, t] for t in targets.values()], 1),
+                                                       np.float64), r.task) for r in records if r.state is not None]
     if not rows:
-        return []
+        return None
+    cols, start = {}, 0
+    for name, t in targets.items():  # where each target's columns sit in y
+        width = len(range(*t.indices(next(r.state for r in records if r.state is not None).shape[1])))
+        cols[name], start = slice(start, start + width), start + width
     x0 = np.concatenate([x for x, _, _ in rows]).mean(0)
     y0 = np.concatenate([y for _, y, _ in rows]).mean(0)
-    counter: dict[str, int] = defaultdict(int)
-    items = []
-    for x, y, task in rows:
-        x, y = x - x0, y - y0
-        items.append(ProbeItem(task, counter[task], float(len(x)), x.sum(0), x.T @ x, y.sum(0), x.T @ y,
-                               float((y * y).sum())))
-        counter[task] += 1
-    return items
+    tasks = [task for _, _, task in rows]
+    rank = {task: i for i, task in enumerate(dict.fromkeys(tasks))}
+    order = np.asarray(sorted(range(len(rows)), key=lambda i: (rank[tasks[i]], i)))
+    spans, first = {}, 0
+    for task in dict.fromkeys(tasks):
+        spans[task], first = slice(first, first + tasks.count(task)), first + tasks.count(task)
+    xs = [rows[i][0] - x0 for i in order]
+    ys = [rows[i][1] - y0 for i in order]
+    return ProbeStats(cols, tasks, order, spans, np.asarray([len(x) for x in xs], np.float64),
+                      np.stack([x.sum(0) for x in xs]), np.stack([x.T @ x for x in xs]),
+                      np.stack([y.sum(0) for y in ys]), np.stack([x.T @ y for x, y in zip(xs, ys)]),
+                      np.stack([(y * y).sum(0) for y in ys]))
 
 
 def _probe_fit(n: float, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: np.ndarray, *,
                lam: float) -> tuple[np.ndarray, np.ndarray]:
     """ridge_fit on features z-scored with their own mean and (population) std + 1e-8, from sums; returns the
-    probe on raw features: pred = x @ w + b."""
+    probe on raw features: pred = x @ w + b. Each column of y is its own ridge problem, so fitting several
+    targets at once gives each the fit it would get alone."""
     mu, my = sx / n, sy / n
     sd = np.sqrt(np.maximum(np.diag(sxx) / n - mu * mu, 0.0)) + 1e-8
     ztz = (sxx - n * np.outer(mu, mu)) / np.outer(sd, sd)
@@ -197,40 +211,36 @@ def _probe_fit(n: float, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: n
     return w / sd[:, None], my - (mu / sd) @ w
 
 
-def _probe_r2_items(items: list[ProbeItem], lam: float) -> float:
-    """Mean over held-out tasks of the probe's R^2 (pooled over output columns) when fitted on the others;
-    items may repeat (a bootstrap resample): each counts as often as it appears."""
-    by_task: dict[str, list[ProbeItem]] = defaultdict(list)
-    for it in items:
-        by_task[it.task].append(it)
-    if len(by_task) < 2:
-        return float("nan")
-    sums: dict[str, list[Any]] = {}  # per task: [n, sx, sxx, sy, sxy, syy] (floats and arrays)
-    for task, its in by_task.items():
-        c = np.bincount([it.index for it in its])
-        uniq = {it.index: it for it in its}
-        keep = [uniq[i] for i in range(len(c)) if c[i]]
-        w = c[c > 0].astype(np.float64)
-        sums[task] = [float(w @ [it.n for it in keep]), *(np.tensordot(w, np.stack([getattr(it, f) for it in keep]), 1)
-                                                          for f in ("sx", "sxx", "sy", "sxy")),
-                      float(w @ [it.syy for it in keep])]
-    total = [sum(s[k] for s in sums.values()) for k in range(6)]
-    scores = []
-    for held, (n, sx, sxx, sy, sxy, syy) in sums.items():
-        fit = [total[k] - sums[held][k] for k in range(5)]
-        w, b = _probe_fit(*fit, lam=lam)
-        ss_tot = syy - float(sy @ sy) / n
-        ss_res = syy + float(np.sum(w * (sxx @ w))) + n * float(b @ b) - 2 * float(np.sum(w * sxy)) \
-            - 2 * float(b @ sy) + 2 * float(b @ (sx @ w))
-        if ss_tot > 1e-12:  # a task whose target never moves has nothing to explain
-            scores.append(1.0 - ss_res / ss_tot)
-    return float(np.mean(scores)) if scores else float("nan")
+def probe_r2_counts(stats: ProbeStats, counts: np.ndarray, lam: float) -> dict[str, float]:
+    """Each probe's mean over held-out tasks of its R^2 (pooled over its columns) when fitted on the other
+    tasks, with video i (record order) counted counts[i] times (a bootstrap resample; all ones: the data)."""
+    weight = np.asarray(counts, np.float64)[stats.order]
+    sums: dict[str, list[Any]] = {}  # per task drawn at least once: n, sx, sxx, sy, sxy, syy
+    for task, span in stats.spans.items():
+        w = weight[span]
+        if w.sum() > 0:
+            sums[task] = [float(w @ stats.n[span]), *(np.tensordot(w, getattr(stats, f)[span], 1)
+                                                      for f in ("sx", "sxx", "sy", "sxy", "syy"))]
+    scores: dict[str, list[float]] = {name: [] for name in stats.targets}
+    if len(sums) < 2:
+        return {name: float("nan") for name in stats.targets}
+    total = [sum(s[k] for s in sums.values()) for k in range(5)]
+    for n, sx, sxx, sy, sxy, syy in sums.values():
+        w, b = _probe_fit(*(total[k] - part for k, part in enumerate((n, sx, sxx, sy, sxy))), lam=lam)
+        # per column k: sum over frames of (y - x w - b)^2, expanded into the sums
+        res = (syy + (w * (sxx @ w)).sum(0) + n * b * b - 2 * (w * sxy).sum(0) - 2 * b * sy + 2 * b * (sx @ w))
+        tot = syy - sy * sy / n
+        for name, cols in stats.targets.items():
+            if tot[cols].sum() > 1e-12:  # a task whose target never moves has nothing to explain
+                scores[name].append(1.0 - res[cols].sum() / tot[cols].sum())
+    return {name: float(np.mean(v)) if v else float("nan") for name, v in scores.items()}
 
 
-def probe_r2(records: list[Record], target: slice, lam: float = 10.0) -> float:
+def probe_r2(records: list[Record], target: slice, lam: float = PROBE_LAMBDA) -> float:
     """Leave-one-task-out ridge probe (features z-scored on the fitting tasks) -> mean R^2 on held-out tasks
     (R^2 pooled over x, y, z; tasks whose target does not move are left out)."""
-    return _probe_r2_items(probe_items(records, target), lam)
+    stats = probe_stats(records, {"probe": target})
+    return float("nan") if stats is None else probe_r2_counts(stats, np.ones(len(stats.tasks)), lam)["probe"]
 
 
 def _failure_auc(field: str) -> Callable[[list[Record]], float]:
@@ -252,16 +262,21 @@ def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
                   metrics: tuple[str, ...] = METRICS) -> dict[str, dict[str, float]]:
     """Each metric with its 95% bootstrap interval over videos (resampled within each task)."""
     strata = [r.task for r in records]
-    out = {}
-    for m in metrics:
-        if m in PROBES:  # resampled through per-video sums: refitting from frames would dominate the run time
-            items = probe_items(records, PROBES[m])
-            out[m] = bootstrap_ci(items, lambda its: _probe_r2_items(its, 10.0), n_boot=n_boot, seed=seed,
-                                  strata=[it.task for it in items]) if items else \
-                {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
-        else:
-            out[m] = bootstrap_ci(records, STATISTICS[m], n_boot=n_boot, seed=seed, strata=strata)
-    return out
+    out = {m: bootstrap_ci(records, STATISTICS[m], n_boot=n_boot, seed=seed, strata=strata)
+           for m in metrics if m not in PROBES}
+    probes = {m: PROBES[m] for m in metrics if m in PROBES}
+    stats = probe_stats(records, probes) if probes else None
+    if stats is not None:  # every probe from one fit per resample (they share the embedding side)
+        # one BLAS thread: threads buy nothing on D x D solves (D <= 1024) and, when the cores are busy, made
+        # each solve about 30x slower (measured at D = 512 on 2 cores)
+        with threadpool_limits(limits=1, user_api="blas"):
+            boots = [probe_r2_counts(stats, np.bincount(idx, minlength=len(stats.tasks)), PROBE_LAMBDA)
+                     for idx in bootstrap_resamples(stats.tasks, n_boot, seed)]
+            point = probe_r2_counts(stats, np.ones(len(stats.tasks)), PROBE_LAMBDA)
+        out.update({m: percentile_interval(point[m], [b[m] for b in boots]) for m in probes})
+    else:
+        out.update({m: {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0} for m in probes})
+    return {m: out[m] for m in metrics}
 
 
 def example_curves(videos: list[ScoreVideo], records: list[Record], per_task: int = 2) -> list[tuple[str, np.ndarray]]:

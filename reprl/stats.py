@@ -5,12 +5,33 @@ Pure numpy, no fitting libraries: each function is a few lines whose result can 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from reprl.errors import ReprlError
+
+
+def bootstrap_resamples(strata: Sequence[Any], n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """`n_boot` index arrays over len(strata) samples, each drawing with replacement within each stratum as many
+    as it holds (strata in order of first appearance), from one seeded generator: the resamples of
+    `bootstrap_ci`, for statistics computed on their own (several at once from one resample)."""
+    labels = list(strata)
+    groups = [np.flatnonzero(np.asarray([lab == g for lab in labels])) for g in dict.fromkeys(labels)]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+
+
+def percentile_interval(point: float, resampled: Sequence[float], level: float = 0.95) -> dict[str, float]:
+    """{mean: point, lo, hi, n}: the percentile interval of the finite resampled values (n of them)."""
+    stats = [s for s in resampled if np.isfinite(s)]
+    if not stats:
+        return {"mean": point, "lo": float("nan"), "hi": float("nan"), "n": 0}
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(stats, [tail, 100 - tail])
+    return {"mean": point, "lo": float(lo), "hi": float(hi), "n": len(stats)}
 
 
 def bootstrap_ci(samples: Sequence[Any], statistic: Callable[[list[Any]], float], *, n_boot: int = 1000,
@@ -25,20 +46,8 @@ def bootstrap_ci(samples: Sequence[Any], statistic: Callable[[list[Any]], float]
     if not samples:
         raise ReprlError("bootstrap needs at least one sample")
     labels = [0] * len(samples) if strata is None else list(strata)
-    groups = [np.flatnonzero(np.asarray([lab == g for lab in labels])) for g in dict.fromkeys(labels)]
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-        s = statistic([samples[i] for i in idx])
-        if np.isfinite(s):
-            stats.append(s)
-    point = float(statistic(samples))
-    if not stats:
-        return {"mean": point, "lo": float("nan"), "hi": float("nan"), "n": 0}
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(stats, [tail, 100 - tail])
-    return {"mean": point, "lo": float(lo), "hi": float(hi), "n": len(stats)}
+    stats = [statistic([samples[i] for i in idx]) for idx in bootstrap_resamples(labels, n_boot, seed)]
+    return percentile_interval(float(statistic(samples)), stats, level)
 
 
 def resampled_means(x: Sequence[float] | np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:

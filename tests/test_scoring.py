@@ -9,13 +9,14 @@ import torch
 from reprl.errors import ReprlError
 from reprl.scoring import (
     HAND,
+    OBJECT,
     Record,
     ScoreVideo,
-    _probe_r2_items,
     embed_records,
     make_record,
-    probe_items,
     probe_r2,
+    probe_r2_counts,
+    probe_stats,
     score_records,
 )
 from reprl.stats import auc, bootstrap_ci, format_ci
@@ -203,10 +204,14 @@ def test_probe_from_sums_equals_probe_from_frames():
     for lam in (0.1, 10.0):
         assert probe_r2(records, HAND, lam) == pytest.approx(probe_reference(records, HAND, lam), rel=1e-6, abs=1e-8)
     pick = (0, 0, 2, 3, 3, 3, 5, 6, 6, 9, 10)
-    items = probe_items(records, HAND)
-    assert len(items) == len(records)
-    expected = probe_reference([records[i] for i in pick], HAND, 1.0)
-    assert _probe_r2_items([items[i] for i in pick], 1.0) == pytest.approx(expected, rel=1e-6)
+    stats = probe_stats(records, {"hand": HAND, "object": OBJECT})
+    assert len(stats.tasks) == len(records)
+    got = probe_r2_counts(stats, np.bincount(pick, minlength=len(records)), 1.0)
+    for name, target in (("hand", HAND), ("object", OBJECT)):  # fitted together, each as if alone
+        expected = probe_reference([records[i] for i in pick], target, 1.0)
+        assert got[name] == pytest.approx(expected, rel=1e-6)
+    shuffled = [records[i] for i in (5, 0, 9, 2, 1, 10, 3, 7, 4, 8, 6)]  # tasks interleaved: grouping is internal
+    assert probe_r2(shuffled, OBJECT, 1.0) == pytest.approx(probe_reference(records, OBJECT, 1.0), rel=1e-6)
 
 
 def test_score_command_writes_report(tmp_path, capsys):
