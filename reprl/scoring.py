@@ -160,7 +160,7 @@ class ProbeStats:
     re-reading frames. Videos are grouped by task (`spans`); `order` maps record order to that grouping."""
 
     targets: dict[str, slice]  # probe name -> its columns of y
-    tasks: list[str]  # task of each video, in record order (the bootstrap's strata)
+    tasks: list[str]  # task of each video, in the order of the records that carry state (the bootstrap's strata)
     order: np.ndarray  # [V] record position of each stacked video
     spans: dict[str, slice]  # task -> its rows of the stacks
     n: np.ndarray  # [V] frames
@@ -213,7 +213,8 @@ def _probe_fit(n: float, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: n
 
 def probe_r2_counts(stats: ProbeStats, counts: np.ndarray, lam: float) -> dict[str, float]:
     """Each probe's mean over held-out tasks of its R^2 (pooled over its columns) when fitted on the other
-    tasks, with video i (record order) counted counts[i] times (a bootstrap resample; all ones: the data)."""
+    tasks, with video i (i-th record that carries state) counted counts[i] times (a bootstrap resample; all ones:
+    the data)."""
     weight = np.asarray(counts, np.float64)[stats.order]
     sums: dict[str, list[Any]] = {}  # per task drawn at least once: n, sx, sxx, sy, sxy, syy
     for task, span in stats.spans.items():
