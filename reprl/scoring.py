@@ -178,9 +178,10 @@ def probe_stats(records: list[Record], targets: dict[str, slice]) -> ProbeStats 
                                                        np.float64), r.task) for r in records if r.state is not None]
     if not rows:
         return None
+    state = next(r.state for r in records if r.state is not None)
     cols, start = {}, 0
     for name, t in targets.items():  # where each target's columns sit in y
-        width = len(range(*t.indices(next(r.state for r in records if r.state is not None).shape[1])))
+        width = state[:, t].shape[1]
         cols[name], start = slice(start, start + width), start + width
     x0 = np.concatenate([x for x, _, _ in rows]).mean(0)
     y0 = np.concatenate([y for _, y, _ in rows]).mean(0)
