@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,23 +174,22 @@ class ProbeStats:
 def probe_stats(records: list[Record], targets: dict[str, slice]) -> ProbeStats | None:
     """ProbeStats of the records that carry state (data shifted by the global means: a constant shift leaves
     every fit and R^2 unchanged and keeps the sums well conditioned); None if none does."""
-    rows = [(np.asarray(r.emb, np.float64), np.asarray(np.concatenate([r.state[:, t] for t in targets.values()], 1),
-                                                       np.float64), r.task) for r in records if r.state is not None]
-    if not rows:
+    with_state = [(r, r.state) for r in records if r.state is not None]
+    if not with_state:
         return None
-    state = next(r.state for r in records if r.state is not None)
+    rows = [(np.asarray(r.emb, np.float64), np.asarray(np.concatenate([state[:, t] for t in targets.values()], 1),
+                                                       np.float64), r.task) for r, state in with_state]
     cols, start = {}, 0
     for name, t in targets.items():  # where each target's columns sit in y
-        width = state[:, t].shape[1]
+        width = with_state[0][1][:, t].shape[1]
         cols[name], start = slice(start, start + width), start + width
     x0 = np.concatenate([x for x, _, _ in rows]).mean(0)
     y0 = np.concatenate([y for _, y, _ in rows]).mean(0)
     tasks = [task for _, _, task in rows]
-    rank = {task: i for i, task in enumerate(dict.fromkeys(tasks))}
-    order = np.asarray(sorted(range(len(rows)), key=lambda i: (rank[tasks[i]], i)))
-    spans, first = {}, 0
-    for task in dict.fromkeys(tasks):
-        spans[task], first = slice(first, first + tasks.count(task)), first + tasks.count(task)
+    spans, first = {}, 0  # tasks in order of first appearance, each a contiguous run of the stacks
+    for task, count in Counter(tasks).items():
+        spans[task], first = slice(first, first + count), first + count
+    order = np.asarray(sorted(range(len(rows)), key=lambda i: (spans[tasks[i]].start, i)))
     xs = [rows[i][0] - x0 for i in order]
     ys = [rows[i][1] - y0 for i in order]
     return ProbeStats(cols, tasks, order, spans, np.asarray([len(x) for x in xs], np.float64),
@@ -277,7 +276,7 @@ def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
             point = probe_r2_counts(stats, np.ones(len(stats.tasks)), PROBE_LAMBDA)
         out.update({m: percentile_interval(point[m], [b[m] for b in boots]) for m in probes})
     else:
-        out.update({m: {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0} for m in probes})
+        out.update({m: percentile_interval(float("nan"), []) for m in probes})
     return {m: out[m] for m in metrics}
 
 
