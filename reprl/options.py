@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from reprl.errors import ReprlError
-from reprl.typed_config import field_default, field_docs, fields_own_first
+from reprl.typed_config import field_default, field_docs, fields_own_first, from_dict
 
 C = TypeVar("C")
 
@@ -319,9 +319,9 @@ def add_options(p: argparse.ArgumentParser, cls: type, *, positional: Iterable[s
 
 
 def from_args(cls: type[C], args: argparse.Namespace, **values: Any) -> C:
-    """The dataclass `cls` from parsed options (see `add_options`); `values` set or override fields."""
-    hints = get_type_hints(cls)
+    """The dataclass `cls` from parsed options (see `add_options`); `values` set or override fields. argparse only
+    splits the command line into fields; the values are checked and converted by `typed_config.from_dict`, the
+    same path as YAML presets, suites and `--section.key` overrides."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass type
-    found = {k: tuple(v) if get_origin(_base_type(hints[k])) is tuple and isinstance(v, list) else v
-             for k, v in vars(args).items() if k in names}
-    return cls(**{**found, **values})
+    found = {k: v for k, v in vars(args).items() if k in names}
+    return from_dict(cls, {**found, **values})

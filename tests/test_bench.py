@@ -46,14 +46,17 @@ def test_bench_train_tiny(tmp_path, capsys):
 def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path, monkeypatch, capsys):
     """`reprl bench train --config PRESET` builds its real loop from the same config as `reprl pretrain --config
     PRESET`: the same data stream (sampling mode, crop, augmentation, tuples per video, shuffle, seed), data
-    settings, encoder, objective and optimiser; only the run's mechanics (folder, step count, validation,
-    checkpoints) differ."""
+    settings, encoder, objective, optimiser and Trainer (precision, gradient clipping, compile); only the run's
+    mechanics (folder, step count, validation, checkpoints) differ."""
     from dataclasses import replace
 
     import yaml
 
+    import lightning
+
     import reprl.training.module as module
     from reprl.data.datamodule import VideoDataModule
+    from reprl.encoders.base import Encoder
 
     preset = tmp_path / "preset.yaml"
     preset.write_text(yaml.safe_dump({
@@ -61,9 +64,9 @@ def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path
         "objective": {"name": "vip", "num_negatives": 2, "l1_weight": 0.01},
         "data": {"train": TRAIN_SHARDS, "batch_size": 4, "num_workers": 0, "crop_scale": [0.5, 0.9],
                  "augment": False, "tuples_per_video": 2, "shuffle_buffer": 8, "goal_last": True},
-        "optim": {"lr": 0.002, "schedule": "cosine", "warmup_steps": 1},
+        "optim": {"lr": 0.002, "schedule": "cosine", "warmup_steps": 1, "grad_clip": 0.25},
         "trainer": {"seed": 7, "max_steps": 2, "checkpoint_every": 2, "progress": False, "loggers": "csv",
-                    "accelerator": "cpu"}}))
+                    "accelerator": "cpu", "compile": True}}))
     seen = {"bench": [], "pretrain": []}
     where = ["bench"]
     real_init, real_module = VideoDataModule.__init__, module.PretrainModule.__init__
@@ -76,6 +79,14 @@ def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path
         seen[where[0]].append(("module", cfg))
         real_module(self, cfg, encoder)
 
+    real_trainer = lightning.Trainer.__init__
+
+    def spy_trainer(self, *args, **kwargs):
+        seen[where[0]].append(("trainer", kwargs))
+        real_trainer(self, *args, **kwargs)
+
+    monkeypatch.setattr(lightning.Trainer, "__init__", spy_trainer)
+    monkeypatch.setattr(Encoder, "compile_encode", lambda self: seen[where[0]].append(("compile",)))
     monkeypatch.setattr(VideoDataModule, "__init__", spy_data)
     monkeypatch.setattr(module.PretrainModule, "__init__", spy_module)
     bench(tmp_path, "train", "--config", str(preset), "--steps", "2", "--warmup", "1", "--repeats", "1",
@@ -96,6 +107,11 @@ def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path
     assert (b_cfg.encoder, b_cfg.objective, b_cfg.optim) == (p_cfg.encoder, p_cfg.objective, p_cfg.optim)
     same_data = replace(b_cfg.data, val=p_cfg.data.val, batches_per_epoch=p_cfg.data.batches_per_epoch)
     assert same_data == p_cfg.data and b_cfg.trainer.seed == p_cfg.trainer.seed == 7
+    (b_trainer,), (p_trainer,) = ([s[1] for s in seen[k] if s[0] == "trainer"][:1] for k in ("bench", "pretrain"))
+    how = {"accelerator", "precision", "gradient_clip_val", "sync_batchnorm"}  # how a step trains, not how long
+    assert {k: b_trainer[k] for k in how} == {k: p_trainer[k] for k in how}
+    assert p_trainer["gradient_clip_val"] == 0.25 and p_trainer["precision"] == "32-true"
+    assert ("compile",) in seen["bench"] and ("compile",) in seen["pretrain"]
 
 
 def test_bench_embed_tiny(tmp_path, capsys):

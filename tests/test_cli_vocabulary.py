@@ -113,3 +113,17 @@ def test_command_options_come_from_their_config_class(command, cls, minimal, ren
                                           "bf16-mixed"])
         opts = options.from_args(config, args)
         assert (opts.goal_image, opts.progress, opts.precision, opts.input) == ("g.png", False, "bf16", "in.mp4")
+
+
+def test_command_values_go_through_the_typed_config_path():
+    """from_args builds a command's config through typed_config.from_dict, the path of presets and suites: values
+    set in code are checked like a YAML value, and a list from argparse becomes the field's tuple."""
+    import reprl.options as options
+    from reprl.errors import ReprlError
+
+    args = build_parser().parse_args(["score", "shards", "--encoder", "e"])
+    with pytest.raises(ReprlError, match="^videos: expected an integer, got many$"):
+        options.from_args(options.ScoreOptions, args, videos="many")
+    stream = options.from_args(options.StreamOptions,
+                               build_parser().parse_args(["stream", "s", "--crop-scale", "0.5", "0.9"]))
+    assert stream.crop_scale == (0.5, 0.9) and isinstance(stream.crop_scale, tuple)

@@ -81,7 +81,8 @@ def pretrain_config(cfg: TrainBenchConfig, run_dir: str) -> Any:
     return replace(pc, run_dir=run_dir, resume=None,
                    data=replace(pc.data, train=shards, val=None, batches_per_epoch=steps),
                    trainer=replace(pc.trainer, max_steps=steps, accelerator=cfg.accelerator, precision=cfg.precision,
-                                   loggers="csv", progress=False, checkpoint_every=10**9, log_every=1))
+                                   devices=1, num_nodes=1, strategy="auto", loggers="csv", progress=False,
+                                   checkpoint_every=10**9, log_every=1))
 
 
 def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
@@ -90,24 +91,19 @@ def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
     from reprl.data.stream import TupleStream
     from reprl.training.callbacks import make_loggers
     from reprl.training.config import check_config
-    from reprl.training.module import PretrainModule
-    from reprl.training.run import build_training_encoder, data_module, lightning_precision, quiet_lightning
+    from reprl.training.run import data_module, quiet_lightning, trainer_settings, training_module
 
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`")  # validation is off on purpose here
     with tempfile.TemporaryDirectory() as tmp:
         pc = pretrain_config(cfg, tmp)
         check_config(pc)
-        encoder = build_training_encoder(pc, pc.trainer.seed)
-        module = PretrainModule(pc, encoder)
-        dm = data_module(pc, encoder)  # what reprl pretrain trains on, from the same config
+        module = training_module(pc)  # the encoder and module reprl pretrain trains, compiled if the config says
+        dm = data_module(pc, module.encoder)  # what reprl pretrain trains on, from the same config
         timer = _callback(cfg.warmup)
-        precision = lightning_precision(pc.trainer.precision, pc.trainer.accelerator)
-        trainer = L.Trainer(accelerator=pc.trainer.accelerator, devices=1, max_steps=pc.trainer.max_steps,
-                            precision=precision,  # type: ignore[arg-type]  # a str; Lightning validates it
-                            logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            callbacks=[timer], limit_val_batches=0, num_sanity_val_steps=0)
+        trainer = L.Trainer(**trainer_settings(pc), logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
+                            enable_checkpointing=False, enable_progress_bar=False, callbacks=[timer],
+                            limit_val_batches=0)
         if synthetic:
             batch = next(iter(TupleStream(pc.data.train, dm.stream_cfg)))
             loader = DataLoader(RepeatBatch(batch, pc.trainer.max_steps), batch_size=None)

@@ -152,6 +152,32 @@ def lightning_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if gpu else "32-true"
 
 
+def trainer_settings(cfg: PretrainConfig) -> dict[str, Any]:
+    """The Trainer arguments that decide how `cfg` trains: hardware, precision, steps, gradient clipping, batch-norm
+    sync. `reprl pretrain` adds checkpoints, loggers and validation; `reprl bench train` its timer. Both build
+    their Trainer from these, so the benchmark trains the way a run does."""
+    t = cfg.trainer
+    return {"accelerator": t.accelerator, "devices": t.devices, "num_nodes": t.num_nodes, "strategy": t.strategy,
+            "precision": lightning_precision(t.precision, t.accelerator), "max_steps": t.max_steps,
+            "gradient_clip_val": cfg.optim.grad_clip, "sync_batchnorm": t.sync_batchnorm,
+            "num_sanity_val_steps": 0, "enable_model_summary": False}
+
+
+def training_module(cfg: PretrainConfig) -> Any:
+    """Seed, build the encoder and the PretrainModule of `cfg`, and compile the encoder when the config asks
+    (shared by `reprl pretrain` and `reprl bench train`)."""
+    import lightning as L
+
+    from reprl.training.module import PretrainModule
+
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    encoder = build_training_encoder(cfg, cfg.trainer.seed)
+    module = PretrainModule(cfg, encoder)
+    if cfg.trainer.compile:
+        encoder.compile_encode()
+    return module
+
+
 def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
@@ -160,7 +186,6 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     from reprl.training.progress import TextProgress
 
     t = cfg.trainer
-    precision = lightning_precision(t.precision, t.accelerator)
     checkpoint = FiniteCheckpoint(dirpath=run_dir / "checkpoints", filename="step-{step:07d}",
                                  auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every,
                                  save_top_k=-1, save_last=True)
@@ -172,13 +197,10 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     has_val = bool(cfg.data.val)
     return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision,  # type: ignore[arg-type]  # a str; Lightning validates it
-        max_steps=t.max_steps, log_every_n_steps=t.log_every, callbacks=callbacks,
+        **trainer_settings(cfg), log_every_n_steps=t.log_every, callbacks=callbacks,
         logger=loggers or False, plugins=[AtomicCheckpointIO()], enable_progress_bar=t.progress,
-        default_root_dir=str(run_dir), num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
+        default_root_dir=str(run_dir), limit_val_batches=1.0 if has_val else 0,
         val_check_interval=t.val_every if has_val else None, check_val_every_n_epoch=None,
-        gradient_clip_val=cfg.optim.grad_clip, enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
     )
 
 
@@ -236,16 +258,11 @@ def data_module(cfg: PretrainConfig, encoder: Encoder) -> Any:
 
 def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, Any]:
     """Build encoder, module, data and trainer; train; export the encoder and write the summary."""
-    import lightning as L
-
     from reprl.encoders.io import nonfinite
-    from reprl.training.module import DivergedError, PretrainModule
+    from reprl.training.module import DivergedError
 
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    encoder = build_training_encoder(cfg, cfg.trainer.seed)
-    module = PretrainModule(cfg, encoder)
-    if cfg.trainer.compile:
-        encoder.compile_encode()
+    module = training_module(cfg)
+    encoder = module.encoder
     dm = data_module(cfg, encoder)
     trainer = _trainer(cfg, run_dir)
     if trainer.is_global_zero:
