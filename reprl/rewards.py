@@ -113,6 +113,33 @@ def goal_from_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
     return embeddings.mean(0)
 
 
+def resolve_goal(encoder: Any, *, image: Any = None, images: Any = None, text: str | None = None,
+                 embedding: torch.Tensor | None = None, frame: int | None = None,
+                 video: torch.Tensor | None = None) -> torch.Tensor:
+    """The one place a goal becomes an embedding [D]: one image, several images (their mean embedding), a text,
+    given embeddings ([D], or [K, D] averaged), or frame `frame` of a video's embeddings `video` (default: its
+    last frame). Give at most one of image, images, text, embedding and frame. `video_values`, `reprl embed` and
+    the GoalReward wrapper all choose their goal here."""
+    check_one_goal({"image": image, "images": images, "text": text, "embedding": embedding, "frame": frame})
+    with torch.inference_mode():
+        if image is not None:
+            return goal_from_image(encoder, image)
+        if images is not None:
+            if len(images) == 0:
+                raise ReprlError("the goal is an empty list; give at least one goal image")
+            return goal_from_embeddings(encoder(images))
+        if text is not None:
+            return goal_from_text(encoder, text)
+        if embedding is not None:
+            if embedding.shape[-1] != encoder.embed_dim:
+                raise ReprlError(f"goal embedding has {embedding.shape[-1]} dims, the encoder embeds to "
+                                 f"{encoder.embed_dim}")
+            return embedding if embedding.dim() == 1 else goal_from_embeddings(embedding)
+        if video is None:
+            raise ReprlError("a frame goal needs the video's embeddings")
+        return goal_from_frame(video, -1 if frame is None else frame)
+
+
 def video_values(encoder: Any, frames: Any, *, goal_image: Any = None, goal_text: str | None = None,
                  goal_frame: int | None = None, goal_embedding: torch.Tensor | None = None) -> dict[str, Any]:
     """Embeddings, values and rewards of one video under one goal (give at most one; default: last frame)."""
@@ -120,13 +147,7 @@ def video_values(encoder: Any, frames: Any, *, goal_image: Any = None, goal_text
                     "goal_embedding": goal_embedding})
     with torch.inference_mode():
         emb = encoder(frames)
-        if goal_image is not None:
-            goal = goal_from_image(encoder, goal_image)
-        elif goal_text is not None:
-            goal = goal_from_text(encoder, goal_text)
-        elif goal_embedding is not None:
-            goal = goal_embedding if goal_embedding.dim() == 1 else goal_from_embeddings(goal_embedding)
-        else:
-            goal = goal_from_frame(emb, -1 if goal_frame is None else goal_frame)
+        goal = resolve_goal(encoder, image=goal_image, text=goal_text, embedding=goal_embedding, frame=goal_frame,
+                            video=emb)
         vals = values(emb, goal.to(emb.device), encoder.similarity)
     return {"embeddings": emb, "goal": goal, "values": vals, "rewards": rewards(vals)}

@@ -27,30 +27,26 @@ try:
     from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 except ImportError:  # pragma: no cover - an optional extra
     raise ReprlError("reprl.wrappers needs gymnasium >= 1.0: pip install 'reprl[rl]'") from None
-from reprl.rewards import goal_from_embeddings, goal_from_image, goal_from_text, values
+from reprl.rewards import resolve_goal, values
 
 MODES = ("diff", "value")
 
 
 def goal_embedding(encoder: Encoder, goal: Any) -> torch.Tensor:
-    """Goal [D] from text, one image, several images (mean embedding) or embeddings ([D] or [K, D])."""
+    """Goal [D] from text, one image, several images (mean embedding) or embeddings ([D] or [K, D]), chosen by
+    the goal's type and made by reprl.rewards.resolve_goal."""
     if goal is None:
         raise ReprlError("GoalReward needs a goal: pass goal=... or reset(options={'goal': ...})")
-    with torch.inference_mode():
-        if isinstance(goal, str):
-            return goal_from_text(encoder, goal).float()
-        if isinstance(goal, (list, tuple)):
-            if not goal:
-                raise ReprlError("the goal is an empty list; give at least one goal image")
-            return goal_from_embeddings(encoder(list(goal))).float()
-        arr = torch.from_numpy(np.ascontiguousarray(goal)) if isinstance(goal, np.ndarray) else goal
-        if isinstance(arr, torch.Tensor) and arr.dim() <= 2 and arr.is_floating_point():  # embeddings
-            if arr.shape[-1] != encoder.embed_dim:
-                raise ReprlError(f"goal embedding has {arr.shape[-1]} dims, the encoder embeds to {encoder.embed_dim}")
-            return (arr if arr.dim() == 1 else goal_from_embeddings(arr)).float().to(encoder.device)
-        if isinstance(arr, torch.Tensor) and arr.dim() == 4:  # a batch of images
-            return goal_from_embeddings(encoder(arr)).float()
-        return goal_from_image(encoder, arr).float()
+    if isinstance(goal, str):
+        return resolve_goal(encoder, text=goal).float()
+    if isinstance(goal, (list, tuple)):
+        return resolve_goal(encoder, images=list(goal)).float()
+    arr = torch.from_numpy(np.ascontiguousarray(goal)) if isinstance(goal, np.ndarray) else goal
+    if isinstance(arr, torch.Tensor) and arr.dim() <= 2 and arr.is_floating_point():  # embeddings
+        return resolve_goal(encoder, embedding=arr).float().to(encoder.device)
+    if isinstance(arr, torch.Tensor) and arr.dim() == 4:  # a batch of images
+        return resolve_goal(encoder, images=arr).float()
+    return resolve_goal(encoder, image=arr).float()
 
 
 def _without_goal(options: dict[str, Any] | None) -> dict[str, Any] | None:

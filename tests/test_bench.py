@@ -50,9 +50,8 @@ def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path
     mechanics (folder, step count, validation, checkpoints) differ."""
     from dataclasses import replace
 
-    import yaml
-
     import lightning
+    import yaml
 
     import reprl.training.module as module
     from reprl.data.datamodule import VideoDataModule

@@ -80,6 +80,31 @@ def test_video_values_with_each_kind_of_goal():
         video_values(enc, frames, goal_frame=1, goal_text="x")
 
 
+def test_resolve_goal_makes_every_kind_of_goal():
+    """One function turns each kind of goal into an embedding: image, images (mean), embeddings (mean, width
+    checked), a frame of a video (default last); two goals at once are refused."""
+    import reprl
+    from reprl.rewards import resolve_goal
+
+    enc = reprl.load("tiny", image_size=32)
+    frames = torch.randint(0, 255, (4, 32, 32, 3), dtype=torch.uint8)
+    with torch.inference_mode():
+        emb = enc(frames)
+    torch.testing.assert_close(resolve_goal(enc, video=emb), emb[3])
+    torch.testing.assert_close(resolve_goal(enc, frame=1, video=emb), emb[1])
+    torch.testing.assert_close(resolve_goal(enc, image=frames[2].numpy()), emb[2])
+    torch.testing.assert_close(resolve_goal(enc, images=frames[[0, 2]]), emb[[0, 2]].mean(0))
+    torch.testing.assert_close(resolve_goal(enc, embedding=emb[[1, 3]]), emb[[1, 3]].mean(0))
+    with pytest.raises(ReprlError, match=f"goal embedding has 3 dims, the encoder embeds to {enc.embed_dim}"):
+        resolve_goal(enc, embedding=torch.zeros(3))
+    with pytest.raises(ReprlError, match="^give one goal, not image and frame$"):
+        resolve_goal(enc, image=frames[0].numpy(), frame=0, video=emb)
+    with pytest.raises(ReprlError, match="needs the video's embeddings"):
+        resolve_goal(enc, frame=0)
+    with pytest.raises(ReprlError, match="empty list"):
+        resolve_goal(enc, images=[])
+
+
 def test_nonfinite_frames_counts_rows_with_any_nan_or_inf():
     emb = torch.zeros(5, 3)
     assert nonfinite_frames(emb) == 0

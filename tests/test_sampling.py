@@ -72,3 +72,20 @@ def test_reference_sampling_covers_its_whole_range():
 def test_unknown_mode():
     with pytest.raises(ValueError, match="choose one of"):
         draw("tcn", 10, 0)
+
+
+def test_built_in_and_registered_modes_share_one_table(monkeypatch):
+    """Built-in modes are registered like a plugin's (one table, one sampling path) but cannot be replaced; a
+    registered mode's draws are checked against its roles and the video's length."""
+    from reprl.data import sampling
+
+    monkeypatch.setattr(sampling, "SAMPLING_MODES", dict(sampling.SAMPLING_MODES))
+    monkeypatch.setattr(sampling, "ROLES", dict(sampling.ROLES))
+    assert sampling.SAMPLING_MODES["liv"].needs_text and not sampling.SAMPLING_MODES["vip"].needs_text
+    with pytest.raises(ValueError, match="built in and cannot be replaced"):
+        sampling.register_mode("vip", ("a", "b"), lambda n, rng: {"a": 0, "b": 1})
+    sampling.register_mode("pair", ("a", "b"), lambda n, rng: {"a": 0, "b": n - 1})
+    assert sampling.sample_indices("pair", 7, np.random.default_rng(0)) == {"a": 0, "b": 6}
+    sampling.register_mode("pair", ("a", "b"), lambda n, rng: {"a": 0, "b": n})  # a plugin may re-register
+    with pytest.raises(ValueError, match="must give each of"):
+        sampling.sample_indices("pair", 7, np.random.default_rng(0))

@@ -11,9 +11,9 @@ Indices are 0-based (frames 0..L-1). Modes:
   s0 ~ U{0..s1-1}, s2 ~ U{s1+1..L-1}. (The reference draws s2 >= s1 and 1-based bounds; we keep the
   strict order the R3M paper describes.)
 
-Every mode needs at least 3 frames. More modes are added with `register_mode` (an objective registered with
-reprl.objectives.register_objective adds its own sampler that way): a name, the roles it draws, and a
-function (length, rng) -> {role: index}.
+Every mode needs at least 3 frames. Each mode, built in or not, is registered with `register_mode` (an objective
+registered with reprl.objectives.register_objective adds its own sampler that way): a name, the roles it draws,
+whether it needs the video's caption, and a function (length, rng) -> {role: index}.
 """
 
 from __future__ import annotations
@@ -24,45 +24,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ROLES: dict[str, tuple[str, ...]] = {
-    "vip": ("start", "goal", "t", "t1"),
-    "vip_last": ("start", "goal", "t", "t1"),
-    "liv": ("start", "goal", "t", "t1", "text_goal"),
-    "liv_last": ("start", "goal", "t", "t1", "text_goal"),
-    "r3m": ("start", "goal", "s0", "s1", "s2"),
-}
-MODES = ROLES.keys()  # a live view: registered modes appear in it
-TEXT_MODES = {"liv", "liv_last"}  # modes whose tuples pair a frame with the video's caption
 MIN_FRAMES = 3
 Sampler = Callable[[int, np.random.Generator], dict[str, int]]
 
 
 @dataclass(frozen=True)
-class RegisteredMode:
+class SamplingMode:
     roles: tuple[str, ...]
     sample: Sampler
     needs_text: bool = False
+    built_in: bool = False
 
 
-REGISTERED: dict[str, RegisteredMode] = {}
+SAMPLING_MODES: dict[str, SamplingMode] = {}
+ROLES: dict[str, tuple[str, ...]] = {}  # mode -> its roles (kept in step with SAMPLING_MODES)
+MODES = ROLES.keys()  # a live view: registered modes appear in it
 
 
-def register_mode(name: str, roles: tuple[str, ...], sample: Sampler, needs_text: bool = False) -> None:
+def register_mode(name: str, roles: tuple[str, ...], sample: Sampler, needs_text: bool = False, *,
+                  built_in: bool = False) -> None:
     """Add a sampling mode: `sample(length, rng)` returns one frame index per role (0 <= index < length) for a
     video of at least MIN_FRAMES frames. Built-in modes cannot be replaced."""
-    if name in ROLES and name not in REGISTERED:
+    old = SAMPLING_MODES.get(name)
+    if old is not None and old.built_in:
         raise ValueError(f"sampling mode {name!r} is built in and cannot be replaced")
     if not roles or len(set(roles)) != len(roles):
         raise ValueError(f"sampling mode {name!r}: roles must be distinct names, got {roles}")
-    REGISTERED[name] = RegisteredMode(tuple(roles), sample, needs_text)
+    SAMPLING_MODES[name] = SamplingMode(tuple(roles), sample, needs_text, built_in)
     ROLES[name] = tuple(roles)
-    if needs_text:
-        TEXT_MODES.add(name)
 
 
 def needs_text(mode: str) -> bool:
     """Whether tuples of this mode need the video's caption."""
-    return mode in TEXT_MODES
+    return SAMPLING_MODES[mode].needs_text
 
 
 def _u(rng: np.random.Generator, lo: int, hi: int) -> int:
@@ -94,23 +88,28 @@ def sample_r3m(length: int, rng: np.random.Generator, alpha: float = 0.2) -> dic
     return {"start": start, "goal": goal, "s0": s0, "s1": s1, "s2": s2}
 
 
-def sample_indices(mode: str, length: int, rng: np.random.Generator, *, text_alpha: float = 0.95,
-                   r3m_alpha: float = 0.2) -> dict[str, int]:
+def sample_liv(length: int, rng: np.random.Generator, goal_last: bool = False) -> dict[str, int]:
+    return {**sample_vip(length, rng, goal_last), "text_goal": sample_text_goal(length, rng)}
+
+
+_VIP_ROLES = ("start", "goal", "t", "t1")
+register_mode("vip", _VIP_ROLES, sample_vip, built_in=True)
+register_mode("vip_last", _VIP_ROLES, lambda n, rng: sample_vip(n, rng, goal_last=True), built_in=True)
+register_mode("liv", (*_VIP_ROLES, "text_goal"), sample_liv, needs_text=True, built_in=True)
+register_mode("liv_last", (*_VIP_ROLES, "text_goal"), lambda n, rng: sample_liv(n, rng, goal_last=True),
+              needs_text=True, built_in=True)
+register_mode("r3m", ("start", "goal", "s0", "s1", "s2"), sample_r3m, built_in=True)
+
+
+def sample_indices(mode: str, length: int, rng: np.random.Generator) -> dict[str, int]:
     """Frame indices for one training tuple of `mode` from a video of `length` frames."""
-    if mode not in ROLES:
+    if mode not in SAMPLING_MODES:
         raise ValueError(f"unknown sampling mode {mode!r}; choose one of {', '.join(MODES)}")
     if length < MIN_FRAMES:
         raise ValueError(f"a video needs at least {MIN_FRAMES} frames to be sampled, got {length}")
-    if mode in REGISTERED:
-        reg = REGISTERED[mode]
-        out = reg.sample(length, rng)
-        if set(out) != set(reg.roles) or not all(0 <= int(i) < length for i in out.values()):
-            raise ValueError(f"sampling mode {mode!r} returned {out} for a {length}-frame video; it must give "
-                             f"each of {reg.roles} an index in [0, {length - 1}]")
-        return {r: int(out[r]) for r in reg.roles}
-    if mode == "r3m":
-        return sample_r3m(length, rng, r3m_alpha)
-    out = sample_vip(length, rng, goal_last=mode.endswith("_last"))
-    if mode.startswith("liv"):
-        out["text_goal"] = sample_text_goal(length, rng, text_alpha)
-    return out
+    m = SAMPLING_MODES[mode]
+    out = m.sample(length, rng)
+    if set(out) != set(m.roles) or not all(0 <= int(i) < length for i in out.values()):
+        raise ValueError(f"sampling mode {mode!r} returned {out} for a {length}-frame video; it must give "
+                         f"each of {m.roles} an index in [0, {length - 1}]")
+    return {r: int(out[r]) for r in m.roles}

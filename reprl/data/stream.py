@@ -39,8 +39,6 @@ class StreamConfig(TupleSettings):
     image_size: int = 224
     batch_size: int = 32
     seed: int = 0
-    text_alpha: float = 0.95  # LIV: the text-paired frame is drawn from the last (1 - text_alpha) of a clip
-    r3m_alpha: float = 0.2
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -185,8 +183,7 @@ class TupleStream(IterableDataset):
         if needs_text(self.cfg.mode) and not video.text:
             self.skips.note("no caption", f"{video.key} (the {self.cfg.mode} objective needs a caption per video)")
             return []
-        draws = [sample_indices(self.cfg.mode, n, rng, text_alpha=self.cfg.text_alpha,
-                                r3m_alpha=self.cfg.r3m_alpha) for _ in range(self.cfg.tuples_per_video)]
+        draws = [sample_indices(self.cfg.mode, n, rng) for _ in range(self.cfg.tuples_per_video)]
         needed = sorted({i for d in draws for i in d.values()})
         try:
             with self.timer("decode"):

@@ -32,16 +32,7 @@ from reprl.embed.plot import plot_many, plot_video
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.options import EmbedOptions
-from reprl.rewards import (
-    bump_rate,
-    check_one_goal,
-    goal_from_frame,
-    goal_from_image,
-    goal_from_text,
-    nonfinite_frames,
-    values,
-    voc,
-)
+from reprl.rewards import bump_rate, check_one_goal, nonfinite_frames, resolve_goal, values, voc
 from reprl.utils.files import StagingDir, check_output, safe_name
 
 
@@ -66,8 +57,7 @@ def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
         assert opts.goal_text is not None, "no caption goal, so the text goal was given"
         if not opts.goal_text.strip():
             raise ReprlError("--goal-text is empty")
-        with torch.inference_mode():
-            emb = goal_from_text(encoder, opts.goal_text).float().cpu()
+        emb = resolve_goal(encoder, text=opts.goal_text).float().cpu()
         return Goal("text", opts.goal_text, emb)
     if opts.goal_image is not None:
         from reprl.data.video import DecodeError, load_image
@@ -78,8 +68,7 @@ def parse_goal(opts: EmbedOptions, encoder: Encoder) -> Goal:
             img = load_image(opts.goal_image)
         except DecodeError as e:
             raise ReprlError(str(e)) from None
-        with torch.inference_mode():
-            emb = goal_from_image(encoder, img).float().cpu()
+        emb = resolve_goal(encoder, image=img).float().cpu()
         thumb = torch.from_numpy(img.copy()).permute(2, 0, 1)
         return Goal("image", opts.goal_image, emb, thumb=thumb)
     if opts.goal_frame not in (None, "last"):
@@ -97,9 +86,8 @@ def _goal_for(goal: Goal, encoder: Encoder, emb: torch.Tensor, source: FrameSour
     if goal.kind == "caption":
         if not source.caption:
             raise ReprlError(f"video {source.name} has no caption to use as goal")
-        with torch.inference_mode():
-            return goal_from_text(encoder, source.caption).float().cpu()
-    return goal_from_frame(emb, goal.frame)
+        return resolve_goal(encoder, text=source.caption).float().cpu()
+    return resolve_goal(encoder, frame=goal.frame, video=emb)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], parquet: bool) -> None:
