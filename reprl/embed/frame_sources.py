@@ -36,11 +36,24 @@ class FrameSource:
         return self._open(size)
 
 
+def spans(n: int, size: int) -> Iterator[tuple[int, int]]:
+    """[start, end) of consecutive batches of `size` over n items (the last may be shorter): how every source
+    whose length is known splits its frames."""
+    return ((i, min(i + size, n)) for i in range(0, n, size))
+
+
+def array_batches(frames: Any) -> Any:
+    """Batches of frames already in memory (an array or tensor [T, ...])."""
+    def gen(size: int) -> Iterator[Any]:
+        return (frames[lo:hi] for lo, hi in spans(len(frames), size))
+    return gen
+
+
 def _image_files_batches(files: list[Path]) -> Any:
     def gen(size: int) -> Iterator[torch.Tensor]:
-        for i in range(0, len(files), size):
+        for lo, hi in spans(len(files), size):
             try:
-                arrays = [load_image(f) for f in files[i:i + size]]
+                arrays = [load_image(f) for f in files[lo:hi]]
             except DecodeError as e:
                 raise ReprlError(str(e)) from None
             shapes = {a.shape for a in arrays}
@@ -81,9 +94,9 @@ def _video_info(path: str) -> tuple[float | None, int | None]:
 def shard_batches(video: Any) -> Any:
     """Batches of a shard video's frames, decoded as they are asked for."""
     def gen(size: int) -> Iterator[torch.Tensor]:
-        for i in range(0, len(video), size):
+        for lo, hi in spans(len(video), size):
             try:
-                yield video.decode(range(i, min(i + size, len(video))))
+                yield video.decode(range(lo, hi))
             except ValueError as e:
                 raise ReprlError(f"video {video.key}: {e}") from None
     return gen

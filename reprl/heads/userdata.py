@@ -96,17 +96,15 @@ def load_episodes(spec: str) -> list[dict[str, Any]]:
 
 def embed_episodes(episodes: list[dict[str, Any]], encoder: Any, batch_size: int = 64) -> list[dict[str, Any]]:
     """Add emb [T+1, D] to every episode with reprl's embedding pipeline (frames are decoded as they go)."""
-    from reprl.embed.frame_sources import FrameSource
+    from reprl.embed.frame_sources import FrameSource, array_batches
     from reprl.embed.pipeline import embed_source, embed_video
 
     for ep in episodes:
         if "video" in ep:
             emb = embed_video(encoder, ep.pop("video"), batch_size)
         else:
-            frames = ep.pop("frames")
-            opener = (lambda f: lambda size: (f[i:i + size] for i in range(0, len(f), size)))(frames)
-            emb, _ = embed_source(encoder, FrameSource(name=ep["key"], kind="episode", _open=opener),
-                                  batch_size=batch_size)
+            source = FrameSource(name=ep["key"], kind="episode", _open=array_batches(ep.pop("frames")))
+            emb, _ = embed_source(encoder, source, batch_size=batch_size)
         ep["emb"] = emb.numpy()
         if len(ep["proprio"]) != len(ep["emb"]):
             raise ReprlError(f"{ep['key']}: {len(ep['proprio'])} proprio rows for {len(ep['emb'])} frames")
