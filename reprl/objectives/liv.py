@@ -12,12 +12,16 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from reprl.encoders.base import Encoder
 from reprl.encoders.base import similarity as value_similarity
+from reprl.errors import ReprlError
+from reprl.objectives.base import Objective, ObjectiveConfig, ValueConfig
 from reprl.objectives.common import EPS, Gather, identity
 from reprl.objectives.vip import vip_loss
 
@@ -73,3 +77,40 @@ def liv_loss(start: torch.Tensor, goal: torch.Tensor, t: torch.Tensor, t1: torch
         metrics.update(m)
     metrics["loss"] = loss.detach()
     return loss, metrics
+
+
+@dataclass
+class LIVConfig(ValueConfig):
+    """LIV's settings."""
+
+    name: str = "liv"  # the objective
+    clip_weight: float = 1.0  # weight of the symmetric image-text contrastive term
+    vision_weight: float = 1.0  # weight of VIP on image goals (VIP-I)
+    lang_weight: float = 1.0  # weight of VIP on text goals (VIP-L); 0 when fine-tuning
+    mask_repeated_captions: bool = True  # identical captions are not each other's negatives
+
+
+class LIVObjective(Objective):
+    name, mode, goal_last_mode, needs_text, similarity = "liv", "liv", "liv_last", True, "cosine"
+    roles = ("start", "goal", "t", "t1", "text_goal")
+    Config = LIVConfig
+
+    @classmethod
+    def trains_text(cls, cfg: LIVConfig) -> bool:
+        return bool(cfg.clip_weight or cfg.lang_weight)
+
+    @classmethod
+    def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
+        if not encoder.has_text:
+            raise ReprlError(f"the LIV objective needs an encoder with a text tower (e.g. clip-rn50); "
+                             f"'{encoder.config.name}' has none")
+        return cls(cfg)
+
+    def forward(self, emb, text, encoder, *, generator=None, gather=None):
+        c = self.cfg
+        text_emb = encoder.embed_text(text)
+        ids = caption_ids(text, text_emb.device)
+        return liv_loss(emb["start"], emb["goal"], emb["t"], emb["t1"], emb["text_goal"], text_emb, gamma=c.gamma,
+                        clip_weight=c.clip_weight, vision_weight=c.vision_weight, lang_weight=c.lang_weight,
+                        num_negatives=c.num_negatives, f=c.f, alpha=c.alpha, negatives=c.negatives, ids=ids,
+                        mask_repeated_captions=c.mask_repeated_captions, generator=generator, gather=gather)

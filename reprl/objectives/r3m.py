@@ -16,9 +16,14 @@ form (the eps terms change nothing measurable).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal
+
 import torch
 from torch import nn
 
+from reprl.encoders.base import Encoder
+from reprl.objectives.base import Objective, ObjectiveConfig
 from reprl.objectives.common import Gather, Similarity, embedding_penalties, identity, permutation
 from reprl.objectives.vip import neg_l2
 
@@ -95,3 +100,54 @@ def r3m_loss(start: torch.Tensor, goal: torch.Tensor, s0: torch.Tensor, s1: torc
         loss, metrics = loss + lang_weight * lg, {**metrics, **m}
     metrics["loss"] = loss.detach()
     return loss, metrics
+
+
+@dataclass
+class R3MConfig(ObjectiveConfig):
+    """R3M's settings."""
+
+    name: str = "r3m"  # the objective
+    num_negatives: int = 0  # negatives per sample: other videos' frames in the batch
+    tcn_weight: float = 1.0  # weight of the time-contrastive term
+    lang_weight: float = 1.0  # weight of the language-progress term
+    l1_weight: float = 0.0  # penalty on the embeddings' L1 norm
+    l2_weight: float = 0.0  # penalty on the embeddings' L2 norm
+    text_encoder: str = "minilm"  # sentence encoder: minilm (offline), distilbert, or a local folder
+    text_pooling: Literal["masked_mean", "mean"] = "masked_mean"  # token pooling of the sentence encoder
+    lang_hidden: int = 1024  # width of the language-reward MLP
+
+
+class R3MObjective(Objective):
+    name, mode, goal_last_mode = "r3m", "r3m", "r3m"  # R3M draws its goal from the clip's end either way
+    roles = ("start", "goal", "s0", "s1", "s2")
+    Config = R3MConfig
+
+    @classmethod
+    def build(cls, cfg: Any, encoder: Encoder) -> Objective:
+        return cls(cfg, encoder.embed_dim)
+
+    def __init__(self, cfg: R3MConfig, embed_dim: int) -> None:
+        super().__init__(cfg)
+        # The sentence encoder is frozen and not part of the objective's state: held in a tuple, it is not
+        # registered as a submodule (no parameters for the optimiser, nothing in checkpoints).
+        self._frozen: tuple[Any, ...] = ()
+        self.lang_reward: LanguageReward | None = None
+        if cfg.lang_weight:
+            from reprl.encoders.text import SentenceEncoder
+
+            sentences = SentenceEncoder(cfg.text_encoder, pooling=cfg.text_pooling)
+            self._frozen = (sentences,)
+            self.lang_reward = LanguageReward(embed_dim, sentences.dim, cfg.lang_hidden)
+
+    def forward(self, emb, text, encoder, *, generator=None, gather=None):
+        c = self.cfg
+        lang = mask = None
+        if self._frozen:
+            sentences, device = self._frozen[0], emb["start"].device
+            sentences.to(device)
+            lang = sentences([t or " " for t in text])
+            mask = torch.tensor([bool(t.strip()) for t in text], dtype=torch.float32, device=device)
+        return r3m_loss(emb["start"], emb["goal"], emb["s0"], emb["s1"], emb["s2"], lang=lang, lang_mask=mask,
+                        lang_reward=self.lang_reward, tcn_weight=c.tcn_weight, lang_weight=c.lang_weight,
+                        l1_weight=c.l1_weight, l2_weight=c.l2_weight, num_negatives=c.num_negatives,
+                        similarity=encoder.similarity, generator=generator, gather=gather)

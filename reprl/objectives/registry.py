@@ -1,197 +1,24 @@
-"""The objective registry: the Objective base class, the settings classes (ObjectiveConfig, one per objective),
-the built-in VIP, LIV and R3M objectives, register_objective and the factory training calls. An objective picks
-the frames it needs from a ClipBatch, adds what its loss needs beyond image embeddings (text embeddings, sentence
-features) and calls the pure loss functions.
-
-Each objective class declares what training needs from it: the frame roles of a tuple and how they are drawn
-(its sampling mode), its settings (`Config`: a dataclass of its own fields, so a VIP run refuses R3M's
-tcn_weight) and how it is built. The registry (OBJECTIVES, register_objective) is the only place that maps
-a name to a class: the stream, the module and the config checks ask the class. docs/extending.md adds one."""
+"""The objective registry: the only place that maps an objective's name to its class. Each objective class
+(reprl/objectives/base.py: Objective) declares what training needs from it: the frame roles of a tuple and how
+they are drawn (its sampling mode), its settings (`Config`: a dataclass of its own fields, so a VIP run refuses
+R3M's tcn_weight) and how it is built; the stream, the module and the config checks ask the class. The built-in
+objectives live in vip.py, liv.py and r3m.py, one module each; adding one is a new module and one line in
+BUILT_IN (or register_objective from a plugin: docs/extending.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Literal
-
-import torch
-from torch import nn
+from dataclasses import fields, is_dataclass
+from typing import Any
 
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
-from reprl.objectives.common import Gather
-from reprl.objectives.liv import caption_ids, liv_loss
-from reprl.objectives.r3m import LanguageReward, r3m_loss
-from reprl.objectives.vip import vip_loss
+from reprl.objectives.base import Objective, ObjectiveConfig, ValueConfig
+from reprl.objectives.liv import LIVConfig, LIVObjective
+from reprl.objectives.r3m import R3MConfig, R3MObjective
+from reprl.objectives.vip import VIPConfig, VIPObjective
 
-
-@dataclass
-class ObjectiveConfig:
-    """The `objective` section: `name` picks the objective; its Config class (a subclass) adds its own settings
-    (docs/objectives.md)."""
-
-    name: str = "vip"  # vip | liv | r3m, or an objective registered with register_objective
-
-
-@dataclass
-class ValueConfig(ObjectiveConfig):
-    """Settings of the dual value objectives (VIP and LIV)."""
-
-    gamma: float = 0.98  # discount of the value objective
-    num_negatives: int = 0  # negatives per sample: other videos' frames in the batch
-    negatives: Literal["separate", "joint"] = "separate"  # one extra term (as the released code) or in the main term
-    f: Literal["kl", "chi2", "tv"] = "kl"  # dual f-divergence: kl is VIP
-    alpha: float = 1.0  # temperature of the dual term (kl: VIP uses 1)
-
-
-@dataclass
-class VIPConfig(ValueConfig):
-    """VIP's settings."""
-
-    l1_weight: float = 0.0  # penalty on the embeddings' L1 norm
-    l2_weight: float = 0.0  # penalty on the embeddings' L2 norm
-
-
-@dataclass
-class LIVConfig(ValueConfig):
-    """LIV's settings."""
-
-    name: str = "liv"  # the objective
-    clip_weight: float = 1.0  # weight of the symmetric image-text contrastive term
-    vision_weight: float = 1.0  # weight of VIP on image goals (VIP-I)
-    lang_weight: float = 1.0  # weight of VIP on text goals (VIP-L); 0 when fine-tuning
-    mask_repeated_captions: bool = True  # identical captions are not each other's negatives
-
-
-@dataclass
-class R3MConfig(ObjectiveConfig):
-    """R3M's settings."""
-
-    name: str = "r3m"  # the objective
-    num_negatives: int = 0  # negatives per sample: other videos' frames in the batch
-    tcn_weight: float = 1.0  # weight of the time-contrastive term
-    lang_weight: float = 1.0  # weight of the language-progress term
-    l1_weight: float = 0.0  # penalty on the embeddings' L1 norm
-    l2_weight: float = 0.0  # penalty on the embeddings' L2 norm
-    text_encoder: str = "minilm"  # sentence encoder: minilm (offline), distilbert, or a local folder
-    text_pooling: Literal["masked_mean", "mean"] = "masked_mean"  # token pooling of the sentence encoder
-    lang_hidden: int = 1024  # width of the language-reward MLP
-
-
-class Objective(nn.Module):
-    """Base class. A subclass sets `name` and `roles`, and either names a built-in sampling `mode` or defines
-    `sample(length, rng) -> {role: index}` (registered as a sampling mode of the same name)."""
-
-    name: str = ""
-    roles: tuple[str, ...] = ()  # the frames of one training tuple it needs (data/sampling.py)
-    mode: str | None = None  # built-in sampling mode (vip, liv, r3m); None: the class's own `sample`
-    goal_last_mode: str | None = None  # the mode used with data.goal_last (None: goal_last is refused)
-    needs_text: bool = False  # tuples carry the video's caption (videos without one are skipped)
-    Config: type[ObjectiveConfig] = ObjectiveConfig  # its settings: a subclass with its own fields, nothing else
-    similarity: str = "l2"  # the value function a new encoder is built with when encoder.similarity is unset
-
-    @classmethod
-    def trains_text(cls, cfg: Any) -> bool:
-        """Whether this configuration (an instance of cls.Config) trains the encoder's text tower (otherwise it
-        is frozen)."""
-        return False
-
-    def __init__(self, cfg: ObjectiveConfig) -> None:
-        super().__init__()
-        self.cfg: Any = cfg  # an instance of its Config
-
-    @classmethod
-    def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
-        """The objective for this encoder; refuse encoders it cannot train (e.g. LIV without a text tower)."""
-        return cls(cfg)
-
-    @classmethod
-    def data_mode(cls, goal_last: bool = False) -> str:
-        """The sampling mode the stream draws this objective's tuples with."""
-        if goal_last:
-            if cls.goal_last_mode is None:
-                raise ReprlError(f"data.goal_last does not apply to the {cls.name} objective; remove it")
-            return cls.goal_last_mode
-        return cls.mode or cls.name
-
-    def forward(self, emb: dict[str, torch.Tensor], text: list[str], encoder: Encoder, *,
-                generator: torch.Generator | None = None, gather: Gather | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class VIPObjective(Objective):
-    name, mode, goal_last_mode = "vip", "vip", "vip_last"
-    roles = ("start", "goal", "t", "t1")
-    Config = VIPConfig
-
-    def forward(self, emb, text, encoder, *, generator=None, gather=None):
-        c = self.cfg
-        return vip_loss(emb["start"], emb["goal"], emb["t"], emb["t1"], gamma=c.gamma, num_negatives=c.num_negatives,
-                        l1_weight=c.l1_weight, l2_weight=c.l2_weight, f=c.f, alpha=c.alpha,
-                        similarity=encoder.similarity, negatives=c.negatives, generator=generator, gather=gather)
-
-
-class LIVObjective(Objective):
-    name, mode, goal_last_mode, needs_text, similarity = "liv", "liv", "liv_last", True, "cosine"
-    roles = ("start", "goal", "t", "t1", "text_goal")
-    Config = LIVConfig
-
-    @classmethod
-    def trains_text(cls, cfg: LIVConfig) -> bool:
-        return bool(cfg.clip_weight or cfg.lang_weight)
-
-    @classmethod
-    def build(cls, cfg: ObjectiveConfig, encoder: Encoder) -> Objective:
-        if not encoder.has_text:
-            raise ReprlError(f"the LIV objective needs an encoder with a text tower (e.g. clip-rn50); "
-                             f"'{encoder.config.name}' has none")
-        return cls(cfg)
-
-    def forward(self, emb, text, encoder, *, generator=None, gather=None):
-        c = self.cfg
-        text_emb = encoder.embed_text(text)
-        ids = caption_ids(text, text_emb.device)
-        return liv_loss(emb["start"], emb["goal"], emb["t"], emb["t1"], emb["text_goal"], text_emb, gamma=c.gamma,
-                        clip_weight=c.clip_weight, vision_weight=c.vision_weight, lang_weight=c.lang_weight,
-                        num_negatives=c.num_negatives, f=c.f, alpha=c.alpha, negatives=c.negatives, ids=ids,
-                        mask_repeated_captions=c.mask_repeated_captions, generator=generator, gather=gather)
-
-
-class R3MObjective(Objective):
-    name, mode, goal_last_mode = "r3m", "r3m", "r3m"  # R3M draws its goal from the clip's end either way
-    roles = ("start", "goal", "s0", "s1", "s2")
-    Config = R3MConfig
-
-    @classmethod
-    def build(cls, cfg: Any, encoder: Encoder) -> Objective:
-        return cls(cfg, encoder.embed_dim)
-
-    def __init__(self, cfg: R3MConfig, embed_dim: int) -> None:
-        super().__init__(cfg)
-        # The sentence encoder is frozen and not part of the objective's state: held in a tuple, it is not
-        # registered as a submodule (no parameters for the optimiser, nothing in checkpoints).
-        self._frozen: tuple[Any, ...] = ()
-        self.lang_reward: LanguageReward | None = None
-        if cfg.lang_weight:
-            from reprl.encoders.text import SentenceEncoder
-
-            sentences = SentenceEncoder(cfg.text_encoder, pooling=cfg.text_pooling)
-            self._frozen = (sentences,)
-            self.lang_reward = LanguageReward(embed_dim, sentences.dim, cfg.lang_hidden)
-
-    def forward(self, emb, text, encoder, *, generator=None, gather=None):
-        c = self.cfg
-        lang = mask = None
-        if self._frozen:
-            sentences, device = self._frozen[0], emb["start"].device
-            sentences.to(device)
-            lang = sentences([t or " " for t in text])
-            mask = torch.tensor([bool(t.strip()) for t in text], dtype=torch.float32, device=device)
-        return r3m_loss(emb["start"], emb["goal"], emb["s0"], emb["s1"], emb["s2"], lang=lang, lang_mask=mask,
-                        lang_reward=self.lang_reward, tcn_weight=c.tcn_weight, lang_weight=c.lang_weight,
-                        l1_weight=c.l1_weight, l2_weight=c.l2_weight, num_negatives=c.num_negatives,
-                        similarity=encoder.similarity, generator=generator, gather=gather)
-
+__all__ = ["Objective", "ObjectiveConfig", "ValueConfig", "VIPConfig", "LIVConfig", "R3MConfig", "OBJECTIVES",
+           "register_objective", "objective_class", "objective_config", "data_mode", "build_objective"]
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 
@@ -225,8 +52,9 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
     return cls
 
 
-BUILT_IN = ("vip", "liv", "r3m")
-for _cls in (VIPObjective, LIVObjective, R3MObjective):
+BUILT_IN_CLASSES: tuple[type[Objective], ...] = (VIPObjective, LIVObjective, R3MObjective)  # one line each
+BUILT_IN = tuple(c.name for c in BUILT_IN_CLASSES)
+for _cls in BUILT_IN_CLASSES:
     register_objective(_cls)
 
 

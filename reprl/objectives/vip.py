@@ -17,10 +17,13 @@ log-mean-exp with per-sample conjugates that are bounded below and give unbiased
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from reprl.encoders.base import similarity as value_similarity
 from reprl.errors import ReprlError
+from reprl.objectives.base import Objective, ValueConfig
 from reprl.objectives.common import (
     EPS,
     F_DIVERGENCES,
@@ -78,3 +81,23 @@ def vip_loss(start: torch.Tensor, goal: torch.Tensor, t: torch.Tensor, t1: torch
         "emb_norm": torch.linalg.vector_norm(torch.cat([start, goal, t, t1]), dim=-1).mean().detach(),
     })
     return loss, metrics
+
+
+@dataclass
+class VIPConfig(ValueConfig):
+    """VIP's settings."""
+
+    l1_weight: float = 0.0  # penalty on the embeddings' L1 norm
+    l2_weight: float = 0.0  # penalty on the embeddings' L2 norm
+
+
+class VIPObjective(Objective):
+    name, mode, goal_last_mode = "vip", "vip", "vip_last"
+    roles = ("start", "goal", "t", "t1")
+    Config = VIPConfig
+
+    def forward(self, emb, text, encoder, *, generator=None, gather=None):
+        c = self.cfg
+        return vip_loss(emb["start"], emb["goal"], emb["t"], emb["t1"], gamma=c.gamma, num_negatives=c.num_negatives,
+                        l1_weight=c.l1_weight, l2_weight=c.l2_weight, f=c.f, alpha=c.alpha,
+                        similarity=encoder.similarity, negatives=c.negatives, generator=generator, gather=gather)
