@@ -237,13 +237,6 @@ def probe_r2_counts(stats: ProbeStats, counts: np.ndarray, lam: float) -> dict[s
     return {name: float(np.mean(v)) if v else float("nan") for name, v in scores.items()}
 
 
-def probe_r2(records: list[Record], target: slice, lam: float = PROBE_LAMBDA) -> float:
-    """Leave-one-task-out ridge probe (features z-scored on the fitting tasks) -> mean R^2 on held-out tasks
-    (R^2 pooled over x, y, z; tasks whose target does not move are left out)."""
-    stats = probe_stats(records, {"probe": target})
-    return float("nan") if stats is None else probe_r2_counts(stats, np.ones(len(stats.tasks)), lam)["probe"]
-
-
 def _failure_auc(field: str) -> Callable[[list[Record]], float]:
     return lambda rs: _per_task_auc(rs, lambda r: getattr(r, field) if r.succeeded else None,
                                     lambda r: None if r.succeeded else getattr(r, field))

@@ -31,9 +31,11 @@ def rows(path):
 
 
 def video_frames():
-    from reprl.data.video import read_video_frames
+    from reprl.data.sources import VideoSource
+    from reprl.data.video import open_reader
 
-    return read_video_frames(VIDEO)[1]
+    with open_reader(VideoSource(path=str(VIDEO), kind="video")) as reader:
+        return [get() for _, get in reader.read()]
 
 
 def test_video_with_last_frame_goal_writes_every_output(encoder_dir, tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 from conftest import make_frame_folder, random_frames
 
 from reprl.bench.ingest import synthetic_video
-from reprl.data.ingest import subsample_indices
+from reprl.data.ingest import Subsampler
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.shards import ShardOptions, write_shards
 from reprl.data.sources import VideoSource
@@ -51,7 +51,8 @@ def videos_of(out):
     (5, None, 10, 1, [0, 1, 2, 3, 4]),  # unknown source fps: no fps subsampling
 ])
 def test_subsampling_by_hand(n, src_fps, fps, every, expected):
-    assert subsample_indices(n, src_fps, fps, every) == expected
+    sub = Subsampler(src_fps, fps, every)
+    assert [r for r in range(n) if sub.keep(r)] == expected
 
 
 def test_write_mp4_round_trips_frames_keyframe_interval_and_leaves_no_partial_file(tmp_path):

@@ -14,7 +14,6 @@ from reprl.scoring import (
     ScoreVideo,
     embed_records,
     make_record,
-    probe_r2,
     probe_r2_counts,
     probe_stats,
     score_records,
@@ -58,6 +57,12 @@ def probe_reference(records, target, lam):
         yt = np.concatenate([r.state[:, target] for r in records if r.task == held])
         scores.append(r2_score(yt, (xt - mu) / sd @ w + b))
     return float(np.mean([s for s in scores if np.isfinite(s)]))
+
+
+def probe_r2(records, target, lam):
+    """The probe's mean held-out R^2 for one target, from the library's statistics (every task weighted 1)."""
+    stats = probe_stats(records, {"probe": target})
+    return float("nan") if stats is None else probe_r2_counts(stats, np.ones(len(stats.tasks)), lam)["probe"]
 
 
 def neg_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -90,12 +90,6 @@ class Subsampler:
         return (self.passed - 1) % self.every == 0
 
 
-def subsample_indices(n: int, src_fps: float | None, fps: float | None, every: int) -> list[int]:
-    """The indices of n consecutive frames that `Subsampler` keeps."""
-    sub = Subsampler(src_fps, fps, every)
-    return [r for r in range(n) if sub.keep(r)]
-
-
 @dataclass
 class _Clip:
     start: int  # first source frame index of the clip

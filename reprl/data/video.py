@@ -227,13 +227,6 @@ def cut_range(src: VideoSource, fps: float | None) -> tuple[int, int | None]:
     return max(0, start), end
 
 
-def read_video_frames(path: str | Path) -> tuple[FrameInfo, list[np.ndarray]]:
-    """All frames of a video file or frame folder, decoded (for small inputs: tests, previews)."""
-    p = Path(path)
-    with open_reader(VideoSource(path=str(p), kind="frames" if p.is_dir() else "video")) as reader:
-        return reader.info, [get() for _, get in reader.read()]
-
-
 def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int = 30, *, options: dict[str, str] | None = None,
               gop: int | None = None) -> Path:
     """Encode RGB uint8 frames [H, W, 3] as an H.264 mp4 (yuv420p; size from the first frame), written atomically.
