@@ -160,6 +160,31 @@ def test_eval_resumes_an_interrupted_run_and_reuses_finished_cells(tmp_path, mon
     calls.clear()
     harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
     assert len(calls) == 4
+    # a head added to the suite runs only its own cells; a cell keyed the way cells were before keys were per
+    # head is still reused while the suite is unchanged
+    calls.clear()
+    spec.heads = ["bc", "recoil", "trail"]
+    harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
+    assert sorted(c[-1] for c in calls) == ["trail", "trail"]
+    bc = tmp_path / "out" / "t" / "cells" / "tiny__drawer-open__d2__s0__bc.json"
+    bc.write_text(json.dumps({**json.loads(bc.read_text()), "suite_key": spec.cell_key()}))
+    calls.clear()
+    harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
+    assert calls == [] and json.loads(bc.read_text())["suite_key"] == spec.cell_key("bc")  # and re-keyed per head
+
+
+def test_cell_keys_follow_only_their_own_heads_settings():
+    base = {"tasks": ["drawer-open"], "heads": ["bc", "trail"]}
+    spec = from_dict(SuiteSpec, base)
+    more = from_dict(SuiteSpec, {**base, "heads": ["bc", "trail", "iql"]})
+    assert more.cell_key("bc") == spec.cell_key("bc") and more.cell_key("trail") == spec.cell_key("trail")
+    assert more.cell_key() != spec.cell_key()  # the key of older cells covered every head the suite ran
+    tuned = from_dict(SuiteSpec, {**base, "trail": {"shuffle": 0.2}})
+    assert tuned.cell_key("trail") != spec.cell_key("trail") and tuned.cell_key("bc") == spec.cell_key("bc")
+    rwr = from_dict(SuiteSpec, {**base, "heads": ["rwr_chi2"], "rwr": {"tau": 0.5}})
+    assert rwr.cell_key("rwr_chi2") != spec.cell_key("rwr_chi2") and rwr.cell_key("bc") == spec.cell_key("bc")
+    assert from_dict(SuiteSpec, {**base, "horizon": 7}).cell_key("bc") != spec.cell_key("bc")
+    assert from_dict(SuiteSpec, {**base, "env_workers": 0}).cell_key("bc") == spec.cell_key("bc")
 
 
 def test_encoder_labels():

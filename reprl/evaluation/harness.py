@@ -103,10 +103,14 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                         for kind in spec.heads:
                             path = out_dir / "cells" / f"{safe_name(label)}__{task}__d{n}__s{seed}__{kind}.json"
                             key = {"encoder": label, "source": source, "fingerprint": fp, "task": task, "demos": n,
-                                   "seed": seed, "head": kind, "suite_key": spec.cell_key()}
+                                   "seed": seed, "head": kind, "suite_key": spec.cell_key(kind)}
                             if path.exists() and not rerun:
                                 old = json.loads(path.read_text())
-                                if all(old.get(k) == v for k, v in key.items()):
+                                same = all(old.get(k) == v for k, v in key.items() if k != "suite_key")
+                                if same and old.get("suite_key") in (key["suite_key"], spec.cell_key()):
+                                    if old["suite_key"] != key["suite_key"]:  # an older cell: key it per head
+                                        old["suite_key"] = key["suite_key"]
+                                        write_json(path, old)
                                     cells.append(old)
                                     continue
                             if pool is None:

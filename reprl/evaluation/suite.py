@@ -91,13 +91,20 @@ class SuiteSpec:
                 data.pop(k)  # existed stay the same
         return data
 
-    def cell_key(self) -> str:
-        """Identifies everything a result cell depends on besides encoder, task, demos, seed and head. How the
-        envs are spread (parallel_envs, env_workers) does not change results; full-horizon rollouts give what
-        they gave before settle_steps existed, so their cells keep their key. Settings of heads the suite does
-        not run are left out too."""
+    def cell_key(self, head: str | None = None) -> str:
+        """Identifies everything a result cell of `head` depends on besides encoder, task, demos, seed and head:
+        the shared settings and that head's own section, so adding a head to a suite or changing another head's
+        settings leaves its finished cells valid. How the envs are spread (parallel_envs, env_workers) does not
+        change results; full-horizon rollouts give what they gave before settle_steps existed, so their cells
+        keep their key. Without `head`: the key cells were written with before keys were per head (the settings
+        of every head the suite runs, and rwr's); those cells are still reused while the suite is unchanged."""
+        if head is None:
+            others = {h for h in HEADS if h not in self.heads and h != "rwr"}
+        else:
+            own = "rwr" if head == "rwr_chi2" else head
+            others = {h for h in HEADS if h != own}
         skip = {"name", "description", "tasks", "demos", "seeds", "heads", "parallel_envs", "env_workers",
-                "save_policies", *(h for h in HEADS if h not in self.heads and h != "rwr")}
+                "save_policies", *others}
         if self.final_step_success:
             skip |= {"final_step_success", "settle_steps"}
         parts = {k: v for k, v in to_dict(self).items() if k not in skip}
