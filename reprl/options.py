@@ -323,5 +323,9 @@ def from_args(cls: type[C], args: argparse.Namespace, **values: Any) -> C:
     splits the command line into fields; the values are checked and converted by `typed_config.from_dict`, the
     same path as YAML presets, suites and `--section.key` overrides."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass type
-    found = {k: v for k, v in vars(args).items() if k in names}
-    return from_dict(cls, {**found, **values})
+    given = {**{k: v for k, v in vars(args).items() if k in names}, **values}
+    cfg = from_dict(cls, given)
+    # A flag's text stays text: the parser reads `null` / `~` as None for an optional string (right in a YAML
+    # file), but `--goal-text null` means the words.
+    kept = {k: v for k, v in given.items() if isinstance(v, str) and getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **kept) if kept else cfg  # type: ignore[type-var]  # cfg is a dataclass

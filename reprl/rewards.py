@@ -119,7 +119,8 @@ def resolve_goal(encoder: Any, *, image: Any = None, images: Any = None, text: s
     """The one place a goal becomes an embedding [D]: one image, several images (their mean embedding), a text,
     given embeddings ([D], or [K, D] averaged), or frame `frame` of a video's embeddings `video` (default: its
     last frame). Give at most one of image, images, text, embedding and frame. `video_values`, `reprl embed` and
-    the GoalReward wrapper all choose their goal here."""
+    the GoalReward wrapper all choose their goal here (code that already holds the goal embeddings, such as the
+    heads' rewards and `reprl score`, averages them with goal_from_embeddings)."""
     check_one_goal({"image": image, "images": images, "text": text, "embedding": embedding, "frame": frame})
     with torch.inference_mode():
         if image is not None:
@@ -131,7 +132,7 @@ def resolve_goal(encoder: Any, *, image: Any = None, images: Any = None, text: s
         if text is not None:
             return goal_from_text(encoder, text)
         if embedding is not None:
-            if embedding.shape[-1] != encoder.embed_dim:
+            if embedding.shape[-1] != getattr(encoder, "embed_dim", embedding.shape[-1]):
                 raise ReprlError(f"goal embedding has {embedding.shape[-1]} dims, the encoder embeds to "
                                  f"{encoder.embed_dim}")
             return embedding if embedding.dim() == 1 else goal_from_embeddings(embedding)

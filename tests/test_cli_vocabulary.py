@@ -128,3 +128,6 @@ def test_command_values_go_through_the_typed_config_path():
     stream = options.from_args(options.StreamOptions,
                                build_parser().parse_args(["stream", "s", "--crop-scale", "0.5", "0.9"]))
     assert stream.crop_scale == (0.5, 0.9) and isinstance(stream.crop_scale, tuple)
+    embed = options.from_args(options.EmbedOptions, build_parser().parse_args(
+        ["embed", "in.mp4", "--encoder", "e", "--out", "o", "--goal-text", "null"]))
+    assert embed.goal_text == "null"  # a flag's text is not read as YAML's null

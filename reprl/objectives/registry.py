@@ -2,8 +2,8 @@
 (reprl/objectives/base.py: Objective) declares what training needs from it: the frame roles of a tuple and how
 they are drawn (its sampling mode), its settings (`Config`: a dataclass of its own fields, so a VIP run refuses
 R3M's tcn_weight) and how it is built; the stream, the module and the config checks ask the class. The built-in
-objectives live in vip.py, liv.py and r3m.py, one module each; adding one is a new module and one line in
-BUILT_IN (or register_objective from a plugin: docs/extending.md)."""
+objectives live in vip.py, liv.py and r3m.py, one module each; adding one is a new module and one entry in
+BUILT_IN_CLASSES (or register_objective from a plugin: docs/extending.md)."""
 
 from __future__ import annotations
 
