@@ -92,6 +92,12 @@ def test_bootstrap_intervals_over_seeds_and_rollouts():
     cells = [cell(0, [1] * 4), cell(0, [0] * 4, "b"), {**cell(1, [1] * 4), "evaluations": []}, cell(1, [0] * 4, "b")]
     mean = aggregate(cells, "success")[(1, "e", "h", "mean")]
     assert mean["mean"] == mean["lo"] == mean["hi"] == 0.5
+    # a row's interval is the same whatever else is in the table (and in whatever order the cells come)
+    mixed = [cell(0, [1, 0, 0] * 10), cell(1, [1, 1, 0] * 10), cell(2, [0, 0, 0, 1] * 5)]
+    alone = aggregate(mixed, "success")[(1, "e", "h", "a")]
+    other = [{**c, "head": "g"} for c in [cell(0, [1] * 30), cell(1, [0] * 30)]]
+    crowded = aggregate(other + mixed[::-1] + [cell(0, [0] * 8, "b")], "success")[(1, "e", "h", "a")]
+    assert alone == crowded and alone["lo"] < alone["mean"] < alone["hi"]
 
 
 def test_plot_pairs_each_encoders_heads():

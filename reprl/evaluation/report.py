@@ -5,6 +5,7 @@ head, the intervals as error bars)."""
 from __future__ import annotations
 
 import textwrap
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -34,21 +35,27 @@ def outcomes(cell: dict[str, Any], metric: str) -> np.ndarray:
 
 def aggregate(cells: list[dict[str, Any]], metric: str) -> dict[tuple, dict[str, float]]:
     """(demos, encoder, head, task) -> mean / std / n over seeds and a 95% bootstrap interval (lo, hi) over seeds
-    and rollouts; task 'mean' averages tasks per seed (and per resample)."""
-    rng = np.random.default_rng(0)
+    and rollouts; task 'mean' averages tasks per seed (and per resample). Each cell and each row draws from its
+    own random stream, seeded by its name, so a row's interval does not change when other encoders, heads or
+    tasks are added to the table."""
     by: dict[tuple, list[float]] = defaultdict(list)
     boots: dict[tuple, dict[Any, np.ndarray]] = defaultdict(dict)
     per_seed: dict[tuple, dict[str, float]] = defaultdict(dict)
     for c in cells:
         key = (c["demos"], c["encoder"], c["head"], c["task"])
         by[key].append(c[metric])
-        boots[key][c["seed"]] = resampled_means(outcomes(c, metric), BOOTSTRAP, rng)
+        boots[key][c["seed"]] = resampled_means(outcomes(c, metric), BOOTSTRAP, _rng(*key, c["seed"]))
         per_seed[(c["demos"], c["encoder"], c["head"], c["seed"])][c["task"]] = c[metric]
     for (d, e, h, seed), tasks in per_seed.items():
         by[(d, e, h, "mean")].append(float(np.mean(list(tasks.values()))))
-        boots[(d, e, h, "mean")][seed] = np.mean([boots[(d, e, h, t)][seed] for t in tasks], axis=0)
+        boots[(d, e, h, "mean")][seed] = np.mean([boots[(d, e, h, t)][seed] for t in sorted(tasks)], axis=0)
     return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v),
-                **two_level_ci(list(boots[k].values()), rng)} for k, v in by.items()}
+                **two_level_ci([boots[k][seed] for seed in sorted(boots[k])], _rng(*k))} for k, v in by.items()}
+
+
+def _rng(*name: Any) -> np.random.Generator:
+    """A random stream of its own for one cell or row, the same in every run and every table."""
+    return np.random.default_rng(zlib.crc32(repr(name).encode()))
 
 
 def _table(agg: dict[tuple, dict[str, float]], demos: int, encoders: list[str], heads: list[str],
