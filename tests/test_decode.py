@@ -11,7 +11,7 @@ from PIL import Image
 
 from reprl.data.augment import crop_params, crop_resize, decode_eighths
 from reprl.data.reader import decode_frames, expand_urls, iter_videos
-from reprl.data.sampling import ROLES, sample_indices
+from reprl.data.sampling import SAMPLING_MODES, sample_indices
 from reprl.data.stream import StreamConfig, TupleStream
 
 
@@ -64,7 +64,7 @@ def test_stream_tuple_matches_full_decoding_within_a_bound():
     assert decode_eighths(min(min(b[2:]) for b in boxes), 16) <= 4, "crops over twice the output: decoded small"
     for tup, d, box in zip(got, draws, boxes):
         assert tup["indices"] == d
-        frames = video.decode([d[r] for r in ROLES["vip"]])
+        frames = video.decode([d[r] for r in SAMPLING_MODES["vip"].roles])
         diff = (tup["frames"].float() - crop_resize(frames, box, 16).float()).abs()
         assert diff.mean() < 9 and torch.quantile(diff.flatten(), 0.99) < 64, (diff.mean(), diff.max())
         top, left, h, w = box  # the bound tells boxes apart: the box moved by a quarter of its size fails it

@@ -57,9 +57,9 @@ def test_the_expectile_loss_matches_hand_computed_values(plugin):
 
 
 def test_an_objective_registered_outside_reprl_trains_through_reprl_pretrain(plugin, tmp_path, capsys):
-    from reprl.data.sampling import ROLES
+    from reprl.data.sampling import SAMPLING_MODES
 
-    assert ROLES["expectile"] == ("t", "t1", "goal")  # its sampler became a stream mode
+    assert SAMPLING_MODES["expectile"].roles == ("t", "t1", "goal")  # its sampler became a stream mode
     run = tmp_path / "run"
     assert pretrain(run, "--plugins", "my_objectives", "--objective.name", "expectile",
                     "--objective.tau", "0.9") == 0

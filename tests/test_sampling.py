@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reprl.data.sampling import MODES, ROLES, sample_indices
+from reprl.data.sampling import MODES, SAMPLING_MODES, sample_indices
 
 lengths = st.integers(min_value=3, max_value=3000)
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -37,7 +37,7 @@ def test_vip_paper_sampling_goal_is_last(length, seed):
 @given(lengths, seeds, st.sampled_from(["liv", "liv_last"]))
 def test_liv_adds_text_goal_from_clip_end(length, seed, mode):
     d = draw(mode, length, seed)
-    assert set(d) == set(ROLES[mode])
+    assert set(d) == set(SAMPLING_MODES[mode].roles)
     assert max(0, math.ceil(0.95 * length) - 1) <= d["text_goal"] <= length - 1
     assert d["start"] <= d["t"] < d["t1"] <= d["goal"] <= length - 1
 
@@ -56,7 +56,7 @@ def test_every_mode_rejects_videos_shorter_than_three_frames(mode):
     for n in (0, 1, 2):
         with pytest.raises(ValueError, match="at least 3 frames"):
             draw(mode, n, 0)
-    assert set(draw(mode, 3, 0)) == set(ROLES[mode])
+    assert set(draw(mode, 3, 0)) == set(SAMPLING_MODES[mode].roles)
 
 
 def test_reference_sampling_covers_its_whole_range():
@@ -80,7 +80,6 @@ def test_built_in_and_registered_modes_share_one_table(monkeypatch):
     from reprl.data import sampling
 
     monkeypatch.setattr(sampling, "SAMPLING_MODES", dict(sampling.SAMPLING_MODES))
-    monkeypatch.setattr(sampling, "ROLES", dict(sampling.ROLES))
     assert sampling.SAMPLING_MODES["liv"].needs_text and not sampling.SAMPLING_MODES["vip"].needs_text
     with pytest.raises(ValueError, match="built in and cannot be replaced"):
         sampling.register_mode("vip", ("a", "b"), lambda n, rng: {"a": 0, "b": 1})

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 import reprl.data.stream as stream_mod
 from reprl.data.reader import expand_urls, iter_videos
-from reprl.data.sampling import ROLES
+from reprl.data.sampling import SAMPLING_MODES
 from reprl.data.stream import ClipBatch, StreamConfig, TupleStream
 from reprl.errors import ReprlError
 
@@ -32,10 +32,10 @@ def take(stream, n):
     return out
 
 
-@pytest.mark.parametrize("mode", list(ROLES))
+@pytest.mark.parametrize("mode", list(SAMPLING_MODES))
 def test_batches_are_named_uint8_tuples(mode):
     (batch,) = take(TupleStream(TRAIN_SHARDS, small(mode)), 1)
-    assert isinstance(batch, ClipBatch) and batch.roles == ROLES[mode]
+    assert isinstance(batch, ClipBatch) and batch.roles == SAMPLING_MODES[mode].roles
     for role, frames in batch.frames.items():
         assert frames.shape == (4, 3, 32, 32) and frames.dtype == torch.uint8, role
         assert batch.indices[role].shape == (4,)

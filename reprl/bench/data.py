@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from reprl.bench.decode import corpus_frames, decode_rate, decode_time_by_scale, read_seconds_per_video
 from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
-from reprl.data.sampling import ROLES
+from reprl.data.sampling import SAMPLING_MODES
 from reprl.data.stream import StreamConfig, TupleStream
 from reprl.options import DataBenchConfig
 from reprl.utils.timing import StageTimer, median_spread
@@ -89,7 +89,7 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     jpegs = corpus_frames(shards)
-    per_tuple = len(ROLES[cfg.mode])
+    per_tuple = len(SAMPLING_MODES[cfg.mode].roles)
     try:
         ours, ours_cpu, shares, ref, ref_uint8, decode, decode_cpu, reads = [], [], [], [], [], [], [], []
         scales = []

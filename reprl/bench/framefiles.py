@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from reprl.data.augment import crop_params, shared_random_crop
 from reprl.data.reader import expand_urls, iter_videos
-from reprl.data.sampling import ROLES, sample_indices
+from reprl.data.sampling import SAMPLING_MODES, sample_indices
 from reprl.utils.files import replacing, safe_name
 
 
@@ -62,7 +62,7 @@ class FrameFileTuples(IterableDataset):
     def __iter__(self) -> Any:
         info = get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
-        roles = ROLES[self.mode]
+        roles = SAMPLING_MODES[self.mode].roles
         while True:
             folder, n = self.videos[int(rng.integers(len(self.videos)))]
             idx = sample_indices(self.mode, n, rng)

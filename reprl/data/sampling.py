@@ -36,9 +36,8 @@ class SamplingMode:
     built_in: bool = False
 
 
-SAMPLING_MODES: dict[str, SamplingMode] = {}
-ROLES: dict[str, tuple[str, ...]] = {}  # mode -> its roles (kept in step with SAMPLING_MODES)
-MODES = ROLES.keys()  # a live view: registered modes appear in it
+SAMPLING_MODES: dict[str, SamplingMode] = {}  # mode name -> its roles, sampler and caption need
+MODES = SAMPLING_MODES.keys()  # a live view: registered modes appear in it
 
 
 def register_mode(name: str, roles: tuple[str, ...], sample: Sampler, needs_text: bool = False, *,
@@ -51,7 +50,6 @@ def register_mode(name: str, roles: tuple[str, ...], sample: Sampler, needs_text
     if not roles or len(set(roles)) != len(roles):
         raise ValueError(f"sampling mode {name!r}: roles must be distinct names, got {roles}")
     SAMPLING_MODES[name] = SamplingMode(tuple(roles), sample, needs_text, built_in)
-    ROLES[name] = tuple(roles)
 
 
 def needs_text(mode: str) -> bool:

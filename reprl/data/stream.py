@@ -22,7 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from reprl.data.augment import center_box, crop_params, crop_resize, decode_eighths
 from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
-from reprl.data.sampling import MIN_FRAMES, MODES, ROLES, needs_text, sample_indices
+from reprl.data.sampling import MIN_FRAMES, MODES, SAMPLING_MODES, needs_text, sample_indices
 from reprl.errors import ReprlError
 from reprl.options import TupleSettings
 from reprl.utils.timing import NullTimer, StageTimer
@@ -114,7 +114,7 @@ class TupleStream(IterableDataset):
         self.rank, self.world_size, self.resume = rank, world_size, resume
         self.epoch = 0
         self._passes = 0  # iterations started in this process: advances the seed under persistent workers
-        self.roles = ROLES[cfg.mode]
+        self.roles = SAMPLING_MODES[cfg.mode].roles
         self.skips = SkipCounter("video")
         self.timer: StageTimer = NullTimer()  # benchmarks swap in a StageTimer: read/decode/augment/collate
         self.use_index = True  # read frames through shards' frame indexes when present (benchmarks compare)

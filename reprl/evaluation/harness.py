@@ -89,6 +89,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     # suite's name: suites that differ only in heads or head settings share one render.
     out_dir, cache_dir = Path(out) / spec.name, Path(cache)
     cells: list[dict[str, Any]] = []
+    keys, legacy = {kind: spec.cell_key(kind) for kind in spec.heads}, spec.cell_key()  # legacy: older cells' key
     for task in spec.tasks:
         ensure_task_data(spec, cache_dir, task, progress)
     for label, source in encoders.items():
@@ -103,11 +104,11 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                         for kind in spec.heads:
                             path = out_dir / "cells" / f"{safe_name(label)}__{task}__d{n}__s{seed}__{kind}.json"
                             key = {"encoder": label, "source": source, "fingerprint": fp, "task": task, "demos": n,
-                                   "seed": seed, "head": kind, "suite_key": spec.cell_key(kind)}
+                                   "seed": seed, "head": kind, "suite_key": keys[kind]}
                             if path.exists() and not rerun:
                                 old = json.loads(path.read_text())
                                 same = all(old.get(k) == v for k, v in key.items() if k != "suite_key")
-                                if same and old.get("suite_key") in (key["suite_key"], spec.cell_key()):
+                                if same and old.get("suite_key") in (key["suite_key"], legacy):
                                     if old["suite_key"] != key["suite_key"]:  # an older cell: key it per head
                                         old["suite_key"] = key["suite_key"]
                                         write_json(path, old)

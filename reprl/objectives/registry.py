@@ -26,7 +26,7 @@ OBJECTIVES: dict[str, type[Objective]] = {}
 def register_objective(cls: type[Objective]) -> type[Objective]:
     """Make `cls` trainable by name (`--objective.name NAME`); usable as a class decorator. An objective with
     its own `sample` gets a sampling mode of the same name."""
-    from reprl.data.sampling import ROLES, register_mode
+    from reprl.data.sampling import SAMPLING_MODES, register_mode
 
     if not cls.name or not cls.roles:
         raise ReprlError(f"{cls.__name__}: an objective needs a name and the roles of its training tuples")
@@ -45,9 +45,12 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
             raise ReprlError(f"{cls.__name__}: {e}") from None
     else:
         for mode in (cls.mode, cls.goal_last_mode):
-            if mode is not None and not set(cls.roles) <= set(ROLES.get(mode, ())):
+            if mode is None:
+                continue
+            drawn = SAMPLING_MODES[mode].roles if mode in SAMPLING_MODES else ()
+            if not set(cls.roles) <= set(drawn):
                 raise ReprlError(f"{cls.__name__}: sampling mode {mode!r} does not draw its roles {cls.roles} "
-                                 f"(modes: {', '.join(ROLES)})")
+                                 f"(modes: {', '.join(SAMPLING_MODES)})")
     OBJECTIVES[cls.name] = cls
     return cls
 
