@@ -235,7 +235,8 @@ def test_score_command_writes_report(tmp_path, capsys):
     assert -1 <= a["voc_last"]["lo"] <= a["voc_last"]["mean"] <= a["voc_last"]["hi"] <= 1
     assert result["scores"]["a"] == result["scores"]["b"]  # same architecture, same seed: same random init
     assert (out / "metrics.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
-    assert "near-miss AUC" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "near-miss AUC" in table and "Encoders: `a` = `random:tiny`, `b` = `random:tiny`" in table
     assert "VOC, goal = other episodes" in capsys.readouterr().out
 
 

@@ -116,7 +116,8 @@ def write_score_report(out_dir: str | Path, result: dict[str, Any],
              "Each cell: value on all videos [95% bootstrap interval over videos, resampled within each task, "
              f"{result['settings']['n_boot']} resamples].", "",
              *table_lines(result["scores"], result["names"]), "",
-             "Encoders: " + ", ".join(f"`{result['names'][e]}` = `{e}`" for e in result["scores"]), ""]
+             "Encoders: " + ", ".join(f"`{result['names'][e]}` = `{result.get('sources', {}).get(e, e)}`"
+                                      for e in result["scores"]), ""]
     write_text_atomic(out / "table.md", "\n".join(lines))
     plot(result["scores"], result["names"], out / "metrics.png", result["title"])
     if curves:
