@@ -151,6 +151,7 @@ def test_eval_resumes_an_interrupted_run_and_reuses_finished_cells(tmp_path, mon
     result = harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
     assert len(calls) == 4, "the two finished cells were reused, the other two computed"
     assert len(result["cells"]) == 4 and {c["head"] for c in result["cells"]} == {"bc", "recoil"}
+    assert result["data"] == {"drawer-open": str(task_dir(spec, cache, "drawer-open"))}  # what `reprl score` reads
     cell = json.loads((tmp_path / "out" / "t" / "cells" / "tiny__drawer-open__d2__s0__bc.json").read_text())
     assert cell["noisy_episodes"] == 1 and len(cell["demos_used"]) == 2 and cell["evaluations"][0]["rollouts"] == 2
     table = (tmp_path / "out" / "t" / "table.md").read_text()
@@ -198,3 +199,20 @@ def test_encoder_labels():
     with pytest.raises(ReprlError, match="given twice"):
         harness.parse_encoders(["x=a", "x=b"])
     assert yaml  # the suites are YAML
+
+
+def test_eval_command_names_the_rendered_data_and_how_to_score_its_reward(tmp_path, monkeypatch, capsys):
+    from reprl.cli import main
+
+    def fake_run(spec, encoders, *, out, **kwargs):
+        (Path(out) / spec.name).mkdir(parents=True)
+        (Path(out) / spec.name / "table.md").write_text("# t\n\n## 3 demos\n\n| encoder | head |\n")
+        return {"cells": [], "data": {"hammer": "c/data/hammer-k1", "drawer-open": "c/data/drawer-open-k1"}}
+
+    monkeypatch.setattr(harness, "run_suite", fake_run)
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--suite", "eval/suites/demo.yaml", "--encoder", "vip=random:tiny", "--out", str(tmp_path)])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "rendered data: c/data/drawer-open-k1, c/data/hammer-k1" in out
+    assert "reprl score c/data/drawer-open-k1 --encoder vip=random:tiny --encoder random=random:tiny" in out

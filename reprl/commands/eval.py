@@ -43,4 +43,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     out = Path(opts.out) / spec.name
     print((out / "table.md").read_text().split("## ", 1)[1].split("## ")[0].strip().split("\n", 1)[1])
     print(f"\n{len(result['cells'])} cells; tables: {out / 'table.md'}, plot: {out / 'success.png'}")
+    folders = sorted(result["data"].values())
+    label, source = next(iter(encoders.items()))
+    print(f"rendered data: {', '.join(folders)}\n  before trusting a head that learns from the encoder's reward, "
+          f"score that reward on it: reprl score {folders[0]} --encoder {label}={source} "
+          f"--encoder random=random:{source.removeprefix('random:')}")
     return 0

@@ -90,8 +90,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     out_dir, cache_dir = Path(out) / spec.name, Path(cache)
     cells: list[dict[str, Any]] = []
     keys, legacy = {kind: spec.cell_key(kind) for kind in spec.heads}, spec.cell_key()  # legacy: older cells' key
-    for task in spec.tasks:
-        ensure_task_data(spec, cache_dir, task, progress)
+    data = {task: str(ensure_task_data(spec, cache_dir, task, progress)) for task in spec.tasks}
     for label, source in encoders.items():
         encoder = reprl.load(source, device=device)
         fp = encoder_fingerprint(encoder)
@@ -130,7 +129,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
             finally:
                 if pool is not None:
                     pool.close()
-    result = {"suite": asdict(spec), "encoders": encoders, "cells": cells}
+    result = {"suite": asdict(spec), "encoders": encoders, "cells": cells, "data": data}
     write_json(out_dir / "results.json", result)
     write_report(result, out_dir)
     return result
