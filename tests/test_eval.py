@@ -215,4 +215,12 @@ def test_eval_command_names_the_rendered_data_and_how_to_score_its_reward(tmp_pa
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "rendered data: c/data/drawer-open-k1, c/data/hammer-k1" in out
-    assert "reprl score c/data/drawer-open-k1 --encoder vip=random:tiny --encoder random=random:tiny" in out
+    assert "reprl score c/data/drawer-open-k1 --encoder vip=random:tiny\n" in out  # random init: no second copy
+    # a trained encoder is scored beside its random init, under a label the command does not refuse as repeated
+    cases = ((["random=random:tiny", "trained=tiny"], "--encoder trained=tiny --encoder random=random:tiny"),
+             (["random=tiny"], "--encoder random=tiny --encoder random_init=random:tiny"))
+    for i, (labels, expected) in enumerate(cases):
+        main_args = ["eval", "--suite", "eval/suites/demo.yaml", "--out", str(tmp_path / f"run{i}")]
+        with pytest.raises(SystemExit):
+            main(main_args + [arg for lab in labels for arg in ("--encoder", lab)])
+        assert expected + "\n" in capsys.readouterr().out

@@ -44,8 +44,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print((out / "table.md").read_text().split("## ", 1)[1].split("## ")[0].strip().split("\n", 1)[1])
     print(f"\n{len(result['cells'])} cells; tables: {out / 'table.md'}, plot: {out / 'success.png'}")
     folders = sorted(result["data"].values())
-    label, source = next(iter(encoders.items()))
+    trained = [(label, src) for label, src in encoders.items() if not src.startswith("random:")]
+    label, source = (trained or list(encoders.items()))[0]
+    baseline = "random_init" if label == "random" else "random"  # `reprl score` refuses a label given twice
+    against = f" --encoder {baseline}=random:{source}" if trained else ""  # a random-init encoder is its own baseline
     print(f"rendered data: {', '.join(folders)}\n  before trusting a head that learns from the encoder's reward, "
-          f"score that reward on it: reprl score {folders[0]} --encoder {label}={source} "
-          f"--encoder random=random:{source.removeprefix('random:')}")
+          f"score that reward on it: reprl score {folders[0]} --encoder {label}={source}{against}")
     return 0
