@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_dualrl import episodes
 from torch import nn
 
 from reprl.heads import HeadConfig, Transitions, make_learner
@@ -35,13 +36,6 @@ class Columns(nn.Module):
         return x[:, self.a:self.b] * self.scale
 
 
-def _episodes(n=3, t=6, d=3):
-    rng = np.random.default_rng(0)
-    return [{"emb": rng.normal(size=(t + 1, d)).astype(np.float32), "proprio": np.zeros((t + 1, 2)),
-             "actions": rng.uniform(-1, 1, (t, 2)).astype(np.float32), "expert": i == 0,
-             "reward": rng.normal(size=t)} for i in range(n)]
-
-
 # State columns: [V, Q1, Q2, Q1_target, Q2_target]; column 0 of next_state is V(s').
 # Mixture batch: V = [1, 0], Q1 = [3, -1], Q2 = [4, 0], Q_target = min([2, -2], [5, -1]) = [2, -2], so
 # y = Q_target - V = [1, -2]; V(s') = [4, 2], r = [1, 0.5], done = [0, 1]; action column 0 = [1, 1].
@@ -53,7 +47,7 @@ EXP = {"state": _t([[0, 4, 2, 0, 0], [0, 6, 4, 0, 0]]), "next_state": _t([[0] * 
 
 
 def _rigged(kind, cfg, seen=None):
-    learner = make_learner(kind, Transitions.from_episodes(_episodes()), HeadConfig(hidden=(8,), batch_size=2), cfg)
+    learner = make_learner(kind, Transitions.from_episodes(episodes(3)), HeadConfig(hidden=(8,), batch_size=2), cfg)
     learner.value = Columns(0, 1)
     if hasattr(learner, "q1"):
         learner.q1, learner.q2 = Columns(1, 2), Columns(2, 3)
@@ -165,7 +159,7 @@ def test_gaussian_nll_with_a_scale():
 
 
 def _rigged_trail(phase):
-    learner = make_learner("trail", Transitions.from_episodes(_episodes()),
+    learner = make_learner("trail", Transitions.from_episodes(episodes(3)),
                            HeadConfig(hidden=(8,), batch_size=2, steps=10), {"hidden": [8], "embed_dim": 2})
     learner._step_in_call = 0
     learner.steps_done = 0 if phase == 1 else learner.pretrain_steps
