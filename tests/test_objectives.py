@@ -158,7 +158,10 @@ class DotReward(torch.nn.Module):
 def test_r3m_loss_time_contrastive_and_language_terms():
     s0, s1, s2 = TT, T1, GOAL
     gen = torch.Generator().manual_seed(3)
-    p = torch.randperm(3, generator=gen).tolist()  # one negative: tcn draws one perm, then the language term
+    # one negative: tcn draws a perm for s0, then one for s2 (R3M's code shuffles them separately), then the
+    # language term one per pair
+    p0, p2 = (torch.randperm(3, generator=gen).tolist() for _ in range(2))
+    assert p0 != p2  # so a single shared permutation would give other values
     q = [torch.randperm(3, generator=gen).tolist() for _ in range(3)]
     A, B, C = rows(s0), rows(s1), rows(s2)
 
@@ -166,8 +169,8 @@ def test_r3m_loss_time_contrastive_and_language_terms():
         return -pos + math.log(sum(math.exp(v) for v in [pos, *negs]))
 
     sim = lambda a, b: -dist(a, b)  # noqa: E731
-    tcn = sum((nce(sim(C[i], B[i]), [sim(C[i], A[i]), sim(C[i], C[p[i]])])
-               + nce(sim(B[i], A[i]), [sim(C[i], A[i]), sim(A[i], A[p[i]])])) / 2 for i in range(3)) / 3
+    tcn = sum((nce(sim(C[i], B[i]), [sim(C[i], A[i]), sim(C[i], C[p2[i]])])
+               + nce(sim(B[i], A[i]), [sim(C[i], A[i]), sim(A[i], A[p0[i]])])) / 2 for i in range(3)) / 3
     lang = T([[0.1], [0.2], [0.0]])
     mask = [1.0, 1.0, 0.0]
     S0, G0 = rows(START), rows(GOAL)

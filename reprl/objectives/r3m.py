@@ -3,9 +3,9 @@
 Frames per tuple: start, goal, s0 < s1 < s2. With similarity S (negative L2 distance by default):
 
 - TCN: s1 is nearer to s2 than s0 is, and s1 nearer to s0 than s2 is, against `num_negatives` frames of
-  other videos (random permutations of the batch):
-      t_a = logsumexp(S(s2,s1), S(s2,s0), S(s2, s2[perm_j])) - S(s2,s1)
-      t_b = logsumexp(S(s1,s0), S(s2,s0), S(s0, s0[perm_j])) - S(s1,s0);   L_tcn = mean((t_a + t_b) / 2)
+  other videos (random permutations of the batch, drawn separately for s0 and s2 as R3M's code does):
+      t_a = logsumexp(S(s2,s1), S(s2,s0), S(s2, s2[pi2_j])) - S(s2,s1)
+      t_b = logsumexp(S(s1,s0), S(s2,s0), S(s0, s0[pi0_j])) - S(s1,s0);   L_tcn = mean((t_a + t_b) / 2)
 - Language: an MLP R([e_0, e_t, sentence]) scores progress towards the instruction; three InfoNCE terms
   ask R(e0, goal) > R(e0, e0), R(e0, s1) > R(e0, s0), R(e0, s2) > R(e0, s1), each also against the same
   pair from other videos scored with this video's sentence. Rows without a caption are masked.
@@ -51,9 +51,11 @@ def _nce(pos: torch.Tensor, negs: list[torch.Tensor]) -> torch.Tensor:
 def tcn_loss(s0: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, *, sim: Similarity, num_negatives: int,
              generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     s02, s12, s01 = sim(s2, s0), sim(s2, s1), sim(s1, s0)
-    perms = [permutation(len(s0), generator, s0.device) for _ in range(num_negatives)]
-    t_a = _nce(s12, [s02] + [sim(s2, s2[p]) for p in perms])
-    t_b = _nce(s01, [s02] + [sim(s0, s0[p]) for p in perms])
+    # Per negative, one permutation for s0 and then another for s2, in the order R3M's code draws them.
+    perms = [(permutation(len(s0), generator, s0.device), permutation(len(s0), generator, s0.device))
+             for _ in range(num_negatives)]
+    t_a = _nce(s12, [s02] + [sim(s2, s2[p2]) for _, p2 in perms])
+    t_b = _nce(s01, [s02] + [sim(s0, s0[p0]) for p0, _ in perms])
     loss = ((t_a + t_b) / 2).mean()
     aligned = ((s02 < s12) & (s01 > s02)).float().mean()
     return loss, {"tcn": loss.detach(), "tcn_aligned": aligned.detach()}
