@@ -38,8 +38,16 @@ def test_vip_paper_sampling_goal_is_last(length, seed):
 def test_liv_adds_text_goal_from_clip_end(length, seed, mode):
     d = draw(mode, length, seed)
     assert set(d) == set(SAMPLING_MODES[mode].roles)
-    assert max(0, math.ceil(0.95 * length) - 1) <= d["text_goal"] <= length - 1
+    assert max(0, int(0.95 * length) - 1) <= d["text_goal"] <= length - 1
     assert d["start"] <= d["t"] < d["t1"] <= d["goal"] <= length - 1
+
+
+@pytest.mark.parametrize(("length", "window"), [(3, {1, 2}), (30, {27, 28, 29}), (50, {46, 47, 48, 49}),
+                                                (40, {37, 38, 39})])
+def test_liv_text_goal_window_is_the_released_loaders(length, window):
+    # LIV's loader: randint(int(0.95 * L) - 1, L), i.e. floor(0.95 L) - 1 .. L - 1; every frame of it is drawn
+    rng = np.random.default_rng(0)
+    assert {sample_indices("liv", length, rng)["text_goal"] for _ in range(400)} == window
 
 
 @settings(max_examples=300)

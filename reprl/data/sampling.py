@@ -4,8 +4,9 @@ Indices are 0-based (frames 0..L-1). Modes:
 
 - ``vip`` (reference code): start s ~ U{0..L-3}, goal g ~ U{s+1..L-1}, t ~ U{s..g-1}, t1 = t+1.
 - ``vip_last`` (paper, LIV Alg. 1): goal g = L-1, s ~ U{0..L-2}, t ~ U{s..L-2}, t1 = t+1.
-- ``liv``: ``vip`` plus ``text_goal`` ~ U{ceil(alpha*L)-1..L-1} (alpha = 0.95): the frame paired with the
-  caption in the CLIP term, drawn from the end of the clip as LIV's EPIC loader does.
+- ``liv``: ``vip`` plus ``text_goal`` ~ U{floor(alpha*L)-1..L-1} (alpha = 0.95): the frame paired with the
+  caption in the CLIP term, drawn from the end of the clip with the bounds of LIV's EPIC loader
+  (``randint(int(alpha * L) - 1, L)``, upper end exclusive).
 - ``liv_last``: ``vip_last`` plus ``text_goal`` as above.
 - ``r3m``: start ~ U{0..floor(0.2*L)}, goal ~ U{ceil(0.8*L)-1..L-1}, s0 < s1 < s2 with s1 ~ U{1..L-2},
   s0 ~ U{0..s1-1}, s2 ~ U{s1+1..L-1}. (The reference draws s2 >= s1 and 1-based bounds; we keep the
@@ -74,7 +75,7 @@ def sample_vip(length: int, rng: np.random.Generator, goal_last: bool = False) -
 
 
 def sample_text_goal(length: int, rng: np.random.Generator, alpha: float = 0.95) -> int:
-    return _u(rng, min(length - 1, max(0, math.ceil(alpha * length) - 1)), length - 1)
+    return _u(rng, min(length - 1, max(0, int(alpha * length) - 1)), length - 1)
 
 
 def sample_r3m(length: int, rng: np.random.Generator, alpha: float = 0.2) -> dict[str, int]:
