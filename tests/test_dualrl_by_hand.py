@@ -41,8 +41,9 @@ class Columns(nn.Module):
 # y = Q_target - V = [1, -2]; V(s') = [4, 2], r = [1, 0.5], done = [0, 1]; action column 0 = [1, 1].
 MIX = {"state": _t([[1, 3, 4, 2, 5], [0, -1, 0, -2, -1]]), "next_state": _t([[4, 0, 0, 0, 0], [2, 0, 0, 0, 0]]),
        "actions": _t([[1, 0], [1, 0]]), "reward": _t([1, 0.5]), "done": _t([0, 1])}
-# Expert batch: Q1 = [4, 6], Q2 = [2, 4]; action column 0 = [0, 0] (so an actor loss on it would be 0).
-EXP = {"state": _t([[0, 4, 2, 0, 0], [0, 6, 4, 0, 0]]), "next_state": _t([[0] * 5, [0] * 5]),
+# Expert batch: Q1 = [4, 6], Q2 = [2, 4], Q_target = min([3, 0], [5, 0]) = [3, 0] and V = [0, 0], so y = [3, 0];
+# action column 0 = [0, 0] (so an actor loss on it would be 0).
+EXP = {"state": _t([[0, 4, 2, 3, 5], [0, 6, 4, 0, 0]]), "next_state": _t([[0] * 5, [0] * 5]),
        "actions": _t([[0, 0], [0, 0]]), "reward": _t([0, 0]), "done": _t([0, 0])}
 
 
@@ -105,8 +106,9 @@ def test_recoil_losses_by_hand():
     # Q1: 0.5 mean((4-4)^2, (6-4)^2) + 0.5 mean((3-0)^2, (-1+4)^2) = 1 + 4.5
     # Q2: 0.5 mean((2-4)^2, (4-4)^2) + 0.5 mean((4-0)^2, (0+4)^2) = 1 + 8
     assert out["q"].item() == pytest.approx(14.5)
-    # Gumbel at temperature 1 on the mixture's y = [1, -2] (m = 1): ((1 - 2/e) + (e^-3 + 1/e)) / 2
-    assert out["value"].item() == pytest.approx((1 - E(-1) + E(-3)) / 2, rel=1e-6)
+    # Gumbel at temperature 1 averaged over the mixture's y = [1, -2], normalised by the max over both halves
+    # (the expert half's y = [3, 0], so m = 3): ((e^-2 - 2e^-3) + (e^-5 + 2e^-3 - e^-3)) / 2
+    assert out["value"].item() == pytest.approx((E(-2) - E(-3) + E(-5)) / 2, rel=1e-6)
     # weighted BC on the mixture half: exp(y) = [e, e^-2]
     assert out["actor"].item() == pytest.approx((E(1) + E(-2)) / 2, rel=1e-6)
 

@@ -1,8 +1,10 @@
 """Value-based heads on frozen embeddings: IQL, AWR, f-DVL and ReCOIL (docs/heads.md has the math).
 
 Each learns critics on states s = [phi(o), proprio] and exports a PolicyHead actor trained by
-advantage-weighted regression of the data's actions, so every head acts like BC does. Defaults are the
-authors' released settings (IQL and f-DVL for locomotion, ReCOIL's MuJoCo runs, AWR's).
+advantage-weighted regression of the data's actions, so every head acts like BC does. The loss settings'
+defaults are the authors' released ones (IQL and f-DVL for locomotion, ReCOIL's MuJoCo runs, AWR's); steps,
+batch and the actor's learning rate come from the suite's HeadConfig, and docs/heads.md lists where training
+differs from the released runs.
 """
 
 from __future__ import annotations
@@ -200,4 +202,7 @@ class ReCOILLearner(CriticLearner):
         for q_e, q_m in zip(self.q(exp), self.q(mix)):
             q_loss = q_loss + 0.5 * ((q_e - expert_target) ** 2).mean() + 0.5 * ((q_m - mix_target) ** 2).mean()
         w = L.advantage_weights(qt - v, c.beta, c.max_weight)
-        return {"value": L.gumbel_loss(qt - v, c.temperature, c.max_z), "q": q_loss, "actor": self.actor_loss(mix, w)}
+        with torch.no_grad():  # the expert half counts in the value loss's normaliser only, as released
+            y_exp = self.q_min_target(exp) - self.v(exp["state"])
+        value = L.gumbel_loss(qt - v, c.temperature, c.max_z, normaliser_rows=y_exp)
+        return {"value": value, "q": q_loss, "actor": self.actor_loss(mix, w)}

@@ -22,12 +22,17 @@ def expectile_loss(y: torch.Tensor, expectile: float) -> torch.Tensor:
     return (weight * y * y).mean()
 
 
-def gumbel_loss(y: torch.Tensor, temperature: float, max_z: float = 7.0, min_norm: float = -1.0) -> torch.Tensor:
+def gumbel_loss(y: torch.Tensor, temperature: float, max_z: float = 7.0, min_norm: float = -1.0,
+                normaliser_rows: torch.Tensor | None = None) -> torch.Tensor:
     """Extreme-Q (Gumbel) value loss, max-normalised: with z = clip(y / T, max=max_z) and m = max(stop_grad(max z),
     min_norm), mean[exp(z - m) - z exp(-m) - exp(-m)] = exp(-m) * mean[exp(z) - z - 1]. The rescaling by exp(-m)
-    keeps the loss and its gradient finite however large y gets; the minimiser is unchanged."""
+    keeps the loss and its gradient finite however large y gets; the minimiser is unchanged. `normaliser_rows`:
+    more values of y that count in the max m but not in the mean (ReCOIL takes m over both halves of its batch
+    and averages the mixture half only)."""
     z = (y / temperature).clamp(max=max_z)
-    m = z.detach().max().clamp(min=min_norm)
+    zs = z.detach() if normaliser_rows is None else torch.cat([z.detach(), (normaliser_rows.detach() / temperature)
+                                                               .clamp(max=max_z)])
+    m = zs.max().clamp(min=min_norm)
     return (torch.exp(z - m) - z * torch.exp(-m) - torch.exp(-m)).mean()
 
 
