@@ -5,7 +5,9 @@ with an energy-based transition loss, E_ij = -||phi(s_i, a_i) - psi(s'_j)||^2, l
 (a `shuffle` fraction of the s' rows swapped among themselves), together with an action decoder
 pi_alpha(a | s, z), a diagonal Gaussian. Phase 2 (expert transitions only): a latent policy pi_Z(s) regresses
 phi(s, a) of expert pairs (phi frozen); the decoder is fine-tuned on them too if `finetune_decoder`.
-The exported actor acts with the decoder's mean at z = pi_Z(s).
+The exported actor acts with the decoder's mean at z = pi_Z(s). This is a simpler form of the authors' released
+TRAIL (docs/heads.md lists the differences: their shuffle, tanh-squashed decoder with an entropy term,
+stochastic latent policy, decoder fine-tuning and phase lengths).
 """
 
 from __future__ import annotations
