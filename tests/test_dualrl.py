@@ -126,17 +126,25 @@ def test_non_finite_steps_are_skipped_and_stop_after_ten_in_a_row():
         learner.train(20)
 
 
-def test_trail_switches_to_latent_bc_on_expert_data():
+@pytest.mark.parametrize("finetune", [True, False])
+def test_trail_switches_to_latent_bc_on_expert_data(finetune):
     data = Transitions.from_episodes(episodes(3))
-    learner = make_learner("trail", data, HeadConfig(hidden=(8,), steps=10, batch_size=4), SMALL["trail"])
+    cfg = {**SMALL["trail"], "finetune_decoder": finetune}
+    learner = make_learner("trail", data, HeadConfig(hidden=(8,), steps=10, batch_size=4), cfg)
     phi, latent = [p.clone() for p in learner.phi.parameters()], [p.clone() for p in learner.actor.latent.parameters()]
     learner.train(5)  # phase 1: representation and decoder only
     assert not torch.equal(phi[0], next(learner.phi.parameters()))
     assert torch.equal(latent[0], next(learner.actor.latent.parameters()))
     phi = [p.clone() for p in learner.phi.parameters()]
-    learner.train(5)  # phase 2: latent BC only
+    decoder = next(learner.actor.decoder.parameters()).clone()
+    learner.train(5)  # phase 2: latent BC (and the decoder on expert pairs if finetune_decoder)
     assert torch.equal(phi[0], next(learner.phi.parameters()))
     assert not torch.equal(latent[0], next(learner.actor.latent.parameters()))
+    assert torch.equal(decoder, next(learner.actor.decoder.parameters())) is not finetune
+
+
+def test_trail_defaults_follow_the_released_code():
+    assert head_config("trail", {}).finetune_decoder is True
 
 
 def test_head_configs_and_requirements():

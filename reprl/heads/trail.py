@@ -4,10 +4,10 @@ Phase 1 (the first `pretrain_fraction` of the steps, all transitions): z = phi(s
 with an energy-based transition loss, E_ij = -||phi(s_i, a_i) - psi(s'_j)||^2, loss -E_ii + logsumexp_j E_ij
 (a `shuffle` fraction of the s' rows swapped among themselves), together with an action decoder
 pi_alpha(a | s, z), a diagonal Gaussian. Phase 2 (expert transitions only): a latent policy pi_Z(s) regresses
-phi(s, a) of expert pairs (phi frozen); the decoder is fine-tuned on them too if `finetune_decoder`.
+phi(s, a) of expert pairs (phi frozen); the decoder is fine-tuned on them too if `finetune_decoder` (default).
 The exported actor acts with the decoder's mean at z = pi_Z(s). This is a simpler form of the authors' released
 TRAIL (docs/heads.md lists the differences: their shuffle, tanh-squashed decoder with an entropy term,
-stochastic latent policy, decoder fine-tuning and phase lengths).
+stochastic latent policy and phase lengths).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class TRAILConfig:
     lr: float = 3e-4  # Adam learning rate of every TRAIL network
     shuffle: float = 0.1  # fraction of next-state embeddings swapped among themselves in the contrastive loss
     pretrain_fraction: float = 0.5  # share of the head's steps spent on phase 1 (representation + decoder)
-    finetune_decoder: bool = False  # also train the decoder on expert pairs in phase 2
+    finetune_decoder: bool = True  # also train the decoder on expert pairs in phase 2 (the released default)
     min_log_std: float = -5.0  # decoder log-std is clamped to [min_log_std, max_log_std]
     max_log_std: float = 2.0
 
