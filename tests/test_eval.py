@@ -13,7 +13,8 @@ from reprl.evaluation.data import task_dir
 from reprl.evaluation.report import aggregate
 from reprl.evaluation.rollout import rollout, summarize
 from reprl.evaluation.suite import SuiteSpec, load_suite
-from reprl.heads import load_policy
+from reprl.heads import load_policy, registry
+from reprl.heads.registry import head_revision
 from reprl.sim.vector import SerialEnvs
 from reprl.typed_config import from_dict
 
@@ -178,6 +179,13 @@ def test_eval_resumes_an_interrupted_run_and_reuses_finished_cells(tmp_path, mon
     calls.clear()
     harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
     assert calls == [] and json.loads(bc.read_text())["suite_key"] == spec.cell_key("bc")  # and re-keyed per head
+    # a head whose training changed (its revision went up) retrains its cells, even those keyed the old way
+    rc = tmp_path / "out" / "t" / "cells" / "tiny__drawer-open__d2__s0__recoil.json"
+    assert json.loads(rc.read_text())["head_revision"] == head_revision("recoil") == 1
+    rc.write_text(json.dumps({**json.loads(rc.read_text()), "suite_key": spec.cell_key()}))
+    calls.clear()
+    harness.run_suite(spec, encoders, out=tmp_path / "out", cache=cache)
+    assert sorted(c[-1] for c in calls) == ["recoil"]
 
 
 def test_cell_keys_follow_only_their_own_heads_settings():
@@ -192,6 +200,18 @@ def test_cell_keys_follow_only_their_own_heads_settings():
     assert rwr.cell_key("rwr_chi2") != spec.cell_key("rwr_chi2") and rwr.cell_key("bc") == spec.cell_key("bc")
     assert from_dict(SuiteSpec, {**base, "horizon": 7}).cell_key("bc") != spec.cell_key("bc")
     assert from_dict(SuiteSpec, {**base, "env_workers": 0}).cell_key("bc") == spec.cell_key("bc")
+
+
+def test_a_heads_revision_changes_only_its_own_cell_keys(monkeypatch):
+    spec = from_dict(SuiteSpec, {"tasks": ["drawer-open"], "heads": ["bc", "recoil", "trail"]})
+    before = {h: spec.cell_key(h) for h in ("bc", "recoil", "trail")}
+    monkeypatch.setitem(registry.REVISIONS, "trail", 1)
+    after = {h: spec.cell_key(h) for h in ("bc", "recoil", "trail")}
+    assert after["trail"] != before["trail"] and after["bc"] == before["bc"] and after["recoil"] == before["recoil"]
+    monkeypatch.setitem(registry.REVISIONS, "trail", 0)  # revision 0 is the key heads had before revisions
+    assert spec.cell_key("trail") == before["trail"]
+    monkeypatch.setitem(registry.REVISIONS, "recoil", 0)
+    assert spec.cell_key("recoil") != before["recoil"]
 
 
 def test_encoder_labels():
@@ -224,3 +244,22 @@ def test_eval_command_names_the_rendered_data_and_how_to_score_its_reward(tmp_pa
         with pytest.raises(SystemExit):
             main(main_args + [arg for lab in labels for arg in ("--encoder", lab)])
         assert expected + "\n" in capsys.readouterr().out
+
+
+def test_committed_results_stay_current_unless_their_heads_training_changed():
+    """Every result cell under eval/results is reused by its suite as committed (a change to cell keys would make
+    `reprl eval` silently retrain them all), except cells an older revision of their head trained."""
+    root = Path(__file__).resolve().parents[1] / "eval"
+    checked = 0
+    for suite_file in sorted((root / "suites").glob("*.yaml")):
+        spec = load_suite(suite_file)
+        for path in sorted((root / "results" / spec.name / "cells").glob("*.json")):
+            cell = json.loads(path.read_text())
+            if cell["head"] not in spec.heads:
+                continue
+            reused = cell["suite_key"] == spec.cell_key(cell["head"]) or (
+                cell["suite_key"] == spec.cell_key() and not head_revision(cell["head"]))
+            stale = cell.get("head_revision", 0) < head_revision(cell["head"])
+            assert reused != stale, f"{path.relative_to(root)}: {'stale but reused' if reused else 'not reused'}"
+            checked += 1
+    assert checked > 300

@@ -20,7 +20,7 @@ from reprl.evaluation.data import encoder_fingerprint, ensure_task_data, task_ep
 from reprl.evaluation.rollout import Envs, open_suite_envs, rollout, suite_rollout_options, summarize
 from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import Policy, save_head
-from reprl.heads.registry import make_learner, with_reward
+from reprl.heads.registry import head_revision, make_learner, with_reward
 from reprl.heads.train import Transitions
 from reprl.typed_config import to_dict
 from reprl.utils.files import safe_name, write_json
@@ -107,7 +107,8 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                             if path.exists() and not rerun:
                                 old = json.loads(path.read_text())
                                 same = all(old.get(k) == v for k, v in key.items() if k != "suite_key")
-                                if same and old.get("suite_key") in (key["suite_key"], legacy):
+                                current = (key["suite_key"],) if head_revision(kind) else (key["suite_key"], legacy)
+                                if same and old.get("suite_key") in current:
                                     if old["suite_key"] != key["suite_key"]:  # an older cell: key it per head
                                         old["suite_key"] = key["suite_key"]
                                         write_json(path, old)
@@ -118,8 +119,9 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                             print(f"eval {spec.name}: {label} / {task} / {n} demos / seed {seed} / {kind} ...",
                                   flush=True)
                             policy_dir = out_dir / "policies" / path.stem if spec.save_policies else None
-                            cell = {**key, **run_cell(spec, encoder, pool, episodes, n, seed, kind,
-                                                      policy_dir=policy_dir, source=source)}
+                            cell = {**key, "head_revision": head_revision(kind),
+                                    **run_cell(spec, encoder, pool, episodes, n, seed, kind, policy_dir=policy_dir,
+                                               source=source)}
                             write_json(path, cell)
                             cells.append(cell)
                             final = cell["success_final_step"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from reprl.errors import ReprlError
 from reprl.heads.dualrl import AWRConfig, FDVLConfig, IQLConfig, ReCOILConfig
 from reprl.heads.policy import HeadConfig
-from reprl.heads.registry import HEADS, head_config
+from reprl.heads.registry import HEADS, head_config, head_revision
 from reprl.heads.registry import RWRConfig as RWRSpec
 from reprl.heads.trail import TRAILConfig
 from reprl.sim.tasks import check_camera, task_name
@@ -96,7 +96,8 @@ class SuiteSpec:
         the shared settings and that head's own section, so adding a head to a suite or changing another head's
         settings leaves its finished cells valid. How the envs are spread (parallel_envs, env_workers) does not
         change results; full-horizon rollouts give what they gave before settle_steps existed, so their cells
-        keep their key. Without `head`: the key cells were written with before keys were per head (the settings
+        keep their key. A head whose revision (reprl.heads.registry.REVISIONS) is above 0 adds it, so cells an
+        older revision of that head trained are not reused. Without `head`: the key cells were written with before keys were per head (the settings
         of every head the suite runs, and rwr's); those cells are still reused while the suite is unchanged."""
         if head is None:
             others = {h for h in HEADS if h not in self.heads and h != "rwr"}
@@ -109,6 +110,8 @@ class SuiteSpec:
             skip |= {"final_step_success", "settle_steps"}
         parts = {k: v for k, v in to_dict(self).items() if k not in skip}
         parts["data"] = self._data_dict()
+        if head is not None and head_revision(head):
+            parts["revision"] = head_revision(head)
         return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 

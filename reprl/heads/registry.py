@@ -50,6 +50,14 @@ CONFIGS: dict[str, type] = {"bc": BCConfig, "rwr": RWRConfig, "rwr_chi2": RWRCon
                             "iql": IQLConfig, "fdvl": FDVLConfig, "recoil": ReCOILConfig, "trail": TRAILConfig}
 HEADS = tuple(CONFIGS)
 NEEDS_EXPERT = ("recoil", "trail")
+# A head's revision goes up when a change to its training changes what it learns. Evaluation cells key on it (for
+# revisions above 0), so `reprl eval` retrains the cells an older revision wrote instead of reusing them.
+#   recoil 1: the value loss's Gumbel normaliser is taken over both halves of the batch (expert and mixture).
+REVISIONS: dict[str, int] = {"recoil": 1}
+
+
+def head_revision(kind: str) -> int:
+    return REVISIONS.get("rwr" if kind == "rwr_chi2" else kind, 0)
 
 
 def check_head(kind: str) -> str:
