@@ -151,6 +151,8 @@ def test_head_configs_and_requirements():
     assert head_config("fdvl", {"f": "tv", "temperature": 0.8}).temperature == 0.8
     with pytest.raises(ReprlError, match="fdvl.f: expected one of 'chi2', 'tv', 'rkl', got kl"):
         head_config("fdvl", {"f": "kl"})
+    with pytest.raises(ReprlError, match="fdvl.random_actions must be >= 0, got -1"):
+        head_config("fdvl", {"random_actions": -1})
     with pytest.raises(ReprlError, match="recoil.temperature must be > 0"):
         head_config("recoil", {"temperature": 0})
     with pytest.raises(ReprlError, match="iql.expectile must be in"):

@@ -90,6 +90,32 @@ def test_fdvl_losses_by_hand():
     assert out["q"].item() == pytest.approx(0.8125)
 
 
+def test_fdvl_random_actions_by_hand():
+    learner = _rigged("fdvl", {"f": "chi2", "temperature": 1.0, "random_actions": 1})
+    # the target critics read action column 0 (column 5 of [state, action]): Q_target = min(a0, 2 a0)
+    learner.q1_target, learner.q2_target = Columns(5, 6), Columns(5, 6, 2.0)
+    learner.draw_random_actions = lambda n: _t([[-2, 0], [3, 0]])[:n]
+    # data rows: a0 = [1, 1], so Q_target = [1, 1] and y = Q_target - V = [0, 1]; random rows of the same states:
+    # a0 = [-2, 3], Q_target = [-4, 3] and y = [-5, 3]; chi2 at temperature 1, max(y + y^2/4, 0), averaged over
+    # all four rows: (0 + 1.25 + 1.25 + 5.25) / 4
+    assert learner.losses()["value"].item() == pytest.approx(1.9375)
+    learner.cfg.random_actions = 0  # the data rows alone: (0 + 1.25) / 2
+    assert learner.losses()["value"].item() == pytest.approx(0.625)
+
+
+def test_fdvl_random_actions_stay_in_the_datas_action_range():
+    data = Transitions.from_episodes(episodes(3))
+    learner = make_learner("fdvl", data, HeadConfig(hidden=(8,), batch_size=4), {"hidden": [8], "random_actions": 2})
+    a = learner.draw_random_actions(5000)
+    lo, hi = np.asarray(data.actions).min(0), np.asarray(data.actions).max(0)
+    assert a.shape == (5000, data.actions.shape[1])
+    assert (a.numpy() >= lo - 1e-6).all() and (a.numpy() <= hi + 1e-6).all()
+    assert np.allclose(a.numpy().min(0), lo, atol=0.05 * (hi - lo)) and np.allclose(a.numpy().max(0), hi,
+                                                                                     atol=0.05 * (hi - lo))
+    out = learner.train(3)
+    assert out["skipped_steps"] == 0 and np.isfinite(out["value_last"])
+
+
 def test_awr_losses_by_hand():
     seen: dict = {}
     out = _rigged("awr", {"beta": 1.0, "discount": 0.5}, seen).losses()

@@ -9,6 +9,7 @@ from conftest import HELDOUT_SHARDS
 
 from reprl.errors import ReprlError
 from reprl.evaluation import harness
+from reprl.evaluation import suite as suite_mod
 from reprl.evaluation.data import task_dir
 from reprl.evaluation.report import aggregate
 from reprl.evaluation.rollout import rollout, summarize
@@ -200,6 +201,20 @@ def test_cell_keys_follow_only_their_own_heads_settings():
     assert rwr.cell_key("rwr_chi2") != spec.cell_key("rwr_chi2") and rwr.cell_key("bc") == spec.cell_key("bc")
     assert from_dict(SuiteSpec, {**base, "horizon": 7}).cell_key("bc") != spec.cell_key("bc")
     assert from_dict(SuiteSpec, {**base, "env_workers": 0}).cell_key("bc") == spec.cell_key("bc")
+
+
+def test_a_later_head_setting_keeps_older_cells_keys_at_its_earlier_value(monkeypatch):
+    """fdvl.random_actions came after fdvl's results: at 0 (how those cells trained) it is not in the key, so they
+    stay current (the committed-results test below checks them); any other value gives new cells."""
+    base = {"tasks": ["drawer-open"], "heads": ["bc", "fdvl"]}
+    spec = from_dict(SuiteSpec, base)
+    assert from_dict(SuiteSpec, {**base, "fdvl": {"random_actions": 0}}).cell_key("fdvl") == spec.cell_key("fdvl")
+    changed = from_dict(SuiteSpec, {**base, "fdvl": {"random_actions": 1}})
+    assert changed.cell_key("fdvl") != spec.cell_key("fdvl") and changed.cell_key("bc") == spec.cell_key("bc")
+    monkeypatch.setitem(suite_mod.LATER_HEAD_SETTINGS, "fdvl", {})  # without the entry, the setting is keyed
+    unkeyed = spec.cell_key("fdvl")
+    monkeypatch.setitem(suite_mod.LATER_HEAD_SETTINGS, "fdvl", {"random_actions": 0})
+    assert unkeyed != spec.cell_key("fdvl")
 
 
 def test_a_heads_revision_changes_only_its_own_cell_keys(monkeypatch):

@@ -33,6 +33,11 @@ class SuiteData:
     seed: int = 0
 
 
+# Settings added to a head's section after results were committed, with the value that reproduces the head as
+# it trained before: at that value a setting is left out of the cell key, so the older cells stay current.
+LATER_HEAD_SETTINGS: dict[str, dict[str, object]] = {"fdvl": {"random_actions": 0}}
+
+
 @dataclass
 class SuiteSpec:
     name: str = "suite"
@@ -97,8 +102,9 @@ class SuiteSpec:
         settings leaves its finished cells valid. How the envs are spread (parallel_envs, env_workers) does not
         change results; full-horizon rollouts give what they gave before settle_steps existed, so their cells
         keep their key. A head whose revision (reprl.heads.registry.REVISIONS) is above 0 adds it, so cells an
-        older revision of that head trained are not reused. Without `head`: the key cells were written with before keys were per head (the settings
-        of every head the suite runs, and rwr's); those cells are still reused while the suite is unchanged."""
+        older revision of that head trained are not reused; settings in LATER_HEAD_SETTINGS are left out at their
+        earlier value. Without `head`: the key cells were written with before keys were per head (the settings of
+        every head the suite runs, and rwr's); those cells are still reused while the suite is unchanged."""
         if head is None:
             others = {h for h in HEADS if h not in self.heads and h != "rwr"}
         else:
@@ -110,6 +116,9 @@ class SuiteSpec:
             skip |= {"final_step_success", "settle_steps"}
         parts = {k: v for k, v in to_dict(self).items() if k not in skip}
         parts["data"] = self._data_dict()
+        for section, later in LATER_HEAD_SETTINGS.items():
+            if section in parts:
+                parts[section] = {k: v for k, v in parts[section].items() if not (k in later and later[k] == v)}
         if head is not None and head_revision(head):
             parts["revision"] = head_revision(head)
         return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]

@@ -63,6 +63,10 @@ class FDVLConfig(RewardedConfig):
     max_weight: float = 100.0  # actor weights are clipped at this
     max_z: float = 7.0  # rkl: y / a is clipped at this before exp
     huber: float = 20.0  # Huber threshold of the Q regression
+    # uniform random actions per state added to the value loss's batch (0: none). The released code's flag
+    # sample_random_times (default 0; its README runs chi2 and rkl with 1); drawn within the data's per-dimension
+    # action range, where the released code draws in [-1, 1]
+    random_actions: int = 0
 
 
 @dataclass
@@ -144,14 +148,39 @@ class IQLLearner(CriticLearner):
             target = L.td_target(b["reward"], self.v(b["next_state"]), b["done"], self.cfg.discount)
         q1, q2 = self.q(b)
         w = L.advantage_weights(qt - v, self.cfg.beta, self.cfg.max_weight)
-        return {"value": self.value_loss(qt - v), "q": self.q_loss(q1, target) + self.q_loss(q2, target),
+        return {"value": self.batch_value_loss(b, qt, v), "q": self.q_loss(q1, target) + self.q_loss(q2, target),
                 "actor": self.actor_loss(b, w)}
+
+    def batch_value_loss(self, batch: dict[str, torch.Tensor], q_target: torch.Tensor,
+                         v: torch.Tensor) -> torch.Tensor:
+        return self.value_loss(q_target - v)
 
 
 class FDVLLearner(IQLLearner):
     """IQL with f-DVL's dual value loss (chi2 / tv / rkl at a temperature) and a Huber Q regression."""
 
     cfg: FDVLConfig  # type: ignore[assignment]  # IQL's loop with f-DVL's own config class
+
+    def __init__(self, data: Transitions, head: HeadConfig, cfg: FDVLConfig, **kw: Any) -> None:
+        super().__init__(data, head, cfg, **kw)  # type: ignore[arg-type]  # as cfg above
+        a = self.t["actions"]
+        self.action_low, self.action_high = a.min(0).values, a.max(0).values
+
+    def draw_random_actions(self, n: int) -> torch.Tensor:
+        """n actions drawn uniformly within the data's per-dimension action range."""
+        u = torch.rand((n, self.action_low.shape[0]), generator=self.gen).to(self.action_low.device)
+        return self.action_low + u * (self.action_high - self.action_low)
+
+    def batch_value_loss(self, batch: dict[str, torch.Tensor], q_target: torch.Tensor,
+                         v: torch.Tensor) -> torch.Tensor:
+        """The value loss over the batch's (s, a) rows and, with random_actions = k, k rows (s, a~U) per state:
+        one mean (and, for rkl, one normaliser) over all of them, as released."""
+        k = self.cfg.random_actions
+        if not k:
+            return self.value_loss(q_target - v)
+        state = batch["state"].repeat(k, 1)
+        q_random = self.q_min_target({"state": state, "actions": self.draw_random_actions(len(state))})
+        return self.value_loss(torch.cat([q_target - v, q_random - v.repeat(k)]))
 
     def value_loss(self, y: torch.Tensor) -> torch.Tensor:
         return L.fdvl_value_loss(y, self.cfg.f, self.cfg.temperature, self.cfg.max_z)

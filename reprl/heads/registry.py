@@ -76,6 +76,7 @@ def head_config(kind: str, values: dict[str, Any] | Any | None = None) -> Any:
 
 
 POSITIVE = ("temperature", "beta", "max_weight", "lr", "tau", "reward_scale", "huber", "embed_dim")
+NON_NEGATIVE = ("random_actions",)
 UNIT = {"expectile": (0.0, 1.0), "discount": (0.0, 1.0), "polyak": (0.0, 1.0), "shuffle": (0.0, 1.0),
         "pretrain_fraction": (0.0, 1.0)}
 
@@ -86,6 +87,8 @@ def check_ranges(kind: str, cfg: Any) -> Any:
         v = getattr(cfg, f.name)
         if f.name in POSITIVE and not v > 0:
             raise ReprlError(f"{kind}.{f.name} must be > 0, got {v}")
+        if f.name in NON_NEGATIVE and not v >= 0:
+            raise ReprlError(f"{kind}.{f.name} must be >= 0, got {v}")
         lo, hi = UNIT.get(f.name, (None, None))
         if lo is not None and not (lo <= v <= hi and (f.name == "shuffle" or lo < v)):
             raise ReprlError(f"{kind}.{f.name} must be in ({lo}, {hi}], got {v}")
