@@ -10,7 +10,7 @@ from pathlib import Path
 from reprl.errors import ReprlError
 from reprl.heads.dualrl import AWRConfig, FDVLConfig, IQLConfig, ReCOILConfig
 from reprl.heads.policy import HeadConfig
-from reprl.heads.registry import HEADS, head_config, head_revision
+from reprl.heads.registry import HEADS, head_config, head_revision, settings_section
 from reprl.heads.registry import RWRConfig as RWRSpec
 from reprl.heads.trail import TRAILConfig
 from reprl.sim.tasks import check_camera, task_name
@@ -83,7 +83,7 @@ class SuiteSpec:
 
     def head_config(self, kind: str) -> object:
         """The settings of head `kind` (rwr_chi2 shares rwr's)."""
-        return getattr(self, "rwr" if kind == "rwr_chi2" else kind, None)
+        return getattr(self, settings_section(kind), None)
 
     def data_key(self) -> str:
         """Identifies the rendered data: re-render when any data setting changes."""
@@ -108,7 +108,7 @@ class SuiteSpec:
         if head is None:
             others = {h for h in HEADS if h not in self.heads and h != "rwr"}
         else:
-            own = "rwr" if head == "rwr_chi2" else head
+            own = settings_section(head)
             others = {h for h in HEADS if h != own}
         skip = {"name", "description", "tasks", "demos", "seeds", "heads", "parallel_envs", "env_workers",
                 "save_policies", *others}

@@ -56,8 +56,13 @@ NEEDS_EXPERT = ("recoil", "trail")
 REVISIONS: dict[str, int] = {"recoil": 1}
 
 
+def settings_section(kind: str) -> str:
+    """The settings (and revision) head `kind` shares: rwr_chi2 is rwr with another weight function."""
+    return "rwr" if kind == "rwr_chi2" else kind
+
+
 def head_revision(kind: str) -> int:
-    return REVISIONS.get("rwr" if kind == "rwr_chi2" else kind, 0)
+    return REVISIONS.get(settings_section(kind), 0)
 
 
 def check_head(kind: str) -> str:
