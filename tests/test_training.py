@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,9 @@ def test_short_real_training_run_lowers_the_loss(tmp_path):
                "--objective.l2_weight", "0.001")
     summary = pretrain(cfg)
     assert summary["steps"] == 80 and summary["skipped_steps"] == 0
+    machine = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())["machine"]  # what it ran on
+    assert machine["versions"]["torch"] == torch.__version__ and machine["torch_threads"] == torch.get_num_threads()
+    assert machine["cpu"] and machine["cores"] >= 1
     assert len(losses(tmp_path / "run")) == 80
     # The per-step loss is too noisy (a new batch each step) to compare two short windows of one run, so the
     # loss is measured on the same 64 fixed tuples, for the encoder at init (same seed) and after training.

@@ -6,7 +6,8 @@ Run folder layout:
     encoders/step-*/            the encoder exported at every checkpoint (config.json + model.safetensors)
     encoder/                    the final encoder: what `reprl.load` and `reprl embed` take
     logs/, tb/                  CSV and TensorBoard logs
-    summary.json                steps, skipped steps, held-out VOC / bump rate vs random init
+    summary.json                steps, skipped steps, held-out VOC / bump rate vs random init, and the machine
+                                (CPU, threads, library versions: the same seed can train differently elsewhere)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from reprl.objectives.registry import objective_class
 from reprl.training.config import PretrainConfig, check_config
 from reprl.typed_config import dump_yaml
 from reprl.utils.files import MARKER, check_writable, output_command, write_json
+from reprl.utils.machine import machine_info
 
 
 def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Encoder:
@@ -280,7 +282,7 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
                          f"a row), so no encoder was exported. {kept_checkpoint(run_dir)} Lower the learning rate "
                          "and resume or start over.")
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.global_step,
-                               "skipped_steps": module.skipped_steps}
+                               "skipped_steps": module.skipped_steps, "machine": machine_info()}
     if trainer.is_global_zero:
         final = save_encoder(encoder, run_dir / "encoder")
         summary["encoder"] = str(final)

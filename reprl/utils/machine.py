@@ -1,0 +1,39 @@
+"""What a run was measured on: the CPU, its core and thread counts, and the versions of the libraries that
+change numbers. The same seed and data can train a different encoder on another machine (docs/results.md,
+"The same preset on a second machine"), so a run's summary records these beside its figures."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+LIBRARIES = ("torch", "torchvision", "lightning", "numpy", "pillow", "simplejpeg", "av", "mujoco", "metaworld")
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows, else ''."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """{'cpu', 'cores', 'torch_threads', 'python', 'versions': {library: version}} (installed libraries only)."""
+    import torch
+
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    versions["torch"] = torch.__version__  # with its build tag (+cpu, +cu130, ...), which the metadata omits
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "versions": versions}
