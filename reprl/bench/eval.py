@@ -45,9 +45,10 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
     import torch
 
     import reprl
-    from reprl.evaluation.rollout import default_env_workers, open_envs, usable_cores
+    from reprl.evaluation.rollout import default_env_workers, open_envs
     from reprl.heads.policy import HeadConfig, Policy, PolicyHead
     from reprl.sim.metaworld import PROPRIO_DIM
+    from reprl.utils.machine import usable_cores
 
     kwargs: dict[str, Any] = {"image_size": cfg.image_size} if cfg.image_size else {}
     encoder = reprl.load(cfg.encoder, **kwargs)

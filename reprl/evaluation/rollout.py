@@ -16,7 +16,6 @@ depend on the number of slots, groups or workers (given an act function whose ro
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ import numpy as np
 
 from reprl.sim.metaworld import PROPRIO_DIM
 from reprl.sim.vector import ProcessEnvs, SerialEnvs, open_envs
+from reprl.utils.machine import usable_cores
 
 # (frames uint8 [N, H, W, 3], proprio [N, P]) -> actions [N, A]
 ActFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -165,11 +165,6 @@ def _rollout(run: _Runner, groups: int, on_step: Callable[[], None] | None) -> l
                 on_step()
         b = (b + 1) % groups
     return [r for r in run.results if r is not None]
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def default_env_workers(num_envs: int) -> int:

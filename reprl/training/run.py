@@ -282,8 +282,9 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
                          f"a row), so no encoder was exported. {kept_checkpoint(run_dir)} Lower the learning rate "
                          "and resume or start over.")
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.global_step,
-                               "skipped_steps": module.skipped_steps, "machine": machine_info()}
+                               "skipped_steps": module.skipped_steps}
     if trainer.is_global_zero:
+        summary["machine"] = machine_info()
         final = save_encoder(encoder, run_dir / "encoder")
         summary["encoder"] = str(final)
         if cfg.data.val:

@@ -12,6 +12,11 @@ from typing import Any
 LIBRARIES = ("torch", "torchvision", "lightning", "numpy", "pillow", "simplejpeg", "av", "mujoco", "metaworld")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS has one, else all cores)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows, else ''."""
     try:
@@ -25,7 +30,8 @@ def cpu_name() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """{'cpu', 'cores', 'torch_threads', 'python', 'versions': {library: version}} (installed libraries only)."""
+    """{'cpu', 'cores' (usable by this process), 'torch_threads', 'python', 'versions': {library: version}}
+    (installed libraries only)."""
     import torch
 
     versions = {}
@@ -35,5 +41,5 @@ def machine_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             continue
     versions["torch"] = torch.__version__  # with its build tag (+cpu, +cu130, ...), which the metadata omits
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(), "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "versions": versions}
