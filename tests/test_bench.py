@@ -16,7 +16,9 @@ def bench(tmp_path, *args):
     with pytest.raises(SystemExit) as e:
         main(["bench", *args, "--json", str(out)])
     assert e.value.code == 0
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    assert result["machine"]["cores"] >= 1 and "torch" in result["machine"]["versions"]  # what it was measured on
+    return result
 
 
 def test_bench_data_tiny(tmp_path, capsys):

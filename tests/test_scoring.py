@@ -231,6 +231,7 @@ def test_score_command_writes_report(tmp_path, capsys):
 
     result = json.loads((out / "results.json").read_text())
     assert set(result["scores"]) == {"a", "b"} and result["data"]["videos"] == 3
+    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"] is not None  # the machine it ran on
     a = result["scores"]["a"]
     assert -1 <= a["voc_last"]["lo"] <= a["voc_last"]["mean"] <= a["voc_last"]["hi"] <= 1
     assert result["scores"]["a"] == result["scores"]["b"]  # same architecture, same seed: same random init

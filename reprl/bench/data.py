@@ -150,12 +150,13 @@ def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
     shards = ensure_corpus(cfg)
     manifest = export_frame_folders(shards, Path(cfg.cache) / f"frames_{Path(shards).name}")
     from reprl.data.shards import read_index
+    from reprl.utils.machine import usable_cores
 
     index = read_index(shards)
     result: dict[str, Any] = {
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "corpus": {"shards": shards, "videos": index["videos"], "frames": index["frames"]},
-        "cpu_count": os.cpu_count(),
+        "cpu_count": usable_cores(),  # the cores this process may use, not all the machine has
         "in_process": bench_in_process(shards, manifest, cfg),
         "workers": [bench_workers(shards, manifest, cfg, n) for n in cfg.workers if n > 0],
     }

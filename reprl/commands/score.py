@@ -93,6 +93,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.options import ScoreOptions, from_args
     from reprl.scoring import dataset_summary, embed_records, example_curves, load_videos, score_records
     from reprl.utils.files import write_json
+    from reprl.utils.machine import machine_info
 
     opts = from_args(ScoreOptions, args)
 
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
              else k for k in scores}  # random init is never silent
     result = {"title": title, "shards": opts.shards, "scores": scores, "names": names,
               "sources": sources, "data": data,
-              "settings": {"n_boot": opts.boot, "max_frames": opts.max_frames, "near": opts.near, "seed": opts.seed}}
+              "settings": {"n_boot": opts.boot, "max_frames": opts.max_frames, "near": opts.near, "seed": opts.seed},
+              "machine": machine_info()}  # the machine this report was made on
     assert data is not None
     print(f"{opts.shards}: {data['videos']} videos; mean [95% bootstrap interval over videos]")
     print("\n".join(table_lines(scores, names)))
