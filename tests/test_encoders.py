@@ -186,6 +186,17 @@ def test_convert_half_with_a_training_card_loads_by_name_from_a_models_folder(tm
     assert torch.allclose(enc(x), full(x), atol=1e-2) and not torch.equal(enc(x), full(x))
     with pytest.raises(ReprlError, match="a model name \\(my-enc"):
         reprl.load("my-encoder")
+    import shutil
+
+    shutil.copytree(out, tmp_path / "models" / "a-much-longer-model-name-than-most")
+    with pytest.raises(SystemExit):
+        main(["list", "--pretrained"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if " local " in line]
+    assert len(rows) >= 2 and rows[0].startswith("a-much-longer-model-name-than-most ") and "7 steps" in rows[0]
+    # every row's columns line up under the header, long names included
+    column = next(line for line in lines if line.startswith("name ")).index("cached")
+    assert all(line.index(" local ") + 1 == column for line in rows)
 
 
 def test_hub_sources_fail_clearly_offline():

@@ -18,19 +18,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _pretrained() -> None:
+    from reprl.encoders.io import load_dir, models_dirs, named_models
     from reprl.encoders.pretrained import cache_dir, describe_pretrained
 
-    print(f"{'name':14s} {'size':>8s} {'cached':6s}  {'source':48s} description")
-    for r in describe_pretrained():
-        print(f"{r['name']:14s} {r['size']:>8s} {r['cached']:6s}  {r['source']:48s} {r['description']}")
-    from reprl.encoders.io import load_dir, models_dirs, named_models
-
-    for name, folder in named_models().items():
+    released, local = describe_pretrained(), named_models()
+    w = max([14, *(len(r["name"]) for r in released), *(len(n) for n in local)])  # columns fit the longest name
+    src = max([48, *(len(str(f)) for f in local.values())])
+    print(f"{'name':{w}s} {'size':>8s} {'cached':6s}  {'source':{src}s} description")
+    for r in released:
+        print(f"{r['name']:{w}s} {r['size']:>8s} {r['cached']:6s}  {r['source']:{src}s} {r['description']}")
+    for name, folder in local.items():
         c = load_dir(folder).config
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
-        steps = c.training.get("steps", "?")
-        print(f"{name:14s} {size:>5.0f} MB {'local':6s}  {str(folder):48s} {c.name} {c.embed_dim}-d {c.image_size} px, "
-              f"{c.training.get('objective', c.source)}, {steps} steps")
+        steps, what = c.training.get("steps", "?"), c.training.get("objective") or c.training.get("preset") or c.source
+        print(f"{name:{w}s} {size:>5.0f} MB {'local':6s}  {str(folder):{src}s} {c.name} {c.embed_dim}-d "
+              f"{c.image_size} px, {what}, {steps} steps")
     print(f"\nModels in {', '.join(map(str, models_dirs()))} load by folder name (set REPRL_MODELS to add folders).")
     print(f"reprl.load(NAME) downloads into {cache_dir()}/pretrained/NAME/ (set REPRL_CACHE to move it). Offline: "
           "download the model.pt yourself and put it there, or run `reprl convert model.pt --out DIR`.")
