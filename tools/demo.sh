@@ -22,7 +22,7 @@ step "2. Render held-out videos: new episodes of those tasks, and the 5 evaluati
 render "$OUT/corpus/heldout" --tasks pretrain --episodes 1 --seed 100
 # 24 episodes x 2 cameras per evaluation task, a third of them with heavy action noise (most of those fail):
 # 240 videos. With 120, the intervals of step 5 could not tell a trained encoder 0.07 ahead of random init
-# from it (docs/results.md, "The demo"); 240 cost about a minute more.
+# from it (docs/results.md, "The demo"); 240 cost about 1.5 minutes more (render and scoring).
 render "$OUT/corpus/heldout_eval" --tasks eval --episodes 24 --cameras corner,corner2 --noise 1.0 --noisy-fraction 0.3333 --seed 200
 
 step "3. Stream training tuples (LIV mode: start, goal, t, t+1 and the caption's frame)"
