@@ -28,6 +28,23 @@ def test_expert_episode_is_recorded_consistently():
     np.testing.assert_array_equal(ep.state, again.state)  # same seed, same episode
 
 
+def test_an_episode_renders_the_same_whatever_the_environment_rendered_before():
+    """Frame 0 once showed the previous episode's goal marker, so a corpus rendered by a pool of workers
+    depended on which worker got which job (found as one differing JPEG between two renders of the demo)."""
+    from reprl.sim.metaworld import MetaWorldEnv, expert_policy, run_episode
+
+    fresh, used = MetaWorldEnv("push", ["corner"], size=48), MetaWorldEnv("push", ["corner"], size=48)
+    try:
+        run_episode(used, expert_policy("push"), seed=11, max_steps=100, frame_every=50)  # another episode first
+        a = run_episode(fresh, expert_policy("push"), seed=12, max_steps=2)
+        b = run_episode(used, expert_policy("push"), seed=12, max_steps=2)
+    finally:
+        fresh.close()
+        used.close()
+    for x, y in zip(a.frames["corner"], b.frames["corner"], strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_corner_camera_is_flipped_upright():
     from reprl.sim.metaworld import MetaWorldEnv
 

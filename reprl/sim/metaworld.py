@@ -73,6 +73,7 @@ class MetaWorldEnv:
             self.env = gym.make("Meta-World/MT1", env_name=f"{self.task}-v3", seed=seed, render_mode="rgb_array",
                                 camera_name=self.cameras[0], width=size, height=size)
         self.unwrapped = self.env.unwrapped
+        self._mujoco = mujoco
         self.unwrapped.model.vis.quality.offsamples = 0
         self._camera_ids = [mujoco.mj_name2id(self.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, c)
                             for c in self.cameras]
@@ -114,6 +115,11 @@ class MetaWorldEnv:
             if seed is not None:
                 self.unwrapped.seed(int(seed))
             obs, _ = self.env.reset()
+        # MetaWorld's reset places the object and the goal marker without recomputing the positions the renderer
+        # draws, so the first frame showed the goal marker where the environment's previous episode had left it,
+        # and a corpus rendered by a pool of workers depended on which worker got which job. mj_forward
+        # recomputes derived quantities only: the state, the observation and so the episode are unchanged.
+        self._mujoco.mj_forward(self.unwrapped.model, self.unwrapped.data)
         return np.asarray(obs, dtype=np.float32)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
