@@ -7,7 +7,7 @@ from conftest import make_frame_folder, random_frames
 from PIL import Image
 
 from reprl.data.reader import expand_urls, iter_videos
-from reprl.data.shards import ShardOptions, ShardWriter, write_shards
+from reprl.data.shards import ShardOptions, ShardWriter, corpus_digest, write_shards
 from reprl.data.video import write_mp4
 from reprl.errors import ReprlError
 
@@ -188,6 +188,25 @@ def test_parallel_workers_give_the_same_shards(tmp_path):
     assert (tmp_path / "a" / "shard-000000.tar").read_bytes()[512:] != b""  # non-empty
     va, vb = videos_of(tmp_path / "a"), videos_of(tmp_path / "b")
     assert [bytes(f) for v in va for f in v.frames] == [bytes(f) for v in vb for f in v.frames]
+
+
+def test_content_digest_ignores_write_time_and_sees_one_changed_frame(tmp_path, monkeypatch):
+    import reprl.data.shards as shards
+
+    for i in range(2):
+        write_mp4(tmp_path / "in" / f"v{i}.mp4", random_frames(4, seed=i), 20)
+    a = write_shards([tmp_path / "in"], tmp_path / "a", ShardOptions(), progress=False)
+    monkeypatch.setattr(shards.time, "time", lambda: 2_000_000_000.0)  # written "later": other tar timestamps
+    b = write_shards([tmp_path / "in"], tmp_path / "b", ShardOptions(), progress=False)
+    assert (tmp_path / "a" / "shard-000000.tar").read_bytes() != (tmp_path / "b" / "shard-000000.tar").read_bytes()
+    assert a["content_sha256"] == b["content_sha256"] == corpus_digest(tmp_path / "b")
+    assert len(a["content_sha256"]) == 64 and a["shards"][0]["sha256"] == b["shards"][0]["sha256"]
+    frames = random_frames(4, seed=1)
+    frames[2] = 255 - frames[2]
+    write_mp4(tmp_path / "in" / "v1.mp4", frames, 20)
+    c = write_shards([tmp_path / "in"], tmp_path / "c", ShardOptions(), progress=False)
+    assert c["content_sha256"] != a["content_sha256"]
+    assert corpus_digest(tmp_path / "in") is None and corpus_digest("https://example.com/{0..3}.tar") is None
 
 
 def test_shards_are_readable_by_plain_webdataset(train_shards):

@@ -54,6 +54,20 @@ def test_preset_typos_list_the_valid_keys(tmp_path):
         load_pretrain_config(bad)
 
 
+def test_the_summary_names_the_training_corpus_by_its_content_digest(tmp_path):
+    from conftest import random_frames
+
+    from reprl.data.shards import ShardOptions, write_shards
+    from reprl.data.video import write_mp4
+    from reprl.training.run import pretrain
+
+    for i in range(3):
+        write_mp4(tmp_path / "in" / f"v{i}.mp4", random_frames(12, seed=i), 20)
+    index = write_shards([tmp_path / "in"], tmp_path / "shards", ShardOptions(), progress=False)
+    summary = pretrain(tiny(tmp_path, "--data.train", str(tmp_path / "shards"), "--trainer.max_steps", "2"))
+    assert summary["data"] == {"train": str(tmp_path / "shards"), "train_content_sha256": index["content_sha256"]}
+
+
 def test_short_real_training_run_lowers_the_loss(tmp_path):
     from reprl.training.run import pretrain
 

@@ -17,6 +17,7 @@ written, so an interrupted run never leaves shards that look whole.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -102,12 +103,14 @@ class ShardWriter:
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
         self._cur = {"name": name, "videos": 0, "frames": 0, "bytes": 0, "index": index_path(name)}
         self._members = IndexBuilder()
+        self._digest = hashlib.sha256()
         self._tar = tarfile.open(self.staging / (name + ".partial"), "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def _close(self) -> None:
         if self._tar is None:
             return
         self._tar.close()
+        self._cur["sha256"] = self._digest.hexdigest()
         name = self._cur["name"]
         partial = self.staging / (name + ".partial")
         (self.staging / self._cur["index"]).write_text(self._members.dump(partial.stat().st_size))
@@ -119,6 +122,8 @@ class ShardWriter:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = len(data), self._mtime, 0o444
         assert self._tar is not None
+        self._digest.update(b"%s\0%d\0" % (name.encode(), len(data)))
+        self._digest.update(data)
         self._tar.addfile(info, io.BytesIO(data))
         self._cur["bytes"] += len(data) + 512
         key, ext = name.split(".", 1)
@@ -183,6 +188,7 @@ class ShardWriter:
             "reprl_version": reprl.__version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "shards": self.shards,
+            "content_sha256": content_digest(self.shards),
             "videos": self.videos,
             "frames": self.frames,
             "captions": self.captions,
@@ -203,7 +209,8 @@ class ShardWriter:
         self._stage.abort()
 
     def report(self) -> str:
-        lines = [f"wrote {self.videos} videos ({self.frames} frames) in {len(self.shards)} shards"]
+        lines = [f"wrote {self.videos} videos ({self.frames} frames) in {len(self.shards)} shards"
+                 + (f" (content sha256 {content_digest(self.shards)[:12]})" if self.shards else "")]
         if self.skipped:
             lines.append(f"skipped {sum(self.skipped.values())} videos:")
             for reason, count in self.skipped.most_common():
@@ -258,6 +265,21 @@ def check_options(opts: ShardOptions) -> ShardOptions:
     if opts.every < 1 or (opts.fps is not None and opts.fps <= 0):
         raise ReprlError("--every must be at least 1 and --fps positive")
     return opts
+
+
+def content_digest(shards: Sequence[dict[str, Any]]) -> str:
+    """One sha256 over the shards' own digests (each over its members' names and bytes, in order). Unlike the
+    tar files' bytes it ignores their timestamps, so two renders of the same corpus have the same digest."""
+    return hashlib.sha256("".join(f"{s['name']}:{s['sha256']}\n" for s in shards).encode()).hexdigest()
+
+
+def corpus_digest(path: str | Path) -> str | None:
+    """The content digest of a local shard folder, or None (a URL, a glob, or a folder written before digests)."""
+    p = Path(path)
+    if not (p / INDEX_NAME).is_file():
+        return None
+    digest = json.loads((p / INDEX_NAME).read_text()).get("content_sha256")
+    return digest if isinstance(digest, str) else None
 
 
 def read_index(path: str | Path) -> dict[str, Any]:

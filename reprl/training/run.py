@@ -284,7 +284,10 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.global_step,
                                "skipped_steps": module.skipped_steps}
     if trainer.is_global_zero:
+        from reprl.data.shards import corpus_digest
+
         summary["machine"] = machine_info()
+        summary["data"] = {"train": str(cfg.data.train), "train_content_sha256": corpus_digest(cfg.data.train)}
         final = save_encoder(encoder, run_dir / "encoder")
         summary["encoder"] = str(final)
         if cfg.data.val:
