@@ -219,6 +219,24 @@ def test_probe_from_sums_equals_probe_from_frames():
     assert probe_r2(shuffled, OBJECT, 1.0) == pytest.approx(probe_reference(records, OBJECT, 1.0), rel=1e-6)
 
 
+def test_probe_intervals_do_not_depend_on_the_number_of_threads(monkeypatch):
+    import reprl.scoring as scoring
+
+    rng = np.random.default_rng(2)
+    records = []
+    for task in "abc":
+        for _ in range(4):
+            state = rng.normal(size=(6, 7))
+            records.append(Record(task=task, succeeded=True, voc_last=0, bump_last=0, voc_other=None,
+                                  bump_other=None, final=None, summed=None, near_value=None, curve=None,
+                                  emb=state[:, :3] @ rng.normal(size=(3, 5)) + rng.normal(size=(6, 5)), state=state))
+    runs = []
+    for cores in (1, 3):
+        monkeypatch.setattr(scoring, "usable_cores", lambda cores=cores: cores)
+        runs.append(score_records(records, n_boot=40, metrics=("probe_hand", "probe_object")))
+    assert runs[0] == runs[1] and runs[0]["probe_hand"]["n"] == 40 and runs[0]["probe_hand"]["lo"] < 1
+
+
 def test_score_command_writes_report(tmp_path, capsys):
     from reprl.cli import main
 
