@@ -156,6 +156,7 @@ def test_eval_resumes_an_interrupted_run_and_reuses_finished_cells(tmp_path, mon
     assert result["data"] == {"drawer-open": str(task_dir(spec, cache, "drawer-open"))}  # what `reprl score` reads
     cell = json.loads((tmp_path / "out" / "t" / "cells" / "tiny__drawer-open__d2__s0__bc.json").read_text())
     assert cell["noisy_episodes"] == 1 and len(cell["demos_used"]) == 2 and cell["evaluations"][0]["rollouts"] == 2
+    assert cell["machine"]["cores"] >= 1 and cell["machine"]["versions"]["torch"]  # what the cell was measured on
     table = (tmp_path / "out" / "t" / "table.md").read_text()
     assert "| tiny | bc |" in table and "| tiny | recoil |" in table
     # every trained head is a policy folder that loads with its encoder and acts like the harness did

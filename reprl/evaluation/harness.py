@@ -24,6 +24,7 @@ from reprl.heads.registry import head_revision, make_learner, with_reward
 from reprl.heads.train import Transitions
 from reprl.typed_config import to_dict
 from reprl.utils.files import safe_name, write_json
+from reprl.utils.machine import machine_info
 
 
 def parse_encoders(specs: list[str]) -> dict[str, str]:
@@ -119,7 +120,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                             print(f"eval {spec.name}: {label} / {task} / {n} demos / seed {seed} / {kind} ...",
                                   flush=True)
                             policy_dir = out_dir / "policies" / path.stem if spec.save_policies else None
-                            cell = {**key, "head_revision": head_revision(kind),
+                            cell = {**key, "head_revision": head_revision(kind), "machine": machine_info(),
                                     **run_cell(spec, encoder, pool, episodes, n, seed, kind, policy_dir=policy_dir,
                                                source=source)}
                             write_json(path, cell)
