@@ -6,7 +6,6 @@ Every figure is the median of `repeats` runs taken in this one process, so ratio
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ def ensure_corpus(cfg: DataBenchConfig) -> str:
         return cfg.shards
     out = Path(cfg.cache) / f"data_corpus_{cfg.frame_size}"
     if not (out / "index.json").exists():
-        from reprl.sim.corpus import CorpusConfig, render_corpus
+        from reprl.sim.corpus import CorpusConfig, default_workers, render_corpus
 
         render_corpus(CorpusConfig(tasks=cfg.render_tasks, episodes=cfg.render_episodes, size=cfg.frame_size,
-                                   workers=min(2, os.cpu_count() or 1), overwrite=True,
+                                   workers=default_workers(), overwrite=True,
                                    max_videos_per_shard=2), out, progress=False)
     return str(out)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ def task_dir(spec: SuiteSpec, cache: Path, task: str) -> Path:
 
 def ensure_task_data(spec: SuiteSpec, cache: Path, task: str, progress: bool = True) -> Path:
     """Render (once) the task's expert and noisy episodes with every step's frame, actions and proprio."""
-    from reprl.sim.corpus import CorpusConfig, render_corpus
+    from reprl.sim.corpus import CorpusConfig, default_workers, render_corpus
 
     out = task_dir(spec, cache, task)
     if (out / "index.json").exists():
@@ -32,7 +31,7 @@ def ensure_task_data(spec: SuiteSpec, cache: Path, task: str, progress: bool = T
                        noisy_fraction=d.noisy_episodes / total, random_fraction=d.random_episodes / total,
                        early_fraction=d.early_stopped_episodes / total, early_stop_steps=d.early_stop_steps,
                        stop_after_success=d.stop_after_success,
-                       frame_every=1, seed=d.seed, workers=min(2, os.cpu_count() or 1), overwrite=True,
+                       frame_every=1, seed=d.seed, workers=default_workers(), overwrite=True,
                        max_videos_per_shard=16)
     render_corpus(cfg, out, progress=progress)
     return out

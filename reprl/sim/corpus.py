@@ -22,6 +22,14 @@ from reprl.utils.parallel import ordered_map
 _ENV_CACHE: dict[tuple, Any] = {}
 
 
+def default_workers() -> int:
+    """Render processes for corpora that reprl renders for itself (benches, evaluation suites): two, or one on a
+    single usable core."""
+    from reprl.utils.machine import usable_cores
+
+    return min(2, usable_cores())
+
+
 def _close_envs() -> None:
     for env in _ENV_CACHE.values():
         env.close()
