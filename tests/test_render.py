@@ -75,6 +75,19 @@ def test_render_command_writes_shards_with_actions_and_split(tmp_path):
     assert video.array("success").shape == (len(video),)
 
 
+def test_render_gives_the_same_corpus_whatever_the_number_of_workers(tmp_path):
+    from reprl.data.shards import read_index
+    from reprl.options import CorpusConfig
+    from reprl.sim.corpus import render_corpus
+
+    digests = []
+    for workers in (1, 2):
+        cfg = CorpusConfig(tasks="push", episodes=3, size=48, max_steps=60, frame_every=20, workers=workers)
+        render_corpus(cfg, tmp_path / f"w{workers}", progress=False)
+        digests.append(read_index(tmp_path / f"w{workers}")["content_sha256"])
+    assert digests[0] == digests[1]
+
+
 def test_unknown_task_and_camera():
     from reprl.sim.tasks import check_camera, resolve_tasks
 
