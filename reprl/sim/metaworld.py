@@ -118,7 +118,12 @@ class MetaWorldEnv:
         # MetaWorld's reset places the object and the goal marker without recomputing the positions the renderer
         # draws, so the first frame showed the goal marker where the environment's previous episode had left it,
         # and a corpus rendered by a pool of workers depended on which worker got which job. mj_forward
-        # recomputes derived quantities only: the state, the observation and so the episode are unchanged.
+        # recomputes them. The state and the observation returned here are unchanged, but the first step starts
+        # from other solver data (probably the constraint solver's warm start; not traced), so a few contact-rich
+        # episodes follow a slightly different path than before this line existed (4 of the study's 900 training
+        # episodes changed length). Both paths are valid simulations and neither depends on what the environment
+        # did before; mj_kinematics + mj_camlight would fix the frame and keep the old paths, but every render
+        # since the fix (the demo's figures among them) was made with mj_forward.
         self._mujoco.mj_forward(self.unwrapped.model, self.unwrapped.data)
         return np.asarray(obs, dtype=np.float32)
 
