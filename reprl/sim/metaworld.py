@@ -73,7 +73,6 @@ class MetaWorldEnv:
             self.env = gym.make("Meta-World/MT1", env_name=f"{self.task}-v3", seed=seed, render_mode="rgb_array",
                                 camera_name=self.cameras[0], width=size, height=size)
         self.unwrapped = self.env.unwrapped
-        self._mujoco = mujoco
         self.unwrapped.model.vis.quality.offsamples = 0
         self._camera_ids = [mujoco.mj_name2id(self.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, c)
                             for c in self.cameras]
@@ -110,6 +109,8 @@ class MetaWorldEnv:
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode. MetaWorld ignores reset's seed: its RNG (which also picks one of MT1's 50
         object/goal layouts) is seeded through the environment's own seed(), so that is what we call."""
+        import mujoco
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if seed is not None:
@@ -124,7 +125,7 @@ class MetaWorldEnv:
         # episodes changed length). Both paths are valid simulations and neither depends on what the environment
         # did before; mj_kinematics + mj_camlight would fix the frame and keep the old paths, but every render
         # since the fix (the demo's figures among them) was made with mj_forward.
-        self._mujoco.mj_forward(self.unwrapped.model, self.unwrapped.data)
+        mujoco.mj_forward(self.unwrapped.model, self.unwrapped.data)
         return np.asarray(obs, dtype=np.float32)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
