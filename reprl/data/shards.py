@@ -275,10 +275,9 @@ def content_digest(shards: Sequence[dict[str, Any]]) -> str:
 
 def corpus_digest(path: str | Path) -> str | None:
     """The content digest of a local shard folder, or None (a URL, a glob, or a folder written before digests)."""
-    p = Path(path)
-    if not (p / INDEX_NAME).is_file():
+    if not (Path(path) / INDEX_NAME).is_file():
         return None
-    digest = json.loads((p / INDEX_NAME).read_text()).get("content_sha256")
+    digest = read_index(path).get("content_sha256")
     return digest if isinstance(digest, str) else None
 
 
