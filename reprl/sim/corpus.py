@@ -17,6 +17,7 @@ from reprl.data.shards import EncodedVideo, ShardOptions, ShardWriter, encode_jp
 from reprl.errors import ReprlError
 from reprl.options import CorpusConfig
 from reprl.sim.tasks import EVAL_TASKS, resolve_tasks
+from reprl.utils.machine import usable_cores
 from reprl.utils.parallel import ordered_map
 
 _ENV_CACHE: dict[tuple, Any] = {}
@@ -25,8 +26,6 @@ _ENV_CACHE: dict[tuple, Any] = {}
 def default_workers() -> int:
     """Render processes for corpora that reprl renders for itself (benches, evaluation suites): two, or one on a
     single usable core."""
-    from reprl.utils.machine import usable_cores
-
     return min(2, usable_cores())
 
 
