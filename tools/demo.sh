@@ -9,7 +9,9 @@ OUT=demo_out
 mkdir -p "$OUT"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 
-step() { printf '\n=== %s\n' "$*"; }
+START=$SECONDS
+elapsed() { printf '%d min %02d s' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)); }
+step() { printf '\n=== %s   [%s since the start]\n' "$*" "$(elapsed)"; }
 render() {  # render OUT_DIR ARGS...: skip if already there
   local out="$1"; shift
   if [ -f "$out/index.json" ]; then echo "reusing $out"; else $REPRL render --out "$out" --size 128 --frame-every 4 --workers 2 "$@"; fi
@@ -49,7 +51,7 @@ step "7. Downstream: behaviour cloning on a held-out task (hammer), trained enco
 $REPRL eval --suite eval/suites/demo.yaml --encoder "vip=$OUT/run/encoder" --encoder "random=random:$OUT/run/encoder" \
   --out "$OUT/eval" --cache "$OUT/eval_cache"
 
-printf '\nDemo finished.\n  value curves and rewards: %s/embed/plots/*.png (one figure per video), %s/embed/values.png\n' "$OUT" "$OUT"
+printf '\nDemo finished in %s.\n  value curves and rewards: %s/embed/plots/*.png (one figure per video), %s/embed/values.png\n' "$(elapsed)" "$OUT" "$OUT"
 printf '  trained vs random init on the unseen tasks, with 95%% intervals: %s/score/table.md and metrics.png\n' "$OUT"
 printf '  trained encoder: %s/run/encoder (reprl.load reads it)\n  streamed tuples: %s/tuples.png\n' "$OUT" "$OUT"
 printf '  downstream success: %s/eval/demo/table.md and success.png\n' "$OUT"
