@@ -120,6 +120,26 @@ def test_aggregate_means_over_seeds_and_tasks():
     assert agg[(5, "e", "bc", "mean")]["std"] == pytest.approx(0.05)
 
 
+def test_results_from_an_older_renderer_are_pointed_out(tmp_path):
+    from reprl.sim.corpus import older_render
+    from reprl.sim.metaworld import RENDER_REVISION
+
+    assert RENDER_REVISION >= 1
+    folder = tmp_path / "mw"
+    folder.mkdir()
+    for index, older in [({"source": "metaworld"}, True),  # written before index.json recorded the revision
+                         ({"source": "metaworld", "render_revision": RENDER_REVISION - 1}, True),
+                         ({"source": "metaworld", "render_revision": RENDER_REVISION}, False),
+                         ({"source": "ingest"}, False)]:  # not rendered by reprl: no revision to compare
+        (folder / "index.json").write_text(json.dumps(index))
+        note = older_render(folder)
+        assert (note is not None) == older, index
+        assert note is None or (str(folder) in note and f"render revision {RENDER_REVISION}" in note)
+    assert older_render(tmp_path / "missing") is None and older_render("https://host/shard-{0..3}.tar") is None
+    cells = [{"render_revision": RENDER_REVISION}, {}, {"render_revision": RENDER_REVISION - 1}]
+    assert harness.older_cells(cells) == 2 and harness.older_cells(cells[:1]) == 0
+
+
 def tiny_suite(tmp_path) -> tuple[SuiteSpec, Path]:
     spec = from_dict(SuiteSpec, {"name": "t", "tasks": ["drawer-open"], "demos": [2], "seeds": [0, 1],
                                  "heads": ["bc", "recoil"], "rollouts": 2, "horizon": 3, "parallel_envs": 2,
@@ -157,6 +177,7 @@ def test_eval_resumes_an_interrupted_run_and_reuses_finished_cells(tmp_path, mon
     cell = json.loads((tmp_path / "out" / "t" / "cells" / "tiny__drawer-open__d2__s0__bc.json").read_text())
     assert cell["noisy_episodes"] == 1 and len(cell["demos_used"]) == 2 and cell["evaluations"][0]["rollouts"] == 2
     assert cell["machine"]["cores"] >= 1 and cell["machine"]["versions"]["torch"]  # what the cell was measured on
+    assert cell["render_revision"] == harness.RENDER_REVISION
     table = (tmp_path / "out" / "t" / "table.md").read_text()
     assert "| tiny | bc |" in table and "| tiny | recoil |" in table
     # every trained head is a policy folder that loads with its encoder and acts like the harness did

@@ -69,6 +69,10 @@ def test_render_command_writes_shards_with_actions_and_split(tmp_path):
     assert e.value.code == 0
     index = read_index(tmp_path / "mw")
     assert index["split"]["contains_eval_tasks"] == [] and index["source"] == "metaworld"
+    from reprl.sim.corpus import older_render
+    from reprl.sim.metaworld import RENDER_REVISION
+
+    assert index["render_revision"] == RENDER_REVISION and older_render(tmp_path / "mw") is None
     (video,) = list(iter_videos(expand_urls(str(tmp_path / "mw"))))
     assert video.text == "reach for the target" and video.meta["noise"] == 0.3 and not video.meta["expert"]
     assert video.array("actions").shape[0] == len(video) - 1 == video.meta["steps"]

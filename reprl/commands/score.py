@@ -92,12 +92,15 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.evaluation.score_report import table_lines, write_score_report
     from reprl.options import ScoreOptions, from_args
     from reprl.scoring import dataset_summary, embed_records, example_curves, load_videos, score_records
+    from reprl.sim.corpus import older_render
     from reprl.utils.files import write_json
     from reprl.utils.machine import machine_info
 
     opts = from_args(ScoreOptions, args)
 
     _check(opts)
+    if note := older_render(opts.shards):
+        print(f"note: {note}", flush=True)
     sources = parse_encoders(opts.encoder)
     encoders = {label: (random_like(src[len("random:"):], opts.seed).freeze() if src.startswith("random:")
                         else reprl.load(src)).to(opts.device) for label, src in sources.items()}

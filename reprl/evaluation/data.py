@@ -24,6 +24,11 @@ def ensure_task_data(spec: SuiteSpec, cache: Path, task: str, progress: bool = T
 
     out = task_dir(spec, cache, task)
     if (out / "index.json").exists():
+        from reprl.sim.corpus import older_render
+
+        if note := older_render(out):
+            print(f"note: {note} (delete the folder to render it; cells already trained on it are reused unless "
+                  "you pass --rerun)", flush=True)
         return out
     d = spec.data
     total = d.expert_episodes + d.noisy_episodes + d.random_episodes + d.early_stopped_episodes

@@ -22,9 +22,15 @@ from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import Policy, save_head
 from reprl.heads.registry import head_revision, make_learner, with_reward
 from reprl.heads.train import Transitions
+from reprl.sim.metaworld import RENDER_REVISION
 from reprl.typed_config import to_dict
 from reprl.utils.files import safe_name, write_json
 from reprl.utils.machine import machine_info
+
+
+def older_cells(cells: list[dict[str, Any]]) -> int:
+    """How many result cells were rolled out with an older renderer than today's (RENDER_REVISION)."""
+    return sum(c.get("render_revision", 0) < RENDER_REVISION for c in cells)
 
 
 def parse_encoders(specs: list[str]) -> dict[str, str]:
@@ -120,7 +126,8 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                             print(f"eval {spec.name}: {label} / {task} / {n} demos / seed {seed} / {kind} ...",
                                   flush=True)
                             policy_dir = out_dir / "policies" / path.stem if spec.save_policies else None
-                            cell = {**key, "head_revision": head_revision(kind), "machine": machine_info(),
+                            cell = {**key, "head_revision": head_revision(kind), "render_revision": RENDER_REVISION,
+                                    "machine": machine_info(),
                                     **run_cell(spec, encoder, pool, episodes, n, seed, kind, policy_dir=policy_dir,
                                                source=source)}
                             write_json(path, cell)
@@ -132,6 +139,10 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
             finally:
                 if pool is not None:
                     pool.close()
+    if older := older_cells(cells):
+        print(f"note: {older} of {len(cells)} cells were rolled out before render revision {RENDER_REVISION} (until "
+              "2026-12-05 an episode's first frame could show the previous episode's goal marker); --rerun "
+              "recomputes them", flush=True)
     result = {"suite": asdict(spec), "encoders": encoders, "cells": cells, "data": data}
     write_json(out_dir / "results.json", result)
     write_report(result, out_dir)

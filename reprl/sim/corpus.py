@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from reprl.data.shards import EncodedVideo, ShardOptions, ShardWriter, encode_jpeg
+from reprl.data.shards import INDEX_NAME, EncodedVideo, ShardOptions, ShardWriter, encode_jpeg, read_index
 from reprl.errors import ReprlError
 from reprl.options import CorpusConfig
+from reprl.sim.metaworld import RENDER_REVISION
 from reprl.sim.tasks import EVAL_TASKS, resolve_tasks
 from reprl.utils.machine import usable_cores
 from reprl.utils.parallel import ordered_map
@@ -27,6 +28,19 @@ def default_workers() -> int:
     """Render processes for corpora that reprl renders for itself (benches, evaluation suites): two, or one on a
     single usable core."""
     return min(2, usable_cores())
+
+
+def older_render(path: str | Path) -> str | None:
+    """A one-line note when the shard folder at `path` was rendered from MetaWorld before the current
+    RENDER_REVISION (None for current renders, for data that MetaWorld did not render, and for URLs and globs)."""
+    if not (Path(path) / INDEX_NAME).is_file():
+        return None
+    index = read_index(path)
+    if index.get("source") != "metaworld" or index.get("render_revision", 0) >= RENDER_REVISION:
+        return None
+    return (f"{path} was rendered before render revision {RENDER_REVISION} (until 2026-12-05 an episode's first "
+            "frame could show the previous episode's goal marker); render it again for figures comparable with "
+            "new renders")
 
 
 def _close_envs() -> None:
@@ -109,6 +123,7 @@ def render_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True)
                 writer.add(video)
         index = writer.finish({
             "source": "metaworld",
+            "render_revision": RENDER_REVISION,
             "render": asdict(cfg),
             "split": {"tasks": tasks, "eval_tasks": list(EVAL_TASKS),
                       "contains_eval_tasks": sorted(set(tasks) & set(EVAL_TASKS))},

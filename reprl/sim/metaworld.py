@@ -33,6 +33,12 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 PROPRIO_DIM = 4  # hand xyz + gripper opening: the first 4 entries of MetaWorld's 39-d state
 
+# Bumped whenever a change here alters rendered frames or rollouts for the same seeds. Shard folders record it
+# (index.json "render_revision") and so do evaluation cells, so results made before a change can be told apart.
+# 0: until 2026-12-05; an episode's first frame could show the goal marker of the environment's previous episode.
+# 1: reset recomputes positions (mj_forward), see MetaWorldEnv.reset.
+RENDER_REVISION = 1
+
 _LIVE_ENVS: weakref.WeakSet[MetaWorldEnv] = weakref.WeakSet()
 
 

@@ -273,6 +273,11 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
               f"parameters), {trainer.world_size} process(es), precision {trainer.precision}, "
               f"batch {cfg.data.batch_size}, {cfg.trainer.max_steps} steps -> {run_dir}"
               + (f", resuming from {resume}" if resume else ""))
+        from reprl.sim.corpus import older_render
+
+        for path in (cfg.data.train, cfg.data.val):
+            if path and (note := older_render(path)):
+                print(f"note: {note}", flush=True)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
     except DivergedError as e:
