@@ -128,6 +128,7 @@ def test_results_from_an_older_renderer_are_pointed_out(tmp_path):
     folder = tmp_path / "mw"
     folder.mkdir()
     for index, older in [({"source": "metaworld"}, True),  # written before index.json recorded the revision
+                         ({"source": "metaworld", "content_sha256": "ab"}, RENDER_REVISION > 1),  # digests: rev. 1
                          ({"source": "metaworld", "render_revision": RENDER_REVISION - 1}, True),
                          ({"source": "metaworld", "render_revision": RENDER_REVISION}, False),
                          ({"source": "ingest"}, False)]:  # not rendered by reprl: no revision to compare

@@ -36,7 +36,9 @@ def older_render(path: str | Path) -> str | None:
     if not (Path(path) / INDEX_NAME).is_file():
         return None
     index = read_index(path)
-    if index.get("source") != "metaworld" or index.get("render_revision", 0) >= RENDER_REVISION:
+    # folders written before the revision was recorded: content digests came in right after revision 1's fix
+    revision = index.get("render_revision", 1 if "content_sha256" in index else 0)
+    if index.get("source") != "metaworld" or revision >= RENDER_REVISION:
         return None
     return (f"{path} was rendered before render revision {RENDER_REVISION} (until 2026-12-05 an episode's first "
             "frame could show the previous episode's goal marker); render it again for figures comparable with "
