@@ -279,3 +279,32 @@ def test_heldout_videos_skip_short_ones_stop_at_the_limit_and_refuse_an_empty_se
     monkeypatch.setattr(dm, "MIN_FRAMES", max(lengths.values()) + 1)
     with pytest.raises(ReprlError, match="no usable held-out videos"):
         list(dm.heldout_videos(heldout, 100))
+
+
+def test_score_cache_names_videos_by_their_content_digest(tmp_path):
+    """Two folders with the same content digest share cached scores wherever they lie; folders without a digest
+    are named by path and the index's modification time."""
+    import json
+    import shutil
+
+    from conftest import HELDOUT_SHARDS
+
+    from reprl.commands.score import _cache_path
+    from reprl.encoders.io import random_like
+    from reprl.options import ScoreOptions
+
+    enc = random_like("tiny", 0)
+    paths = {}
+    for name in ("a", "b"):
+        shutil.copytree(HELDOUT_SHARDS, tmp_path / name)
+        paths[name] = _cache_path(ScoreOptions(str(tmp_path / name), ["x"], cache=str(tmp_path / "c")), "x", enc, 64)
+    assert paths["a"] != paths["b"], "without a digest, two folders are two corpora"
+    for name, digest in (("a", "d1"), ("b", "d1")):
+        index = json.loads((tmp_path / name / "index.json").read_text())
+        (tmp_path / name / "index.json").write_text(json.dumps({**index, "content_sha256": digest}))
+    opts = {n: ScoreOptions(str(tmp_path / n), ["x"], cache=str(tmp_path / "c")) for n in ("a", "b")}
+    assert _cache_path(opts["a"], "x", enc, 64) == _cache_path(opts["b"], "x", enc, 64)
+    assert _cache_path(opts["a"], "x", enc, 64) != _cache_path(opts["a"], "x", enc, 96)  # settings still count
+    index = json.loads((tmp_path / "b" / "index.json").read_text())
+    (tmp_path / "b" / "index.json").write_text(json.dumps({**index, "content_sha256": "d2"}))
+    assert _cache_path(opts["a"], "x", enc, 64) != _cache_path(opts["b"], "x", enc, 64)

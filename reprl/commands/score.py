@@ -51,18 +51,22 @@ METRICS_VERSION = 2  # bump when a metric's definition changes, so --cache never
 
 def _cache_path(opts: ScoreOptions, label: str, enc: Any, size: int) -> Path | None:
     """Where `label`'s scores are kept under --cache: named by the label and a digest of the encoder and of
-    every setting that changes its scores."""
+    every setting that changes its scores. The videos are named by their content digest where the shard
+    folder has one (a copied or identically re-rendered folder reuses the scores), else by path and the
+    index's modification time."""
     if not opts.cache:
         return None
+    from reprl.data.shards import corpus_digest
     from reprl.scoring import fingerprint
     from reprl.utils.files import safe_name
 
     shards = Path(opts.shards)
     index = shards / "index.json"
-    settings = {"metrics": METRICS_VERSION, "shards": str(shards.resolve()),
-                "index_mtime": index.stat().st_mtime_ns if index.exists() else None,
-                "size": size, "videos": opts.videos, "max_frames": opts.max_frames, "near": opts.near,
-                "boot": opts.boot, "seed": opts.seed}
+    digest = corpus_digest(shards)
+    corpus = {"content_sha256": digest} if digest else {
+        "shards": str(shards.resolve()), "index_mtime": index.stat().st_mtime_ns if index.exists() else None}
+    settings = {"metrics": METRICS_VERSION, **corpus, "size": size, "videos": opts.videos,
+                "max_frames": opts.max_frames, "near": opts.near, "boot": opts.boot, "seed": opts.seed}
     return Path(opts.cache) / f"{safe_name(label)}-{fingerprint(enc, settings)[:16]}.json"
 
 
