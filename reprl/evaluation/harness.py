@@ -29,8 +29,9 @@ from reprl.utils.machine import machine_info
 
 
 def older_cells(cells: list[dict[str, Any]]) -> int:
-    """How many result cells were rolled out with an older renderer than today's (RENDER_REVISION)."""
-    return sum(c.get("render_revision", 0) < RENDER_REVISION for c in cells)
+    """How many result cells were rolled out with an older renderer than today's (RENDER_REVISION). Cells written
+    before the revision was recorded count as revision 1 if they record the machine (added after that fix)."""
+    return sum(c.get("render_revision", 1 if "machine" in c else 0) < RENDER_REVISION for c in cells)
 
 
 def parse_encoders(specs: list[str]) -> dict[str, str]:
