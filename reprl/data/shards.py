@@ -273,11 +273,14 @@ def content_digest(shards: Sequence[dict[str, Any]]) -> str:
     return hashlib.sha256("".join(f"{s['name']}:{s['sha256']}\n" for s in shards).encode()).hexdigest()
 
 
+def local_index(path: str | Path) -> dict[str, Any] | None:
+    """The index.json of a local shard folder, or None for a URL, a glob or a folder without one."""
+    return read_index(path) if (Path(path) / INDEX_NAME).is_file() else None
+
+
 def corpus_digest(path: str | Path) -> str | None:
     """The content digest of a local shard folder, or None (a URL, a glob, or a folder written before digests)."""
-    if not (Path(path) / INDEX_NAME).is_file():
-        return None
-    digest = read_index(path).get("content_sha256")
+    digest = (local_index(path) or {}).get("content_sha256")
     return digest if isinstance(digest, str) else None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from reprl.data.shards import INDEX_NAME, EncodedVideo, ShardOptions, ShardWriter, encode_jpeg, read_index
+from reprl.data.shards import EncodedVideo, ShardOptions, ShardWriter, encode_jpeg, local_index
 from reprl.errors import ReprlError
 from reprl.options import CorpusConfig
 from reprl.sim.metaworld import RENDER_REVISION
@@ -33,9 +33,9 @@ def default_workers() -> int:
 def older_render(path: str | Path) -> str | None:
     """A one-line note when the shard folder at `path` was rendered from MetaWorld before the current
     RENDER_REVISION (None for current renders, for data that MetaWorld did not render, and for URLs and globs)."""
-    if not (Path(path) / INDEX_NAME).is_file():
+    index = local_index(path)
+    if index is None:
         return None
-    index = read_index(path)
     # folders written before the revision was recorded: content digests came in right after revision 1's fix
     revision = index.get("render_revision", 1 if "content_sha256" in index else 0)
     if index.get("source") != "metaworld" or revision >= RENDER_REVISION:
