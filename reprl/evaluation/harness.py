@@ -22,7 +22,7 @@ from reprl.evaluation.suite import SuiteSpec
 from reprl.heads.policy import Policy, save_head
 from reprl.heads.registry import head_revision, make_learner, with_reward
 from reprl.heads.train import Transitions
-from reprl.sim.metaworld import RENDER_REVISION
+from reprl.sim.metaworld import OLDER_RENDER, RENDER_REVISION
 from reprl.typed_config import to_dict
 from reprl.utils.files import safe_name, write_json
 from reprl.utils.machine import machine_info
@@ -141,9 +141,8 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                 if pool is not None:
                     pool.close()
     if older := older_cells(cells):
-        print(f"note: {older} of {len(cells)} cells were rolled out before render revision {RENDER_REVISION} (until "
-              "2026-12-05 an episode's first frame could show the previous episode's goal marker); --rerun "
-              "recomputes them", flush=True)
+        print(f"note: {older} of {len(cells)} cells were rolled out before render revision {RENDER_REVISION} "
+              f"({OLDER_RENDER}); --rerun recomputes them", flush=True)
     result = {"suite": asdict(spec), "encoders": encoders, "cells": cells, "data": data}
     write_json(out_dir / "results.json", result)
     write_report(result, out_dir)

@@ -16,7 +16,7 @@ import numpy as np
 from reprl.data.shards import EncodedVideo, ShardOptions, ShardWriter, encode_jpeg, local_index
 from reprl.errors import ReprlError
 from reprl.options import CorpusConfig
-from reprl.sim.metaworld import RENDER_REVISION
+from reprl.sim.metaworld import OLDER_RENDER, RENDER_REVISION
 from reprl.sim.tasks import EVAL_TASKS, resolve_tasks
 from reprl.utils.machine import usable_cores
 from reprl.utils.parallel import ordered_map
@@ -40,9 +40,8 @@ def older_render(path: str | Path) -> str | None:
     revision = index.get("render_revision", 1 if "content_sha256" in index else 0)
     if index.get("source") != "metaworld" or revision >= RENDER_REVISION:
         return None
-    return (f"{path} was rendered before render revision {RENDER_REVISION} (until 2026-12-05 an episode's first "
-            "frame could show the previous episode's goal marker); render it again for figures comparable with "
-            "new renders")
+    return (f"{path} was rendered before render revision {RENDER_REVISION} ({OLDER_RENDER}); render it again for "
+            "figures comparable with new renders")
 
 
 def _close_envs() -> None:

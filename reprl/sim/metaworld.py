@@ -38,6 +38,7 @@ PROPRIO_DIM = 4  # hand xyz + gripper opening: the first 4 entries of MetaWorld'
 # 0: until 2026-12-05; an episode's first frame could show the goal marker of the environment's previous episode.
 # 1: reset recomputes positions (mj_forward), see MetaWorldEnv.reset.
 RENDER_REVISION = 1
+OLDER_RENDER = "until 2026-12-05 an episode's first frame could show the previous episode's goal marker"  # revision 0
 
 _LIVE_ENVS: weakref.WeakSet[MetaWorldEnv] = weakref.WeakSet()
 
