@@ -70,8 +70,7 @@ def _cache_path(opts: ScoreOptions, label: str, enc: Any, size: int) -> Path | N
     return Path(opts.cache) / f"{safe_name(label)}-{fingerprint(enc, settings)[:16]}.json"
 
 
-def _cached(opts: ScoreOptions, label: str, enc: Any, size: int) -> dict[str, Any] | None:
-    path = _cache_path(opts, label, enc, size)
+def _cached(path: Path | None) -> dict[str, Any] | None:
     if path is None or not path.exists():
         return None
     saved = json.loads(path.read_text())
@@ -80,10 +79,9 @@ def _cached(opts: ScoreOptions, label: str, enc: Any, size: int) -> dict[str, An
     return saved
 
 
-def _store(opts: ScoreOptions, label: str, enc: Any, size: int, saved: dict[str, Any]) -> None:
+def _store(path: Path | None, saved: dict[str, Any]) -> None:
     from reprl.utils.files import write_json
 
-    path = _cache_path(opts, label, enc, size)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, {**saved, "curves": [(n, np.asarray(c).tolist()) for n, c in saved["curves"]]})
@@ -112,7 +110,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     scores, data, cache, curves = {}, None, {}, {}
     for label, enc in encoders.items():
         size = enc.config.image_size
-        saved = _cached(opts, label, enc, size)
+        path = _cache_path(opts, label, enc, size)  # hashes the weights and reads the index: once per encoder
+        saved = _cached(path)
         if saved is not None:
             print(f"{label}: scores reused from {saved['path']}", file=sys.stderr)
         else:
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             records = embed_records(enc, cache[size])
             saved = {"data": dataset_summary(cache[size]), "curves": example_curves(cache[size], records),
                      "scores": score_records(records, n_boot=opts.boot, seed=opts.seed)}
-            _store(opts, label, enc, size, saved)
+            _store(path, saved)
         data, scores[label], curves[label] = saved["data"], saved["scores"], saved["curves"]
     names = {k: f"{k} (random init)" if encoders[k].config.random_init and not sources[k].startswith("random:")
              else k for k in scores}  # random init is never silent
