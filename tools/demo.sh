@@ -30,7 +30,7 @@ render "$OUT/corpus/heldout_eval" --tasks eval --episodes 24 --cameras corner,co
 step "3. Stream training tuples (LIV mode: start, goal, t, t+1 and the caption's frame)"
 $REPRL stream "$OUT/corpus/train" --mode liv --batches 2 --batch-size 8 --image-size 112 --grid "$OUT/tuples.png"
 
-step "4. Pretrain VIP (ResNet-18, 64 px) on the CPU: configs/pretrain/demo.yaml"
+step "4. Pretrain VIP (a small CNN, 64 px) on the CPU: configs/pretrain/demo.yaml"
 if [ -f "$OUT/run/summary.json" ]; then
   echo "reusing $OUT/run (delete it to train again)"
   .venv/bin/python -c "import json; from reprl.training.run import format_summary; print(format_summary(json.load(open('$OUT/run/summary.json'))))"

