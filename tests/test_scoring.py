@@ -308,3 +308,17 @@ def test_score_cache_names_videos_by_their_content_digest(tmp_path):
     index = json.loads((tmp_path / "b" / "index.json").read_text())
     (tmp_path / "b" / "index.json").write_text(json.dumps({**index, "content_sha256": "d2"}))
     assert _cache_path(opts["a"], "x", enc, 64) != _cache_path(opts["b"], "x", enc, 64)
+
+
+def test_heldout_videos_of_named_tasks_only_and_an_unknown_task_lists_the_real_ones():
+    import reprl.data.datamodule as dm
+    from reprl.data.reader import expand_urls, iter_videos
+
+    train = "tests/data/metaworld/train"  # reach, drawer-close, door-open, button-press, window-open: 2 each
+    tasks = {v.key: str(v.meta["task"]) for v in iter_videos(expand_urls(train))}
+    picked = [v.key for v in dm.heldout_videos(train, 100, ("reach", "window-open"))]
+    assert picked == [k for k, t in tasks.items() if t in ("reach", "window-open")] and len(picked) == 4
+    assert len(list(dm.heldout_videos(train, 3, ("reach", "window-open")))) == 3  # the limit still holds
+    with pytest.raises(ReprlError, match=r"no video in .* shows the task\(s\) rech \(tasks there: button-press, "
+                                         r"door-open, drawer-close, reach, window-open\); name tasks"):
+        list(dm.heldout_videos(train, 100, ("reach", "rech")))

@@ -172,3 +172,16 @@ def test_bad_stream_settings_are_rejected():
         StreamConfig(crop_scale=(0.5, 0.2))
     with pytest.raises(ReprlError, match="data.tuples_per_video must be at least 1, got 0"):
         StreamConfig(tuples_per_video=0)
+
+
+def test_excluded_tasks_are_never_drawn_and_excluding_every_task_says_so():
+    by_task: dict[str, set[str]] = {}
+    for v in iter_videos(expand_urls(TRAIN_SHARDS)):  # 5 tasks x 2 episodes
+        by_task.setdefault(str(v.meta["task"]), set()).add(v.key)
+    held = ("reach", "door-open")
+    drawn = {k for b in take(TupleStream(TRAIN_SHARDS, small(exclude_tasks=held, shuffle_buffer=1)), 40)
+             for k in b.key}
+    kept = set().union(*(keys for task, keys in by_task.items() if task not in held))
+    assert drawn == kept  # 160 draws from 6 videos: each kept one is drawn, no held-out one ever
+    with pytest.raises(ReprlError, match=r"no usable videos .*, 10 of held-out tasks \(data.holdout_tasks\)"):
+        take(TupleStream(TRAIN_SHARDS, small(exclude_tasks=tuple(by_task))), 1)

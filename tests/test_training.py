@@ -297,3 +297,63 @@ def test_lightning_chatter_stays_out_of_a_fresh_process():
             "'lightning.fabric.utilities.rank_zero', 'lightning')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
     assert out[0] == "True" and out[1].strip() == "[30, 30, 30]"
+
+
+def test_a_task_split_validates_on_tasks_training_never_saw_and_select_best_exports_the_best_step(tmp_path):
+    from reprl.training.callbacks import read_selection
+    from reprl.training.run import format_summary, pretrain
+
+    summary = pretrain(tiny(tmp_path, "--data.holdout_tasks", "reach, door-open", "--trainer.select", "best",
+                            "--trainer.max_steps", "12", "--trainer.val_every", "3", "--trainer.checkpoint_every", "3",
+                            "--trainer.keep_checkpoints", "4", "--data.val_max_frames", "16"))
+    run = tmp_path / "run"
+    vocs = {int(r["step"]) + 1: float(r["val/voc"]) for r in metrics(run) if r.get("val/voc")}
+    assert sorted(vocs) == [3, 6, 9, 12]  # logged at the last step of each 3-step stretch
+    best_step = max(vocs, key=lambda s: vocs[s])
+    record = read_selection(run / "best")
+    assert record is not None and record["step"] == best_step and record["voc"] == pytest.approx(vocs[best_step])
+    assert summary["selected"]["step"] == best_step and summary["data"]["holdout_tasks"] == ["reach", "door-open"]
+    x = torch.randint(0, 255, (2, 3, 48, 48), dtype=torch.uint8)
+    final, kept = reprl.load(run / "encoder"), reprl.load(run / "encoders" / f"step-{best_step:07d}")
+    assert torch.equal(final(x), kept(x)) and torch.equal(final(x), reprl.load(run / "best")(x))
+    assert final.config.source == f"reprl pretrain, step {best_step} of 12 (highest held-out VOC)"
+    assert summary["heldout"]["trained"]["videos"] == 4  # data.train's videos of the two held-out tasks
+    assert f"selected: step {best_step}" in format_summary(summary)
+
+
+def test_keep_best_only_exports_a_better_finite_voc_and_resumes_from_the_earlier_record(tmp_path):
+    from types import SimpleNamespace
+
+    from reprl.encoders.registry import build_encoder
+    from reprl.training.callbacks import KeepBest, read_selection
+
+    module = SimpleNamespace(encoder=build_encoder("tiny", embed_dim=8, image_size=32))
+    module.state_dict = module.encoder.state_dict
+
+    def validate(keep, step, voc):
+        trainer = SimpleNamespace(is_global_zero=True, sanity_checking=False, global_step=step,
+                                  callback_metrics={"val/voc": torch.tensor(voc), "val/bump_rate": torch.tensor(0.25)})
+        keep.on_validation_end(trainer, module)
+        return read_selection(tmp_path / "best")
+
+    keep = KeepBest(tmp_path / "best")
+    assert validate(keep, 10, 0.5) == {"step": 10, "voc": 0.5, "bump_rate": 0.25,
+                                       "by": "highest held-out VOC at a validation"}
+    assert validate(keep, 20, 0.4)["step"] == 10 and validate(keep, 30, float("nan"))["step"] == 10
+    assert validate(keep, 40, 0.5)["step"] == 10  # a tie keeps the earlier step
+    resumed = KeepBest(tmp_path / "best")  # a resumed run must beat the record from before the stop
+    assert resumed.best == 0.5 and validate(resumed, 50, 0.45)["step"] == 10
+    assert validate(resumed, 60, 0.75)["step"] == 60
+
+
+def test_select_best_needs_a_validation(tmp_path):
+    from reprl.training.config import check_config
+
+    with pytest.raises(ReprlError, match="--trainer.select best picks the weights by held-out VOC, and this run "
+                                         "validates on nothing: give --data.val"):
+        check_config(tiny(tmp_path, "--trainer.select", "best"))
+    with pytest.raises(ReprlError, match="--trainer.val_every 10 is past --trainer.max_steps 6"):
+        check_config(tiny(tmp_path, "--trainer.select", "best", "--data.val", HELDOUT_SHARDS,
+                          "--trainer.val_every", "10"))
+    check_config(tiny(tmp_path, "--trainer.select", "best", "--data.holdout_tasks", "reach",
+                      "--trainer.val_every", "3"))

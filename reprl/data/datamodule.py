@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from reprl.data.augment import center_square
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.sampling import MIN_FRAMES
-from reprl.data.stream import StreamConfig, TupleStream
+from reprl.data.stream import StreamConfig, TupleStream, video_task
 from reprl.errors import ReprlError
 
 
@@ -25,16 +25,25 @@ def even_indices(n: int, k: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
 
 
-def heldout_videos(urls: str | list[str], max_videos: int) -> Iterator[Any]:
-    """The first `max_videos` videos long enough to score (>= MIN_FRAMES); none at all is an error."""
+def heldout_videos(urls: str | list[str], max_videos: int, tasks: tuple[str, ...] = ()) -> Iterator[Any]:
+    """The first `max_videos` videos long enough to score (>= MIN_FRAMES), only those of `tasks` when given
+    (by their 'task' metadata). None at all is an error, and so is a named task that no video shows once all
+    videos were read."""
     n = 0
+    seen: set[str] = set()
     for video in iter_videos(expand_urls(urls)):
-        if len(video) < MIN_FRAMES:
+        seen.add(video_task(video))
+        if (tasks and video_task(video) not in tasks) or len(video) < MIN_FRAMES:
             continue
         n += 1
         yield video
         if n >= max_videos:
             return
+    if missing := [t for t in tasks if t not in seen]:
+        there = sorted(seen - {""})
+        found = ", ".join(there[:8]) + (", ..." if len(there) > 8 else "") if there else "none named"
+        raise ReprlError(f"no video in {urls} shows the task(s) {', '.join(missing)} (tasks there: {found}); name "
+                         "tasks of these shards in data.holdout_tasks")
     if not n:
         raise ReprlError(f"no usable held-out videos (>= {MIN_FRAMES} frames) in {urls}")
 
@@ -42,12 +51,13 @@ def heldout_videos(urls: str | list[str], max_videos: int) -> Iterator[Any]:
 class HeldoutVideos(Dataset):
     """Whole videos from held-out shards, decoded once and center-cropped: for VOC and bump rate."""
 
-    def __init__(self, urls: str | list[str], image_size: int, max_videos: int = 16, max_frames: int = 64) -> None:
+    def __init__(self, urls: str | list[str], image_size: int, max_videos: int = 16, max_frames: int = 64,
+                 tasks: tuple[str, ...] = ()) -> None:
         self.videos: list[dict[str, Any]] = []
-        for video in heldout_videos(urls, max_videos):
+        for video in heldout_videos(urls, max_videos, tasks):
             frames = center_square(video.decode(even_indices(len(video), max_frames)), image_size)
             self.videos.append({"frames": frames, "key": video.key, "text": video.text or "",
-                                "task": str(video.meta.get("task", ""))})
+                                "task": video_task(video)})
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -65,13 +75,13 @@ class VideoDataModule(L.LightningDataModule):
 
     def __init__(self, train: str, stream: StreamConfig, *, val: str | None = None, num_workers: int = 2,
                  batches_per_epoch: int = 1000, val_videos: int = 16, val_max_frames: int = 64,
-                 resume: int = 0) -> None:
+                 val_tasks: tuple[str, ...] = (), resume: int = 0) -> None:
         super().__init__()
         self.train_spec, self.val_spec = train, val
         self.stream_cfg = stream
         self.num_workers = num_workers
         self.batches_per_epoch = batches_per_epoch
-        self.val_videos, self.val_max_frames = val_videos, val_max_frames
+        self.val_videos, self.val_max_frames, self.val_tasks = val_videos, val_max_frames, val_tasks
         self.resume = resume
         self.train_set: TupleStream | None = None
         self.val_set: HeldoutVideos | None = None
@@ -86,7 +96,7 @@ class VideoDataModule(L.LightningDataModule):
                              f"by the number of processes ({world})")
         if self.val_spec and self.val_set is None:
             self.val_set = HeldoutVideos(self.val_spec, self.stream_cfg.image_size, self.val_videos,
-                                         self.val_max_frames)
+                                         self.val_max_frames, self.val_tasks)
 
     def train_dataloader(self) -> DataLoader:
         """Built when Lightning asks, after a checkpoint is restored: the stream is re-seeded from the step."""

@@ -39,6 +39,7 @@ class StreamConfig(TupleSettings):
     image_size: int = 224
     batch_size: int = 32
     seed: int = 0
+    exclude_tasks: tuple[str, ...] = ()  # videos whose 'task' metadata is one of these are never drawn
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -100,6 +101,11 @@ def split_shards(urls: list[str], slot: int, num_slots: int) -> list[str]:
     if len(urls) >= num_slots:
         return urls[slot::num_slots]
     return list(urls)
+
+
+def video_task(video: ShardVideo) -> str:
+    """The task a video shows, from its metadata ('' when it names none)."""
+    return str(video.meta.get("task", ""))
 
 
 class TupleStream(IterableDataset):
@@ -164,15 +170,19 @@ class TupleStream(IterableDataset):
 
     def _tuples(self, shards: list[str], rng: np.random.Generator) -> Iterator[dict[str, Any]]:
         while True:
-            usable = 0
+            usable = held_out = 0
             for url in rng.permutation(shards):
                 for video in self.timer.timed_iter("read", iter_videos([str(url)], self.skips, self.use_index)):
+                    if self.cfg.exclude_tasks and video_task(video) in self.cfg.exclude_tasks:
+                        held_out += 1
+                        continue
                     for tup in self.tuples_from_video(video, rng):
                         usable += 1
                         yield tup
             if usable == 0:
                 raise ReprlError(f"no usable videos in shards {shards[:3]}{'...' if len(shards) > 3 else ''}: "
-                                 f"skipped {dict(self.skips.counts)}")
+                                 f"skipped {dict(self.skips.counts)}"
+                                 + (f", {held_out} of held-out tasks (data.holdout_tasks)" if held_out else ""))
 
     def tuples_from_video(self, video: ShardVideo, rng: np.random.Generator) -> list[dict[str, Any]]:
         """Draw tuples_per_video tuples, decoding each needed frame once. Bad videos give [] (counted)."""

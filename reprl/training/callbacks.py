@@ -1,10 +1,12 @@
 """Callbacks and IO for training: atomic checkpoint writes of finite models only, encoder export at every
-checkpoint, loggers that append to an earlier run's logs when it is resumed."""
+checkpoint, the best-validated encoder kept, loggers that append to an earlier run's logs when it is resumed."""
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -73,6 +75,44 @@ class ExportEncoder(L.Callback):
             older = sorted(p for p in self.checkpoint_dir.glob("step-*.ckpt") if p.name != current)
             for old in older[: max(0, len(older) - (self.keep - 1))]:
                 old.unlink(missing_ok=True)
+
+
+SELECTION = "selection.json"  # in an exported best/ folder: the step and held-out scores that chose it
+
+
+def read_selection(folder: str | Path) -> dict[str, Any] | None:
+    """The record of the best-validated encoder kept in `folder`, or None when there is none yet."""
+    path = Path(folder) / SELECTION
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+class KeepBest(L.Callback):
+    """After each validation, export the encoder to `out_dir` when its held-out VOC is the highest so far,
+    with selection.json (step, VOC, bump rate) inside the same atomic write. A resumed run reads that
+    record back, so a new best must beat the one from before the stop."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        record = read_selection(self.out_dir)
+        self.best = float(record["voc"]) if record else -math.inf
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        if "val/voc" not in metrics:
+            return
+        voc = float(metrics["val/voc"])
+        if not math.isfinite(voc) or voc <= self.best:
+            return
+        record = {"step": trainer.global_step, "voc": voc, "by": "highest held-out VOC at a validation"}
+        if "val/bump_rate" in metrics:
+            record["bump_rate"] = float(metrics["val/bump_rate"])
+        if nonfinite(pl_module.state_dict()):
+            return  # never keep a broken model, whatever it scores
+        save_encoder(pl_module.encoder, self.out_dir,  # type: ignore[arg-type]  # a PretrainModule's Encoder
+                     extra={SELECTION: json.dumps(record, indent=2) + "\n"})
+        self.best = voc
 
 
 class _AppendingWriter(ExperimentWriter):

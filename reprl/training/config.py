@@ -28,6 +28,7 @@ class DataSection(TupleSettings):
 
     train: str = ""  # shards: folder, .tar, brace pattern, ::-joined list, pipe:/URL
     val: str | None = None  # held-out shards for VOC / bump rate
+    holdout_tasks: str = ""  # comma-separated tasks kept out of training, the only ones validated (data.val or .train)
     goal_last: bool = False  # paper variant: goal = last frame (default: the reference code's random later frame)
     batch_size: int = 32  # global batch: split evenly over all processes
     num_workers: int = 2  # data-loader worker processes per training process
@@ -61,12 +62,23 @@ class TrainerSection:
     sync_batchnorm: bool = False  # batch statistics over all processes (small per-GPU batches)
     seed: int = 0  # seeds the weights, the data stream and the negatives
     log_every: int = 10  # steps between logged training metrics
-    val_every: int = 500  # steps between held-out VOC / bump-rate checks (needs data.val)
+    val_every: int = 500  # steps between held-out VOC / bump-rate checks (data.val or data.holdout_tasks)
     checkpoint_every: int = 500  # steps between checkpoints (and encoder exports)
     keep_checkpoints: int = 3  # most recent checkpoints kept
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
     loggers: str = "csv,tensorboard"  # comma-separated: csv, tensorboard, wandb
     progress: bool = True  # a redrawing progress bar; false: a plain line every 5% of the run (logs, scripts)
+    select: Literal["last", "best"] = "last"  # encoder/ = the last step, or the validation of highest held-out VOC
+
+
+def holdout_tasks(d: DataSection) -> tuple[str, ...]:
+    """data.holdout_tasks as a tuple of task names."""
+    return tuple(t.strip() for t in d.holdout_tasks.split(",") if t.strip())
+
+
+def validation_source(d: DataSection) -> str | None:
+    """The shards validation reads: data.val, else data.train when tasks are held out of training, else none."""
+    return d.val or (d.train if holdout_tasks(d) else None)
 
 
 @dataclass
@@ -123,7 +135,8 @@ def check_config(cfg: PretrainConfig) -> None:
 
     positive = {"optim.lr": cfg.optim.lr, "optim.eps": cfg.optim.eps, "trainer.max_steps": cfg.trainer.max_steps,
                 "data.batch_size": cfg.data.batch_size, "trainer.checkpoint_every": cfg.trainer.checkpoint_every,
-                "trainer.log_every": cfg.trainer.log_every, "trainer.max_bad_steps": cfg.trainer.max_bad_steps,
+                "trainer.log_every": cfg.trainer.log_every, "trainer.val_every": cfg.trainer.val_every,
+                "trainer.max_bad_steps": cfg.trainer.max_bad_steps,
                 "encoder.image_size": cfg.encoder.image_size, "data.batches_per_epoch": cfg.data.batches_per_epoch}
     for key, value in positive.items():
         if not value > 0:
@@ -140,5 +153,14 @@ def check_config(cfg: PretrainConfig) -> None:
         raise ReprlError(f"objective: the {cfg.objective.name} objective's settings are a {cls.Config.__name__}, got "
                          f"a {type(cfg.objective).__name__} (build them with objective_config)")
     data_mode(cfg.objective, cfg.data.goal_last)  # an objective without a goal_last variant refuses it here
+    if cfg.trainer.select == "best":
+        if not validation_source(cfg.data):
+            raise ReprlError("--trainer.select best picks the weights by held-out VOC, and this run validates on "
+                             "nothing: give --data.val (held-out shards) or --data.holdout_tasks (tasks kept out of "
+                             "training), or use --trainer.select last")
+        if cfg.trainer.val_every > cfg.trainer.max_steps:
+            raise ReprlError(f"--trainer.select best needs a validation, and --trainer.val_every "
+                             f"{cfg.trainer.val_every} is past --trainer.max_steps {cfg.trainer.max_steps}: lower "
+                             "val_every")
     if cfg.resume and cfg.overwrite:
         raise ReprlError("--resume continues a run and --overwrite deletes it: give one of them")

@@ -4,7 +4,10 @@ Run folder layout:
     config.yaml                 the resolved configuration
     checkpoints/step-*.ckpt     Lightning checkpoints (last K kept) + last.ckpt, for resuming
     encoders/step-*/            the encoder exported at every checkpoint (config.json + model.safetensors)
-    encoder/                    the final encoder: what `reprl.load` and `reprl embed` take
+    encoder/                    the final encoder: what `reprl.load` and `reprl embed` take (the last step's, or
+                                with trainer.select best the copy of best/)
+    best/                       with trainer.select best: the encoder of the highest held-out VOC so far, and
+                                selection.json (its step and scores)
     logs/, tb/                  CSV and TensorBoard logs
     summary.json                steps, skipped steps, held-out VOC / bump rate vs random init, and the machine
                                 (CPU, threads, library versions: the same seed can train differently elsewhere)
@@ -23,7 +26,7 @@ from reprl.encoders.io import load_encoder, save_encoder
 from reprl.encoders.registry import build_encoder
 from reprl.errors import ReprlError
 from reprl.objectives.registry import objective_class
-from reprl.training.config import PretrainConfig, check_config
+from reprl.training.config import PretrainConfig, check_config, holdout_tasks, validation_source
 from reprl.typed_config import dump_yaml
 from reprl.utils.files import MARKER, check_writable, output_command, write_json
 from reprl.utils.machine import machine_info
@@ -130,12 +133,13 @@ def kept_checkpoint(run_dir: Path) -> str:
 
 
 def heldout_scores(encoders: dict[str, Encoder], shards: str, image_size: int, max_videos: int = 32,
-                   max_frames: int = 64) -> dict[str, dict[str, float]]:
-    """Mean VOC and bump rate (goal = last frame) of each encoder on the same held-out videos."""
+                   max_frames: int = 64, tasks: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """Mean VOC and bump rate (goal = last frame) of each encoder on the same held-out videos (of `tasks` only,
+    when given)."""
     from reprl.data.datamodule import HeldoutVideos
     from reprl.rewards import video_metrics
 
-    videos = HeldoutVideos(shards, image_size, max_videos, max_frames)
+    videos = HeldoutVideos(shards, image_size, max_videos, max_frames, tasks)
     out = {}
     for name, enc in encoders.items():
         enc.eval()
@@ -184,7 +188,7 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from reprl.training.callbacks import AtomicCheckpointIO, ExportEncoder, FiniteCheckpoint, make_loggers
+    from reprl.training.callbacks import AtomicCheckpointIO, ExportEncoder, FiniteCheckpoint, KeepBest, make_loggers
     from reprl.training.progress import TextProgress
 
     t = cfg.trainer
@@ -194,10 +198,12 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     callbacks = [checkpoint, ExportEncoder(run_dir / "encoders", t.keep_checkpoints, run_dir / "checkpoints")]
     if not t.progress:  # no redrawing bar (logs, scripts): a plain line every 5% instead
         callbacks.append(TextProgress())
+    if t.select == "best":
+        callbacks.append(KeepBest(run_dir / "best"))
     loggers = make_loggers(t.loggers, run_dir)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    has_val = bool(cfg.data.val)
+    has_val = bool(validation_source(cfg.data))
     return L.Trainer(
         **trainer_settings(cfg), log_every_n_steps=t.log_every, callbacks=callbacks,
         logger=loggers or False, plugins=[AtomicCheckpointIO()], enable_progress_bar=t.progress,
@@ -252,10 +258,11 @@ def data_module(cfg: PretrainConfig, encoder: Encoder) -> Any:
 
     d = cfg.data
     stream = StreamConfig(mode=data_mode(cfg.objective, d.goal_last), image_size=encoder.config.image_size,
-                          batch_size=d.batch_size, seed=cfg.trainer.seed, **tuple_settings(d))
-    return VideoDataModule(d.train, stream, val=d.val, num_workers=d.num_workers,
+                          batch_size=d.batch_size, seed=cfg.trainer.seed, exclude_tasks=holdout_tasks(d),
+                          **tuple_settings(d))
+    return VideoDataModule(d.train, stream, val=validation_source(d), num_workers=d.num_workers,
                            batches_per_epoch=d.batches_per_epoch, val_videos=d.val_videos,
-                           val_max_frames=d.val_max_frames)
+                           val_max_frames=d.val_max_frames, val_tasks=holdout_tasks(d))
 
 
 def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, Any]:
@@ -293,25 +300,52 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
 
         summary["machine"] = machine_info()
         summary["data"] = {"train": str(cfg.data.train), "train_content_sha256": corpus_digest(cfg.data.train)}
+        if tasks := holdout_tasks(cfg.data):
+            summary["data"]["holdout_tasks"] = list(tasks)
+        if cfg.trainer.select == "best":
+            encoder, summary["selected"] = selected_encoder(run_dir / "best", encoder, trainer.global_step)
         final = save_encoder(encoder, run_dir / "encoder")
         summary["encoder"] = str(final)
-        if cfg.data.val:
+        if val := validation_source(cfg.data):
             baseline = build_training_encoder(cfg, cfg.trainer.seed)  # the same architecture at random init
-            summary["heldout"] = heldout_scores({"random init": baseline, "trained": encoder.cpu()}, cfg.data.val,
+            summary["heldout"] = heldout_scores({"random init": baseline, "trained": encoder.cpu()}, val,
                                                 encoder.config.image_size, cfg.data.val_videos,
-                                                cfg.data.val_max_frames)
+                                                cfg.data.val_max_frames, tasks)
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def selected_encoder(best_dir: Path, last: Encoder, last_step: int) -> tuple[Encoder, dict[str, Any]]:
+    """The encoder trainer.select best exports: the one kept in best_dir (its provenance names the step), or the
+    last one when no validation kept any (every held-out VOC was non-finite)."""
+    from reprl.training.callbacks import read_selection
+
+    record = read_selection(best_dir)
+    if record is None:
+        print(f"note: no validation gave a finite held-out VOC, so the last step ({last_step}) is exported")
+        return last, {"step": last_step, "by": "last step (no finite held-out VOC)"}
+    best = load_encoder(best_dir, freeze=False)
+    best.config.source = f"reprl pretrain, step {record['step']} of {last_step} (highest held-out VOC)"
+    return best, record
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"trained {summary['steps']} steps ({summary['skipped_steps']} skipped) in {summary['run_dir']}"]
     if "encoder" in summary:
         lines.append(f"encoder exported to {summary['encoder']} (reprl.load / reprl embed take this folder)")
+    if "selected" in summary:
+        sel = summary["selected"]
+        voc = f", held-out VOC {sel['voc']:.3f} at that validation" if "voc" in sel else ""
+        lines.append(f"selected: step {sel['step']}, {sel['by']}{voc}")
+    if "holdout_tasks" in summary.get("data", {}):
+        lines.append(f"held-out tasks (never trained on, validated on): {', '.join(summary['data']['holdout_tasks'])}")
     if "heldout" in summary:
         h = summary["heldout"]
         n = next(iter(h.values()))["videos"]
         lines.append(f"held-out videos ({n}), goal = last frame:  VOC (higher is better)  bump rate (lower is better)")
+        if "voc" in summary.get("selected", {}):
+            lines.append("  (these videos also chose the step, so the trained row is optimistic: `reprl score` other "
+                         "videos for an unbiased figure)")
         for name, m in h.items():
             lines.append(f"  {name:12s} {m['voc']:+39.3f} {m['bump_rate']:26.3f}")
     return "\n".join(lines)
