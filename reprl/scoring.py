@@ -200,43 +200,75 @@ def probe_stats(records: list[Record], targets: dict[str, slice]) -> ProbeStats 
                       np.stack([(y * y).sum(0) for y in ys]))
 
 
-def _probe_fit(n: float, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: np.ndarray, *,
-               lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """ridge_fit on features z-scored with their own mean and (population) std + 1e-8, from sums; returns the
-    probe on raw features: pred = x @ w + b. Each column of y is its own ridge problem, so fitting several
-    targets at once gives each the fit it would get alone."""
-    mu, my = sx / n, sy / n
-    sd = np.sqrt(np.maximum(np.diag(sxx) / n - mu * mu, 0.0)) + 1e-8
-    ztz = (sxx - n * np.outer(mu, mu)) / np.outer(sd, sd)
-    zty = (sxy - n * np.outer(mu, my)) / sd[:, None]
-    w = np.linalg.solve(ztz + lam * np.eye(len(mu)), zty)
-    return w / sd[:, None], my - (mu / sd) @ w
+def _probe_fits(n: np.ndarray, sx: np.ndarray, sxx: np.ndarray, sy: np.ndarray, sxy: np.ndarray, *,
+                lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of ridge fits, each on features z-scored with their own mean and (population) std + 1e-8, from
+    sums (n [B], sx [B, D], sxx [B, D, D], sy [B, K], sxy [B, D, K]); returns each probe on raw features:
+    pred = x @ w[i] + b[i]. Each column of y is its own ridge problem, so fitting several targets at once gives
+    each the fit it would get alone."""
+    mu, my = sx / n[:, None], sy / n[:, None]
+    sd = np.sqrt(np.maximum(np.diagonal(sxx, axis1=1, axis2=2) / n[:, None] - mu * mu, 0.0)) + 1e-8
+    # (Z'Z + lam I) w_z = Z'y with Z = (X - mu) / sd is (C + lam diag(sd^2)) w = C_xy for the raw weights
+    # w = w_z / sd, C = X'X - n mu mu' and C_xy = X'y - n mu my': the same fit without scaling D x D entries
+    c = np.einsum("bi,bj->bij", mu * -n[:, None], mu)
+    c += sxx
+    c[:, np.arange(mu.shape[1]), np.arange(mu.shape[1])] += lam * sd * sd
+    w = np.linalg.solve(c, sxy - n[:, None, None] * mu[:, :, None] * my[:, None, :])
+    return w, my - np.einsum("bd,bdk->bk", mu, w)
+
+
+PROBE_BATCH_BYTES = 128e6  # working memory of one batch of resamples in probe_r2_batches
+
+
+def probe_r2_batches(stats: ProbeStats, counts: np.ndarray, lam: float) -> list[dict[str, float]]:
+    """probe_r2_counts for each row of counts [B, V], in one pass over the per-video sums: the weighted sums of
+    every task come from one matrix product per task for the whole batch (the D x D sums of all videos are
+    read once per batch, not once per resample), and the fits of each held-out task are solved together."""
+    weight = np.asarray(counts, np.float64)[:, stats.order]
+    rows = len(weight)
+    parts: dict[str, list[np.ndarray]] = {}  # task -> [n, sx, sxx, sy, sxy, syy], each with a leading B axis
+    for task, span in stats.spans.items():
+        w = weight[:, span]
+        parts[task] = [w @ stats.n[span]] + [(w @ (a := getattr(stats, f)[span]).reshape(len(a), -1)).reshape(
+            (rows, *a.shape[1:])) for f in ("sx", "sxx", "sy", "sxy", "syy")]
+    drawn = {task: weight[:, span].sum(1) > 0 for task, span in stats.spans.items()}  # [B] per task
+    first, *rest = parts.values()
+    total = [a.copy() for a in first]
+    for part in rest:
+        for k in range(6):
+            total[k] += part[k]
+    scores: list[dict[str, list[float]]] = [{name: [] for name in stats.targets} for _ in range(rows)]
+    enough = sum(drawn.values()) >= 2  # [B]: a probe needs a task to fit on besides the one it scores
+    for task, (n, sx, sxx, sy, sxy, syy) in parts.items():
+        use = np.flatnonzero(drawn[task] & enough)
+        if not len(use):
+            continue
+        if len(use) < rows:
+            n, sx, sxx, sy, sxy, syy = (a[use] for a in (n, sx, sxx, sy, sxy, syy))
+        w, b = _probe_fits(*((total[k][use] if len(use) < rows else total[k]) - part
+                             for k, part in enumerate((n, sx, sxx, sy, sxy))), lam=lam)
+        # per column k: sum over the task's frames of (y - x w - b)^2, expanded into the sums
+        res = (syy + (w * (sxx @ w)).sum(1) + n[:, None] * b * b - 2 * (w * sxy).sum(1) - 2 * b * sy
+               + 2 * b * np.einsum("bd,bdk->bk", sx, w))
+        tot = syy - sy * sy / n[:, None]
+        for row, i in enumerate(use):
+            for name, cols in stats.targets.items():
+                if tot[row, cols].sum() > 1e-12:  # a task whose target never moves has nothing to explain
+                    scores[i][name].append(1.0 - res[row, cols].sum() / tot[row, cols].sum())
+    return [{name: float(np.mean(v)) if v else float("nan") for name, v in row.items()} for row in scores]
 
 
 def probe_r2_counts(stats: ProbeStats, counts: np.ndarray, lam: float) -> dict[str, float]:
     """Each probe's mean over held-out tasks of its R^2 (pooled over its columns) when fitted on the other
     tasks, with video i (i-th record that carries state) counted counts[i] times (a bootstrap resample; all ones:
     the data)."""
-    weight = np.asarray(counts, np.float64)[stats.order]
-    sums: dict[str, list[Any]] = {}  # per task drawn at least once: n, sx, sxx, sy, sxy, syy
-    for task, span in stats.spans.items():
-        w = weight[span]
-        if w.sum() > 0:
-            sums[task] = [float(w @ stats.n[span]), *(np.tensordot(w, getattr(stats, f)[span], 1)
-                                                      for f in ("sx", "sxx", "sy", "sxy", "syy"))]
-    scores: dict[str, list[float]] = {name: [] for name in stats.targets}
-    if len(sums) < 2:
-        return {name: float("nan") for name in stats.targets}
-    total = [sum(s[k] for s in sums.values()) for k in range(5)]
-    for n, sx, sxx, sy, sxy, syy in sums.values():
-        w, b = _probe_fit(*(total[k] - part for k, part in enumerate((n, sx, sxx, sy, sxy))), lam=lam)
-        # per column k: sum over frames of (y - x w - b)^2, expanded into the sums
-        res = (syy + (w * (sxx @ w)).sum(0) + n * b * b - 2 * (w * sxy).sum(0) - 2 * b * sy + 2 * b * (sx @ w))
-        tot = syy - sy * sy / n
-        for name, cols in stats.targets.items():
-            if tot[cols].sum() > 1e-12:  # a task whose target never moves has nothing to explain
-                scores[name].append(1.0 - res[cols].sum() / tot[cols].sum())
-    return {name: float(np.mean(v)) if v else float("nan") for name, v in scores.items()}
+    return probe_r2_batches(stats, np.asarray(counts)[None], lam)[0]
+
+
+def probe_batch_size(stats: ProbeStats) -> int:
+    """Resamples per probe_r2_batches call: the per-task D x D sums of a batch fit in PROBE_BATCH_BYTES."""
+    d = stats.sx.shape[1]
+    return max(1, int(PROBE_BATCH_BYTES // (8 * d * d * (len(stats.spans) + 3))))
 
 
 def _failure_auc(field: str) -> Callable[[list[Record]], float]:
@@ -265,13 +297,15 @@ def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
     if stats is not None:  # every probe from one fit per resample (they share the embedding side)
         # one BLAS thread per solve: BLAS threads buy nothing on D x D solves (D <= 1024) and, when the cores are
         # busy, made each solve about 30x slower (measured at D = 512 on 2 cores). The resamples are independent,
-        # so they run on one Python thread per usable core instead (numpy releases the GIL inside BLAS/LAPACK);
-        # each is computed exactly as alone, so the figures do not depend on the number of threads.
-        def refit(idx: np.ndarray) -> dict[str, float]:
-            return probe_r2_counts(stats, np.bincount(idx, minlength=len(stats.tasks)), PROBE_LAMBDA)
-
+        # so batches of them (of a size fixed by D and the number of tasks) run on one Python thread per usable
+        # core instead (numpy releases the GIL inside BLAS/LAPACK); each batch is computed exactly as alone, so
+        # the figures do not depend on the number of threads.
+        counts = np.stack([np.bincount(idx, minlength=len(stats.tasks))
+                           for idx in bootstrap_resamples(stats.tasks, n_boot, seed)])
+        size = probe_batch_size(stats)
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(min(usable_cores(), 4)) as pool:
-            boots = list(pool.map(refit, bootstrap_resamples(stats.tasks, n_boot, seed)))
+            boots = [r for batch in pool.map(lambda i: probe_r2_batches(stats, counts[i:i + size], PROBE_LAMBDA),
+                                             range(0, n_boot, size)) for r in batch]
             point = probe_r2_counts(stats, np.ones(len(stats.tasks)), PROBE_LAMBDA)
         out.update({m: percentile_interval(point[m], [b[m] for b in boots]) for m in probes})
     else:

@@ -219,7 +219,30 @@ def test_probe_from_sums_equals_probe_from_frames():
     assert probe_r2(shuffled, OBJECT, 1.0) == pytest.approx(probe_reference(records, OBJECT, 1.0), rel=1e-6)
 
 
-def test_probe_intervals_do_not_depend_on_the_number_of_threads(monkeypatch):
+def test_a_batch_of_resamples_gives_each_resample_its_own_probe():
+    """probe_r2_batches fits a whole batch of resamples together; each row must score as the frame-level
+    definition does for that resample alone, including a row that draws one task only (no probe: NaN)."""
+    from reprl.scoring import probe_r2_batches
+
+    rng = np.random.default_rng(3)
+    records = []
+    for task, n_videos in zip("abc", (2, 3, 2)):
+        for _ in range(n_videos):
+            state = rng.normal(loc=2.0, size=(int(rng.integers(6, 10)), 7))
+            emb = np.concatenate([state[:, 4:7] @ rng.normal(size=(3, 5)), rng.normal(size=(len(state), 3))], 1)
+            records.append(Record(task=task, succeeded=True, voc_last=0, bump_last=0, voc_other=None,
+                                  bump_other=None, final=None, summed=None, near_value=None, curve=None,
+                                  emb=emb, state=state))
+    stats = probe_stats(records, {"hand": HAND, "object": OBJECT})
+    picks = [(0, 1, 2, 3, 4, 5, 6), (0, 0, 2, 2, 2, 5, 6), (1, 1, 3, 4, 4, 6, 6), (2, 3, 3, 4, 2, 3, 4)]
+    got = probe_r2_batches(stats, np.stack([np.bincount(p, minlength=len(records)) for p in picks]), 1.0)
+    for pick, row in zip(picks[:3], got):
+        for name, target in (("hand", HAND), ("object", OBJECT)):
+            assert row[name] == pytest.approx(probe_reference([records[i] for i in pick], target, 1.0), rel=1e-6)
+    assert all(np.isnan(v) for v in got[3].values())  # task b only: nothing to fit on but the task scored
+
+
+def test_probe_intervals_do_not_depend_on_the_number_of_threads_or_the_batch_size(monkeypatch):
     import reprl.scoring as scoring
 
     rng = np.random.default_rng(2)
@@ -231,10 +254,14 @@ def test_probe_intervals_do_not_depend_on_the_number_of_threads(monkeypatch):
                                   bump_other=None, final=None, summed=None, near_value=None, curve=None,
                                   emb=state[:, :3] @ rng.normal(size=(3, 5)) + rng.normal(size=(6, 5)), state=state))
     runs = []
-    for cores in (1, 3):
+    for cores, batch in ((1, 40), (3, 3), (2, 1)):  # resamples per batch: all in one, 3 (14 batches), each alone
         monkeypatch.setattr(scoring, "usable_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(scoring, "PROBE_BATCH_BYTES", 8 * 5 * 5 * (3 + 3) * batch)  # D = 5, 3 tasks
         runs.append(score_records(records, n_boot=40, metrics=("probe_hand", "probe_object")))
-    assert runs[0] == runs[1] and runs[0]["probe_hand"]["n"] == 40 and runs[0]["probe_hand"]["lo"] < 1
+    for run in runs[1:]:
+        for name in ("probe_hand", "probe_object"):
+            assert run[name] == pytest.approx(runs[0][name], rel=1e-9)
+    assert runs[0]["probe_hand"]["n"] == 40 and runs[0]["probe_hand"]["lo"] < 1
 
 
 def test_score_command_writes_report(tmp_path, capsys):
