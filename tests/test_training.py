@@ -357,3 +357,18 @@ def test_select_best_needs_a_validation(tmp_path):
                           "--trainer.val_every", "10"))
     check_config(tiny(tmp_path, "--trainer.select", "best", "--data.holdout_tasks", "reach",
                       "--trainer.val_every", "3"))
+
+
+def test_encoder_params_change_a_registered_architecture_and_unknown_ones_are_refused(tmp_path):
+    from reprl.training.config import check_config
+    from reprl.training.run import build_training_encoder
+
+    wide = build_training_encoder(tiny(tmp_path, "--encoder.params", "{width: 8}"))
+    assert wide.config.params == {"width": 8}
+    first = next(m for m in wide.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.out_channels == 8 and first.weight.shape == (8, 3, 5, 5)
+    assert build_training_encoder(tiny(tmp_path)).config.params == {"width": 32}  # the registered default
+    with pytest.raises(ReprlError, match="tiny has no architecture parameter 'widht'; its parameters: width"):
+        check_config(tiny(tmp_path, "--encoder.params", "{widht: 8}"))
+    with pytest.raises(ReprlError, match="--encoder.params sets a new encoder's architecture, and --encoder.init"):
+        check_config(tiny(tmp_path, "--encoder.params", "{width: 8}", "--encoder.init", "tiny"))

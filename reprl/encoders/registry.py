@@ -75,11 +75,16 @@ def spec(name: str) -> EncoderSpec:
 
 
 def make_config(name: str, *, embed_dim: int | None = None, image_size: int | None = None,
-                similarity: str | None = None, gamma: float = 0.98, source: str = "random init") -> EncoderConfig:
-    """The config of a registered encoder, with optional overrides."""
+                similarity: str | None = None, gamma: float = 0.98, source: str = "random init",
+                params: dict[str, Any] | None = None) -> EncoderConfig:
+    """The config of a registered encoder, with optional overrides; `params` replaces some of its architecture
+    parameters (only those it registers, e.g. the small CNN's width)."""
     s = spec(name)
     size = image_size or s.image_size
-    params = dict(s.params)
+    if unknown := sorted(set(params or {}) - set(s.params)):
+        raise ReprlError(f"{name} has no architecture parameter {', '.join(map(repr, unknown))}; its parameters: "
+                         f"{', '.join(s.params) or 'none'}")
+    params = {**s.params, **(params or {})}
     dim = embed_dim or s.embed_dim
     if not s.resizable and embed_dim and embed_dim != s.embed_dim:
         raise ReprlError(f"{name} embeds to {s.embed_dim}; its embed_dim cannot be changed")

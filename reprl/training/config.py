@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from reprl.objectives.registry import ObjectiveConfig, VIPConfig, data_mode, objective_class, objective_config
 from reprl.options import TupleSettings
@@ -19,6 +19,7 @@ class EncoderSection:
     similarity: Literal["l2", "cosine"] | None = None  # None: l2 for VIP/R3M, cosine for LIV
     init: str | None = None  # start from any reprl.load source (exported folder, reference checkpoint, ...)
     pretrained: str | None = None  # local backbone weights (torchvision / CLIP checkpoint file)
+    params: dict[str, Any] = field(default_factory=dict)  # architecture parameters to change, e.g. {width: 64} (tiny)
     channels_last: bool = True  # channels-last memory format (faster convolutions on most hardware)
 
 
@@ -153,6 +154,13 @@ def check_config(cfg: PretrainConfig) -> None:
         raise ReprlError(f"objective: the {cfg.objective.name} objective's settings are a {cls.Config.__name__}, got "
                          f"a {type(cfg.objective).__name__} (build them with objective_config)")
     data_mode(cfg.objective, cfg.data.goal_last)  # an objective without a goal_last variant refuses it here
+    if cfg.encoder.init and cfg.encoder.params:
+        raise ReprlError("--encoder.params sets a new encoder's architecture, and --encoder.init loads one with its "
+                         "own: give one of them")
+    if not cfg.encoder.init:
+        from reprl.encoders.registry import make_config
+
+        make_config(cfg.encoder.name, params=cfg.encoder.params)  # the name and parameters, before any build
     if cfg.trainer.select == "best":
         if not validation_source(cfg.data):
             raise ReprlError("--trainer.select best picks the weights by held-out VOC, and this run validates on "

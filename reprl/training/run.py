@@ -44,7 +44,7 @@ def build_training_encoder(cfg: PretrainConfig, seed: int | None = None) -> Enco
         similarity = e.similarity or objective_class(cfg.objective.name).similarity
         gamma = {"gamma": cfg.objective.gamma} if hasattr(cfg.objective, "gamma") else {}  # the value's discount
         encoder = build_encoder(e.name, pretrained=e.pretrained, embed_dim=e.embed_dim, image_size=e.image_size,
-                                similarity=similarity, **gamma)
+                                similarity=similarity, params=e.params, **gamma)
         encoder.config.source = "reprl pretrain"
     encoder.train().requires_grad_(True)
     for p in encoder.fixed_parameters():
