@@ -40,6 +40,22 @@ def test_bad_suite_specs(tmp_path):
         load_suite(tmp_path / "s.yaml")
 
 
+def test_parallel_envs_default_follows_free_memory_and_a_suite_value_wins(monkeypatch):
+    import reprl.evaluation.rollout as rollout
+
+    opened = []
+    monkeypatch.setattr(rollout, "open_envs", lambda task, camera, size, n, workers: opened.append(n))
+    for free, expected in ((16e9, 20), (8e9, 20), (7.9e9, 10), (None, 10)):  # None: not known (not Linux)
+        monkeypatch.setattr(rollout, "available_memory", lambda free=free: free)
+        rollout.open_suite_envs(SuiteSpec(rollouts=50), "hammer")
+        assert opened[-1] == expected
+    rollout.open_suite_envs(SuiteSpec(rollouts=50, parallel_envs=4), "hammer")  # the suite's own value
+    rollout.open_suite_envs(SuiteSpec(rollouts=5), "hammer")  # never more environments than rollouts
+    assert opened[-2:] == [4, 5]
+    with pytest.raises(ReprlError, match="parallel_envs and demos must be at least 1"):
+        SuiteSpec(parallel_envs=0)
+
+
 class FakeEnv:
     """Succeeds at step `hit`, and (if `leave`) leaves the success region two steps later."""
 

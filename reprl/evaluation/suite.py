@@ -57,7 +57,7 @@ class SuiteSpec:
     rollouts: int = 50
     horizon: int = 500
     evaluations: int = 1  # evaluate this many times during head training (R3M reports the max; we report both)
-    parallel_envs: int = 10  # rollouts stepped in lockstep (one batched encoder call per step)
+    parallel_envs: int | None = None  # rollouts stepped in lockstep; None: 20 with 8 GB of memory free, else 10
     final_step_success: bool = False  # also record success at the final step: every rollout runs the full horizon
     settle_steps: int = 10  # otherwise a rollout ends this many steps after its first success
     env_workers: int | None = None  # processes stepping + rendering the envs; None: one per core; 0: none
@@ -75,7 +75,8 @@ class SuiteSpec:
         if max(self.demos) > self.data.expert_episodes:
             raise ReprlError(f"demos {self.demos} need at least {max(self.demos)} expert episodes per task "
                              f"(data.expert_episodes is {self.data.expert_episodes})")
-        if min(self.rollouts, self.horizon, self.evaluations, self.parallel_envs, min(self.demos)) < 1:
+        if min(self.rollouts, self.horizon, self.evaluations, 1 if self.parallel_envs is None else self.parallel_envs,
+               min(self.demos)) < 1:
             raise ReprlError("rollouts, horizon, evaluations, parallel_envs and demos must be at least 1")
         if self.settle_steps < 0 or (self.env_workers is not None and self.env_workers < 0):
             raise ReprlError(f"settle_steps and env_workers must be >= 0, got {self.settle_steps} and "
