@@ -243,10 +243,9 @@ def probe_r2_batches(stats: ProbeStats, counts: np.ndarray, lam: float) -> list[
         use = np.flatnonzero(drawn[task] & enough)
         if not len(use):
             continue
-        if len(use) < rows:
-            n, sx, sxx, sy, sxy, syy = (a[use] for a in (n, sx, sxx, sy, sxy, syy))
-        w, b = _probe_fits(*((total[k][use] if len(use) < rows else total[k]) - part
-                             for k, part in enumerate((n, sx, sxx, sy, sxy))), lam=lam)
+        pick = slice(None) if len(use) == rows else use  # a view when every row fits: no copy of the D x D sums
+        n, sx, sxx, sy, sxy, syy = (a[pick] for a in (n, sx, sxx, sy, sxy, syy))
+        w, b = _probe_fits(*(total[k][pick] - part for k, part in enumerate((n, sx, sxx, sy, sxy))), lam=lam)
         # per column k: sum over the task's frames of (y - x w - b)^2, expanded into the sums
         res = (syy + (w * (sxx @ w)).sum(1) + n[:, None] * b * b - 2 * (w * sxy).sum(1) - 2 * b * sy
                + 2 * b * np.einsum("bd,bdk->bk", sx, w))
