@@ -32,8 +32,9 @@ def heldout_videos(urls: str | list[str], max_videos: int, tasks: tuple[str, ...
     n = 0
     seen: set[str] = set()
     for video in iter_videos(expand_urls(urls)):
-        seen.add(video_task(video))
-        if (tasks and video_task(video) not in tasks) or len(video) < MIN_FRAMES:
+        task = video_task(video)
+        seen.add(task)
+        if (tasks and task not in tasks) or len(video) < MIN_FRAMES:
             continue
         n += 1
         yield video
