@@ -18,6 +18,7 @@ from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
 from reprl.data.sampling import SAMPLING_MODES
 from reprl.data.stream import StreamConfig, TupleStream
 from reprl.options import DataBenchConfig
+from reprl.utils.machine import torch_threads
 from reprl.utils.timing import StageTimer, median_spread
 
 
@@ -85,11 +86,9 @@ def _baseline_batches(ds: FrameFileTuples, batch_size: int) -> Any:
 
 def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[str, Any]:
     """One process, one thread: what a single data-loader worker delivers, with reprl's stage split."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     jpegs = corpus_frames(shards)
     per_tuple = len(SAMPLING_MODES[cfg.mode].roles)
-    try:
+    with torch_threads(1):
         ours, ours_cpu, shares, ref, ref_uint8, decode, decode_cpu, reads = [], [], [], [], [], [], [], []
         scales = []
         for r in range(cfg.repeats):
@@ -107,8 +106,6 @@ def bench_in_process(shards: str, manifest: Path, cfg: DataBenchConfig) -> dict[
             ref_uint8.append(_time_batches(_baseline_batches(
                 FrameFileTuples(manifest, cfg.mode, cfg.image_size, r, reference_transforms=False),
                 cfg.batch_size), cfg.batches, cfg.batch_size))
-    finally:
-        torch.set_num_threads(threads)
     split = {k: median_spread([s.get(k, 0.0) for s in shares])["median"] for k in
              ("read", "decode", "augment", "collate", "other")}
     bound = median_spread([f / per_tuple for f in decode])

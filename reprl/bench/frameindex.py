@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from reprl.data.frameindex import STATS
+from reprl.utils.machine import torch_threads
 from reprl.utils.timing import median_spread
 
 
@@ -52,10 +52,8 @@ def _measure(shards: str, cfg: Any, use_index: bool, seed: int) -> tuple[float, 
 
 def bench_frame_index(cfg: Any, frames_per_length: int = 12000) -> list[dict[str, Any]]:
     """One row per clip length: tuples/s and bytes/tuple, walking the tar vs through the index."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with torch_threads(1):
         for length in cfg.frame_index:
             shards = synthetic_clips(Path(cfg.cache) / f"clips_{length}_{cfg.frame_size}", length,
                                      frames_per_length, cfg.frame_size)
@@ -65,8 +63,6 @@ def bench_frame_index(cfg: Any, frames_per_length: int = 12000) -> list[dict[str
                 row[name] = {"tuples_per_s": median_spread([r[0] for r in runs]),
                              "bytes_per_tuple": float(np.median([r[1] for r in runs]))}
             rows.append(row)
-    finally:
-        torch.set_num_threads(threads)
     return rows
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from reprl.sim.metaworld import PROPRIO_DIM
 from reprl.sim.vector import ProcessEnvs, SerialEnvs, open_envs
-from reprl.utils.machine import available_memory, usable_cores
+from reprl.utils.machine import available_memory, torch_threads, usable_cores
 
 # (frames uint8 [N, H, W, 3], proprio [N, P]) -> actions [N, A]
 ActFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -134,12 +134,8 @@ def _encoder_threads(envs: Envs) -> Iterator[None]:
         return
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, usable_cores() - envs.workers)))
-    try:
+    with torch_threads(min(torch.get_num_threads(), usable_cores() - envs.workers)):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _rollout(run: _Runner, groups: int, on_step: Callable[[], None] | None) -> list[RolloutResult]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
@@ -15,6 +17,19 @@ LIBRARIES = ("torch", "torchvision", "lightning", "numpy", "pillow", "simplejpeg
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity where the OS has one, else all cores)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to `n` (at least 1) for the block, and the caller's count restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def available_memory() -> int | None:
