@@ -71,6 +71,22 @@ def test_write_mp4_round_trips_frames_keyframe_interval_and_leaves_no_partial_fi
     assert not (tmp_path / "empty.mp4").exists() and not (tmp_path / "empty.partial.mp4").exists()
 
 
+def test_the_reused_rgb_converter_gives_pyav_own_pixels_at_full_and_scaled_size(tmp_path):
+    import av
+
+    path = write_mp4(tmp_path / "r.mp4", random_frames(6, (48, 40)), 10)
+    with av.open(str(path)) as c:
+        frames = list(c.decode(c.streams.video[0]))
+        full = [f.to_ndarray(format="rgb24") for f in frames]
+        small = [f.to_ndarray(format="rgb24", width=24, height=20, interpolation="AREA") for f in frames]
+    with VideoReader(str(path)) as reader:
+        got = [(get(), get(20)) for _, get in reader.read()]  # shorter side 20: 24 x 20
+    assert len(got) == 6
+    for (a, b), want_full, want_small in zip(got, full, small):
+        assert a.shape == (40, 48, 3) and np.array_equal(a, want_full)
+        assert b.shape == (20, 24, 3) and np.array_equal(b, want_small)
+
+
 def test_frame_count_from_the_header_or_duration_times_fps(tmp_path):
     from reprl.data.video import FrameInfo
 

@@ -154,6 +154,11 @@ class VideoReader(FrameReader):
         self.info = FrameInfo(fps=fps, width=s.codec_context.width, height=s.codec_context.height,
                               source_frames=s.frames or None,
                               duration_s=float(s.duration * s.time_base) if s.duration and s.time_base else None)
+        from av.video.reformatter import VideoReformatter
+
+        # one converter for every frame: PyAV's frame.to_ndarray(format=...) sets up a new swscale context per
+        # call, which took half the time of decoding + converting a 256 px H.264 frame (same pixels either way)
+        self._rgb = VideoReformatter()
         self._frames: Iterator[Any] | None = None
         self._next = 0  # index of the next frame the open decoder yields (when counting)
         self._held: tuple[int, Any] | None = None  # a frame read past the end of the previous range
@@ -197,18 +202,18 @@ class VideoReader(FrameReader):
                 self._held = (i, frame)
                 return
             if i >= start:
-                yield i, (lambda size=0, f=frame: _rgb(f, size))
+                yield i, (lambda size=0, f=frame: _rgb(self._rgb, f, size))
 
     def close(self) -> None:
         self._c.close()
 
 
-def _rgb(frame: Any, size: int) -> np.ndarray:
+def _rgb(reformatter: Any, frame: Any, size: int) -> np.ndarray:
     """A decoded frame as RGB uint8, its shorter side scaled to `size` in the same swscale pass (area filter)."""
     w, h = scaled_size(frame.width, frame.height, size)
     if (w, h) == (frame.width, frame.height):
-        return frame.to_ndarray(format="rgb24")
-    return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+        return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return reformatter.reformat(frame, format="rgb24", width=w, height=h, interpolation="AREA").to_ndarray()
 
 
 def open_reader(src: VideoSource) -> FrameReader:
