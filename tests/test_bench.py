@@ -118,8 +118,10 @@ def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path
 def test_bench_embed_tiny(tmp_path, capsys):
     r = bench(tmp_path, "embed", "--video", VIDEO, "--encoder", "tiny", "--image-size", "32", "--batch-size", "8",
               "--repeats", "1")
-    assert r["frames"] > 0 and r["ratio"]["median"] > 0
-    assert "forward only" in capsys.readouterr().out
+    assert r["frames"] > 0 and r["ratio"]["median"] > 0 and r["ratio_callers"]["median"] > 0
+    assert r["callers"] * r["threads_per_caller"] <= max(r["threads"], r["callers"])
+    out = capsys.readouterr().out
+    assert "forward only" in out and "as the pipeline calls it" in out
 
 
 def test_bench_eval_tiny(tmp_path, capsys):

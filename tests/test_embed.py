@@ -182,3 +182,104 @@ def test_embed_video_decodes_in_batches_and_matches_embedding_the_whole_video(en
         want = enc(video.decode())
     assert got.shape == (len(video), 32) and got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+class _RowMeans:
+    """A stand-in encoder: each frame's embedding is its pixel mean and its position in its batch, so outputs
+    put back out of order or with another batching are caught."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, fail_at=None):
+        self.fail_at, self.calls, self.threads = fail_at, 0, set()
+
+    def preprocess(self, x):
+        return x.float()
+
+    def encode(self, x):
+        import threading
+
+        self.calls += 1
+        self.threads.add(threading.get_ident())
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise RuntimeError("encoder broke")
+        return torch.stack([x.mean(dim=(1, 2, 3)), torch.arange(len(x), dtype=torch.float32)], 1)
+
+
+def _frames_source(frames, count=True):
+    from reprl.embed.frame_sources import FrameSource, array_batches
+
+    return FrameSource(name="v", kind="frames", count=len(frames) if count else None, _open=array_batches(frames))
+
+
+@pytest.mark.parametrize("callers", [1, 2, 4])
+@pytest.mark.parametrize("count_known", [True, False])
+def test_several_encoder_callers_keep_frame_order_and_restore_threads(monkeypatch, callers, count_known):
+    import reprl.embed.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "encoder_callers", lambda device: (callers, 1))
+    frames = torch.arange(23, dtype=torch.uint8).view(23, 1, 1, 1).expand(23, 3, 4, 4).contiguous()
+    enc, before = _RowMeans(), torch.get_num_threads()
+    emb, stats = pipeline.embed_source(enc, _frames_source(frames, count_known), batch_size=8)
+    assert torch.get_num_threads() == before
+    assert emb[:, 0].tolist() == [float(i) for i in range(23)]  # every frame once, in frame order
+    # with the count known, batches shrink so that every caller gets one: 23 frames, 4 callers -> 6 + 6 + 6 + 5;
+    # 2 callers already get 8 + 8 + 7, the batch size asked for
+    size = 6 if callers == 4 and count_known else 8
+    assert emb[:, 1].tolist() == [float(i % size) for i in range(23)]
+    assert stats.frames == 23 and enc.calls == -(-23 // size)
+    assert len(enc.threads) <= callers
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
+def test_an_encoder_error_on_any_caller_reaches_the_caller_without_hanging(monkeypatch, fail_at):
+    import reprl.embed.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "encoder_callers", lambda device: (2, 1))
+    frames = torch.zeros(40, 3, 4, 4, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="encoder broke"):
+        pipeline.embed_source(_RowMeans(fail_at=fail_at), _frames_source(frames), batch_size=4)
+
+
+def test_a_source_error_reaches_the_caller(monkeypatch):
+    import reprl.embed.pipeline as pipeline
+    from reprl.embed.frame_sources import FrameSource
+    from reprl.errors import ReprlError
+
+    def broken(size):
+        yield torch.zeros(size, 3, 4, 4, dtype=torch.uint8)
+        raise ReprlError("v: video stopped decoding")
+
+    monkeypatch.setattr(pipeline, "encoder_callers", lambda device: (2, 1))
+    with pytest.raises(ReprlError, match="stopped decoding"):
+        pipeline.embed_source(_RowMeans(), FrameSource(name="v", kind="video", _open=broken), batch_size=4)
+
+
+def test_encoder_callers_on_the_cpu():
+    from reprl.embed.pipeline import encoder_callers
+    from reprl.utils.machine import torch_threads
+
+    with torch_threads(1):
+        assert encoder_callers(torch.device("cpu")) == (1, 1)
+    with torch_threads(2):
+        assert encoder_callers(torch.device("cpu")) == (2, 1)
+    with torch_threads(16):
+        assert encoder_callers(torch.device("cpu")) == (4, 4)
+    assert encoder_callers(torch.device("cuda")) == (1, torch.get_num_threads())
+
+
+@pytest.mark.parametrize("count", [1, 7, 48, 49, 300, 1001])
+def test_thumbnails_with_the_count_known_keep_the_same_frames_resizing_only_those(count):
+    from reprl.embed.pipeline import Thumbnails
+
+    frames = torch.randint(0, 255, (count, 3, 16, 16), dtype=torch.uint8)
+    known, unknown = Thumbnails(count=count), Thumbnails()
+    for start in range(0, count, 32):
+        known.add(start, frames[start:start + 32])
+        unknown.add(start, frames[start:start + 32])
+    assert sorted(known.frames) == sorted(unknown.frames) and len(known.frames) <= 48
+    assert known.stride == unknown.stride and all(i % known.stride == 0 for i in known.frames)
+    assert [i for i, _ in known.pick(7)] == [i for i, _ in unknown.pick(7)]
+    assert known.pick(7)[-1][0] == count - 1  # the last frame is always there to pick
+    for (i, a), (_, b) in zip(known.pick(7), unknown.pick(7)):
+        torch.testing.assert_close(a, b, atol=1, rtol=0)  # a batch resize and a one-frame resize, within 1 level

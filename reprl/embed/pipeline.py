@@ -1,5 +1,6 @@
 """Embed a video with decoding and preprocessing overlapped with the model: a producer thread decodes
-frames (and, on the CPU, preprocesses them) while the main thread runs the encoder on the previous batch.
+frames (and, on the CPU, preprocesses them) while the encoder runs on earlier batches (on the CPU, in one
+calling thread per core, each with its own batch).
 """
 
 from __future__ import annotations
@@ -17,26 +18,33 @@ from torchvision.transforms.v2 import functional as TF
 from reprl.embed.frame_sources import FrameSource, shard_batches
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
+from reprl.utils.machine import torch_threads
 
 PRECISIONS = ("32", "bf16", "16")
 
 
 class Thumbnails:
-    """Small copies of evenly spaced frames (at most `keep`, plus the last) for plots, in bounded memory."""
+    """Small copies of evenly spaced frames (at most `keep`, plus the last) for plots, in bounded memory.
 
-    def __init__(self, keep: int = 48, size: int = 96) -> None:
+    Frames whose index is a multiple of the stride are kept; the stride doubles whenever more than `keep` are
+    held. When the frame count is known up front, the stride starts where the doubling would end, so only the
+    frames that are kept get resized."""
+
+    def __init__(self, keep: int = 48, size: int = 96, count: int | None = None) -> None:
         self.keep, self.size, self.stride = keep, size, 1
+        while count and -(-count // self.stride) > keep:
+            self.stride *= 2
         self.frames: dict[int, torch.Tensor] = {}
         self.last: tuple[int, torch.Tensor] | None = None
 
     def add(self, start: int, batch: torch.Tensor) -> None:
-        for i in range(batch.shape[0]):
-            idx = start + i
-            if idx % self.stride == 0 or i == batch.shape[0] - 1:
-                small = TF.resize(batch[i:i + 1], [self.size], antialias=True)[0]
-                if idx % self.stride == 0:
-                    self.frames[idx] = small
-                self.last = (idx, small)
+        n = batch.shape[0]
+        rows = [i for i in range(n) if (start + i) % self.stride == 0 or i == n - 1]
+        small = TF.resize(batch[rows], [self.size], antialias=True)
+        for row, img in zip(rows, small):
+            if (start + row) % self.stride == 0:
+                self.frames[start + row] = img
+        self.last = (start + n - 1, small[-1])
         while len(self.frames) > self.keep:
             self.stride *= 2
             self.frames = {k: v for k, v in self.frames.items() if k % self.stride == 0}
@@ -75,18 +83,49 @@ def autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=dtype)
 
 
+def encoder_callers(device: torch.device) -> tuple[int, int]:
+    """(threads calling the encoder at once, torch threads each) for embedding on `device`.
+
+    On the CPU, each of the torch threads calls the encoder on its own batch with one intra-op thread (at most
+    4 callers, sharing the threads between them): convolutions on small batches of small images split poorly
+    over threads, and the thread that decodes disturbs an intra-op pool far more than it disturbs
+    independent callers. On 2 cores this runs ResNet-18 1.08-1.17x faster than one caller with 2 threads
+    (224-64 px), and the pipeline keeps more of it (docs/benchmarks.md, "Embedding with one caller per core").
+    Elsewhere: one caller, threads as they are."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2:
+        return 1, threads
+    callers = min(threads, 4)
+    return callers, threads // callers
+
+
 def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64, precision: str = "32",
                  progress: Any = None) -> tuple[torch.Tensor, EmbedStats]:
-    """All frames of `source` -> float32 embeddings [T, D] on the CPU, and timing."""
+    """All frames of `source` -> float32 embeddings [T, D] on the CPU, and timing.
+
+    One producer thread decodes (and on the CPU preprocesses) batches in order; `encoder_callers` threads
+    encode them as they come, and the outputs are put back in frame order."""
     if batch_size < 1:
         raise ReprlError("--batch-size must be at least 1")
     device = encoder.device
-    stats = EmbedStats()
-    items: queue.Queue = queue.Queue(maxsize=4)
+    stats = EmbedStats(thumbnails=Thumbnails(count=source.count))
+    callers, threads = encoder_callers(device)
+    if callers > 1 and source.count:  # enough batches to keep every caller busy on a short video
+        batch_size = min(batch_size, -(-source.count // callers))
+    items: queue.Queue = queue.Queue(maxsize=2 + 2 * callers)
     stop = threading.Event()
+    lock = threading.Lock()
+    outs: dict[int, torch.Tensor] = {}
+    errors: list[BaseException] = []
+
+    def put(item: tuple[str, int, Any]) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                items.put(item, timeout=0.1)
+                return
 
     def produce() -> None:
-        start = 0
+        start, index = 0, 0
         try:
             for batch in source.batches(batch_size):
                 if stop.is_set():
@@ -96,37 +135,62 @@ def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64,
                 x = encoder.preprocess(batch) if device.type == "cpu" else batch.pin_memory()
                 stats.produce_s += time.perf_counter() - t0
                 start += batch.shape[0]
-                items.put(("batch", x))
-            items.put(("done", None))
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            items.put(("error", e))
+                put(("batch", index, x))
+                index += 1
+            put(("done", -1, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the callers
+            put(("error", -1, e))
+
+    def consume() -> None:
+        while not stop.is_set():
+            try:
+                kind, index, x = items.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if kind != "batch":
+                put((kind, index, x))  # the next caller sees it too
+                if kind == "error":
+                    with lock:
+                        errors.append(x)
+                return
+            t0 = time.perf_counter()
+            try:
+                if device.type != "cpu":
+                    x = encoder.preprocess(x.to(device, non_blocking=True))
+                with torch.inference_mode(), autocast(device, precision):
+                    out = encoder.encode(x).float().cpu()
+            except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
+                with lock:
+                    errors.append(e)
+                stop.set()
+                return
+            with lock:
+                outs[index] = out
+                stats.compute_s += time.perf_counter() - t0
+                stats.frames += x.shape[0]
+                if progress is not None:
+                    progress.update(x.shape[0])
 
     t_start = time.perf_counter()
-    worker = threading.Thread(target=produce, name="reprl-embed-decode", daemon=True)
-    worker.start()
-    outs: list[torch.Tensor] = []
+    producer = threading.Thread(target=produce, name="reprl-embed-decode", daemon=True)
+    helpers = [threading.Thread(target=consume, name=f"reprl-embed-encode-{i}", daemon=True)
+               for i in range(1, callers)]
     try:
-        while True:
-            kind, x = items.get()
-            if kind == "error":
-                raise x
-            if kind == "done":
-                break
-            t0 = time.perf_counter()
-            if device.type != "cpu":
-                x = encoder.preprocess(x.to(device, non_blocking=True))
-            with torch.inference_mode(), autocast(device, precision):
-                outs.append(encoder.encode(x).float().cpu())
-            stats.compute_s += time.perf_counter() - t0
-            stats.frames += x.shape[0]
-            if progress is not None:
-                progress.update(x.shape[0])
+        with torch_threads(threads):
+            producer.start()
+            for h in helpers:
+                h.start()
+            consume()
+            for h in helpers:
+                h.join()
     finally:
-        stop.set()
+        stop.set()  # the producer and any caller still running stop within 0.1 s
     stats.wall_s = time.perf_counter() - t_start
+    if errors:
+        raise errors[0]
     if not outs:
         raise ReprlError(f"{source.name}: no frames could be read (empty video or folder)")
-    return torch.cat(outs), stats
+    return torch.cat([outs[i] for i in range(len(outs))]), stats
 
 
 def embed_video(encoder: Encoder, video: Any, batch_size: int = 64) -> torch.Tensor:
