@@ -87,10 +87,10 @@ def encoder_callers(device: torch.device) -> tuple[int, int]:
     """(threads calling the encoder at once, torch threads each) for embedding on `device`.
 
     On the CPU, each of the torch threads calls the encoder on its own batch with one intra-op thread (at most
-    4 callers, sharing the threads between them): convolutions on small batches of small images split poorly
-    over threads, and the thread that decodes disturbs an intra-op pool far more than it disturbs
-    independent callers. On 2 cores this runs ResNet-18 1.08-1.17x faster than one caller with 2 threads
-    (224-64 px), and the pipeline keeps more of it (docs/benchmarks.md, "Embedding with one caller per core").
+    4 callers, sharing the threads between them). With one caller and every thread, the decoding thread
+    stalls the whole intra-op pool whenever it takes a core; independent callers do not wait for each other.
+    On 2 cores this made `reprl embed` 1.39x / 1.14x / 1.10x faster with ResNet-18 at 64 / 128 / 224 px
+    (docs/benchmarks.md, "Embedding with one caller per core").
     Elsewhere: one caller, threads as they are."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads < 2:
