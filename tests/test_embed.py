@@ -255,6 +255,17 @@ def test_a_source_error_reaches_the_caller(monkeypatch):
         pipeline.embed_source(_RowMeans(), FrameSource(name="v", kind="video", _open=broken), batch_size=4)
 
 
+def test_a_compiled_encoder_is_called_from_one_thread(monkeypatch):
+    import reprl.embed.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "encoder_callers", lambda device: (2, 1))
+    enc = _RowMeans()
+    enc.encode = enc.encode  # what compile_encode() does: an instance attribute replaces the method
+    frames = torch.zeros(40, 3, 4, 4, dtype=torch.uint8)
+    emb, _ = pipeline.embed_source(enc, _frames_source(frames), batch_size=4)
+    assert len(emb) == 40 and len(enc.threads) == 1 and enc.calls == 10
+
+
 def test_encoder_callers_on_the_cpu():
     from reprl.embed.pipeline import encoder_callers
     from reprl.utils.machine import torch_threads
@@ -281,5 +292,5 @@ def test_thumbnails_with_the_count_known_keep_the_same_frames_resizing_only_thos
     assert known.stride == unknown.stride and all(i % known.stride == 0 for i in known.frames)
     assert [i for i, _ in known.pick(7)] == [i for i, _ in unknown.pick(7)]
     assert known.pick(7)[-1][0] == count - 1  # the last frame is always there to pick
-    for (i, a), (_, b) in zip(known.pick(7), unknown.pick(7)):
+    for (_, a), (_, b) in zip(known.pick(7), unknown.pick(7)):
         torch.testing.assert_close(a, b, atol=1, rtol=0)  # a batch resize and a one-frame resize, within 1 level

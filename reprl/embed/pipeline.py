@@ -110,6 +110,8 @@ def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64,
     device = encoder.device
     stats = EmbedStats(thumbnails=Thumbnails(count=source.count))
     callers, threads = encoder_callers(device)
+    if "encode" in vars(encoder):  # compile_encode(): a compiled function is not called from several threads
+        callers, threads = 1, torch.get_num_threads()
     if callers > 1 and source.count:  # enough batches to keep every caller busy on a short video
         batch_size = min(batch_size, -(-source.count // callers))
     items: queue.Queue = queue.Queue(maxsize=2 + 2 * callers)
