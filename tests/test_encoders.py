@@ -122,6 +122,23 @@ def test_registry_lists_encoders_and_building_a_resnet_never_imports_open_clip()
     assert out.strip() == "False"
 
 
+def test_reprl_list_shows_each_architecture_parameter_with_a_default_that_loads_back(capsys):
+    import yaml
+
+    from reprl.cli import main
+    from reprl.encoders.registry import SPECS
+
+    rows = {e["name"]: e for e in reprl.list_encoders()}
+    assert rows["tiny"]["params"] == "width=32" and rows["resnet50-features"]["params"] == "depth=50, proj=false"
+    for name, spec in SPECS.items():  # the shown text is the parameters, as --encoder.params would read them
+        assert yaml.safe_load("{" + rows[name]["params"].replace("=", ": ") + "}") == spec.params
+    with pytest.raises(SystemExit) as e:
+        main(["list"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "    params: width=32" in out and "--encoder.params" in out
+    assert reprl.load("tiny", params={"width": 8}).config.params == {"width": 8}
+
+
 def test_clip_encoder_embeds_images_and_text():
     enc = reprl.load("clip-rn50")
     assert enc(images(2)).shape == (2, 1024)

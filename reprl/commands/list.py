@@ -49,6 +49,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     for r in rows:
         print(f"{r['name']:20s} {r['embed_dim']:>5s} {r['image_size']:>4s} {r['similarity']:10s} {r['text']:4s}  "
               f"{r['needs']:16s} {r['description']}")
+        if r["params"]:
+            print(f"    params: {r['params']}")
+    print("\nParameters change with --encoder.params '{width: 64}' in `reprl pretrain`, or reprl.load(NAME, "
+          "params={'width': 64}); the names not listed keep their defaults.")
     print("\nThese names build the architecture at RANDOM INIT. Trained weights: `reprl list --pretrained` (by "
           "name), exported folders (config.json + model.safetensors), VIP/R3M/LIV checkpoints, reprl .ckpt files, "
           "hf://org/repo")

@@ -4,6 +4,7 @@ listing or building a ResNet never imports open_clip."""
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,9 @@ def build_encoder(name: str, *, pretrained: str | None = None, **overrides: Any)
 
 
 def describe_encoders() -> list[dict[str, str]]:
+    """One row per registered name; `params` are the architecture parameters that `encoder.params` (or
+    reprl.load(NAME, params={...})) may change, with their defaults, as `key=value, ...`."""
     return [{"name": s.name, "embed_dim": str(s.embed_dim), "image_size": str(s.image_size),
              "similarity": s.similarity, "text": "yes" if s.text else "no", "needs": s.needs,
-             "description": s.description} for s in SPECS.values()]
+             "description": s.description, "params": ", ".join(f"{k}={json.dumps(v)}" for k, v in s.params.items())}
+            for s in SPECS.values()]
