@@ -266,17 +266,16 @@ def test_a_compiled_encoder_is_called_from_one_thread(monkeypatch):
     assert len(emb) == 40 and len(enc.threads) == 1 and enc.calls == 10
 
 
-def test_encoder_callers_on_the_cpu():
-    from reprl.embed.pipeline import encoder_callers
+@pytest.mark.parametrize("cores, threads, expected", [(2, 1, (1, 1)), (2, 2, (2, 1)), (16, 16, (4, 4)),
+                                                      (2, 8, (2, 4)), (1, 4, (1, 4)), (8, 3, (3, 1))])
+def test_encoder_callers_on_the_cpu(monkeypatch, cores, threads, expected):
+    import reprl.embed.pipeline as pipeline
     from reprl.utils.machine import torch_threads
 
-    with torch_threads(1):
-        assert encoder_callers(torch.device("cpu")) == (1, 1)
-    with torch_threads(2):
-        assert encoder_callers(torch.device("cpu")) == (2, 1)
-    with torch_threads(16):
-        assert encoder_callers(torch.device("cpu")) == (4, 4)
-    assert encoder_callers(torch.device("cuda")) == (1, torch.get_num_threads())
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: cores)
+    with torch_threads(threads):
+        assert pipeline.encoder_callers(torch.device("cpu")) == expected
+        assert pipeline.encoder_callers(torch.device("cuda")) == (1, threads)
 
 
 @pytest.mark.parametrize("count", [1, 7, 48, 49, 300, 1001])
