@@ -121,7 +121,12 @@ def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64,
     outs: dict[int, torch.Tensor] = {}
     errors: list[BaseException] = []
 
-    def put(item: tuple[str, int, Any]) -> None:
+    def fail(e: BaseException) -> None:  # the first error stops every thread; the main thread raises it
+        with lock:
+            errors.append(e)
+        stop.set()
+
+    def put(item: tuple[int, torch.Tensor] | None) -> None:  # (batch index, batch); None: no more batches
         while not stop.is_set():
             with contextlib.suppress(queue.Full):
                 items.put(item, timeout=0.1)
@@ -138,24 +143,22 @@ def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64,
                 x = encoder.preprocess(batch) if device.type == "cpu" else batch.pin_memory()
                 stats.produce_s += time.perf_counter() - t0
                 start += batch.shape[0]
-                put(("batch", index, x))
+                put((index, x))
                 index += 1
-            put(("done", -1, None))
-        except BaseException as e:  # noqa: BLE001 - handed to the callers
-            put(("error", -1, e))
+            put(None)
+        except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
+            fail(e)
 
     def consume() -> None:
         while not stop.is_set():
             try:
-                kind, index, x = items.get(timeout=0.1)
+                item = items.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if kind != "batch":
-                put((kind, index, x))  # the next caller sees it too
-                if kind == "error":
-                    with lock:
-                        errors.append(x)
+            if item is None:
+                put(None)  # the next caller sees it too
                 return
+            index, x = item
             t0 = time.perf_counter()
             try:
                 if device.type != "cpu":
@@ -163,9 +166,7 @@ def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64,
                 with torch.inference_mode(), autocast(device, precision):
                     out = encoder.encode(x).float().cpu()
             except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
-                with lock:
-                    errors.append(e)
-                stop.set()
+                fail(e)
                 return
             with lock:
                 outs[index] = out
