@@ -249,17 +249,45 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+EXTENDS = "extends"  # a YAML file's key naming the file it builds on (a path relative to its own folder)
+
+
+def read_yaml(path: str | Path, variants: tuple[str, ...] = (), extends: bool = True,
+              _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML file's mapping. With `extends: OTHER.yaml` at its top level, the file holds only what differs from
+    OTHER (read the same way, so a chain works): OTHER's mapping is merged with this file's, key by key, this
+    file winning. A section named in `variants` (e.g. "objective") whose `name` differs from OTHER's replaces
+    OTHER's section instead of merging into it: settings of another variant do not apply. extends=False reads
+    the file's own keys only."""
     p = Path(path)
     if not p.exists():
-        raise ReprlError(f"config file not found: {p}")
+        raise ReprlError(f"config file not found: {p}" + (f" (named by extends: in {_chain[-1]})" if _chain else ""))
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ReprlError(f"{p} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ReprlError(f"{p} should hold a mapping of config sections, got {type(data).__name__}")
-    return data
+    if EXTENDS not in data:
+        return data
+    base_name = data.pop(EXTENDS)
+    if not extends:
+        return data
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise ReprlError(f"{p}: extends: should name one YAML file (a path relative to {p.parent}), "
+                         f"got {base_name!r}")
+    base_path = p.parent / base_name
+    chain = (*_chain, p)
+    if base_path.resolve() in {q.resolve() for q in chain}:
+        raise ReprlError(f"{p}: extends: {base_name} leads back to a file already in the chain "
+                         f"({' -> '.join(str(q) for q in (*chain, base_path))}); remove the loop")
+    base = read_yaml(base_path, variants, True, chain)
+    for section in variants:
+        mine, theirs = data.get(section), base.get(section)
+        if isinstance(mine, dict) and isinstance(theirs, dict) and "name" in mine \
+                and mine["name"] != theirs.get("name", mine["name"]):
+            base = {**base, section: {}}
+    return merge(base, data)
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
@@ -273,4 +301,4 @@ def dump_yaml(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-__all__ = ["from_dict", "to_dict", "load_config", "parse_overrides", "dump_yaml", "read_yaml"]
+__all__ = ["from_dict", "to_dict", "load_config", "parse_overrides", "dump_yaml", "read_yaml", "EXTENDS"]

@@ -151,3 +151,48 @@ def test_one_parser_for_yaml_command_line_and_code(tmp_path):
     assert from_dict(WithLists, {"hidden": [1, 2, 3]}).hidden == (1, 2, 3)
     with pytest.raises(ReprlError, match="^hidden: expected an integer, got x$"):
         load_config(WithLists, None, ["--hidden", "1,x"])
+
+
+def test_extends_merges_a_chain_of_files_relative_to_each_file(tmp_path, monkeypatch):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "base.yaml").write_text("trainer:\n  devices: 2\n  precision: '16'\nname: liv\n")
+    (tmp_path / "presets" / "mid.yaml").write_text("extends: base.yaml\ntrainer:\n  devices: 3\n")
+    (tmp_path / "top.yaml").write_text("extends: presets/mid.yaml\npath: /x\n")
+    monkeypatch.chdir("/")  # the base is found next to the file that names it, not in the working folder
+    cfg = load_config(Outer, tmp_path / "top.yaml", ["--trainer.precision", "bf16"])
+    assert cfg == Outer(trainer=Inner(devices=3, precision="bf16"), name="liv", path="/x")
+    from reprl.typed_config import read_yaml
+    assert read_yaml(tmp_path / "presets" / "mid.yaml", extends=False) == {"trainer": {"devices": 3}}
+
+
+def test_extends_replaces_a_variant_section_that_names_another_variant(tmp_path):
+    from reprl.typed_config import read_yaml
+    (tmp_path / "vip.yaml").write_text("objective: {name: vip, gamma: 0.9, f: kl}\ndata: {batch_size: 8}\n")
+    (tmp_path / "chi2.yaml").write_text("extends: vip.yaml\nobjective: {f: chi2}\n")
+    (tmp_path / "r3m.yaml").write_text("extends: vip.yaml\nobjective: {name: r3m, tcn_weight: 2.0}\n")
+    variants = ("objective",)
+    assert read_yaml(tmp_path / "chi2.yaml", variants) == {"objective": {"name": "vip", "gamma": 0.9, "f": "chi2"},
+                                                           "data": {"batch_size": 8}}
+    assert read_yaml(tmp_path / "r3m.yaml", variants) == {"objective": {"name": "r3m", "tcn_weight": 2.0},
+                                                          "data": {"batch_size": 8}}
+    assert read_yaml(tmp_path / "r3m.yaml")["objective"]["gamma"] == 0.9  # without the rule: a plain merge
+
+
+@pytest.mark.parametrize("text, message", [
+    ("extends: nope.yaml\n", r"config file not found: .*nope.yaml \(named by extends: in .*c.yaml\)"),
+    ("extends: c.yaml\n", r"extends: c.yaml leads back to a file already in the chain .*remove the loop"),
+    ("extends: [a.yaml, b.yaml]\n", r"extends: should name one YAML file .*got \['a.yaml', 'b.yaml'\]"),
+    ("extends: ''\n", "extends: should name one YAML file"),
+])
+def test_bad_extends_is_one_line(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ReprlError, match=message) as e:
+        load_config(Outer, tmp_path / "c.yaml")
+    assert "\n" not in str(e.value)
+
+
+def test_a_loop_through_two_files_is_reported(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ReprlError, match=r"a.yaml -> .*b.yaml -> .*a.yaml\); remove the loop"):
+        load_config(Outer, tmp_path / "a.yaml")

@@ -317,3 +317,12 @@ def test_committed_results_stay_current_unless_their_heads_training_changed():
             assert reused != stale, f"{path.relative_to(root)}: {'stale but reused' if reused else 'not reused'}"
             checked += 1
     assert checked > 300
+
+
+def test_a_suite_extends_another_and_keeps_its_own_name(tmp_path):
+    base = Path(__file__).resolve().parents[1] / "eval" / "suites" / "demo.yaml"
+    (tmp_path / "more.yaml").write_text(f"extends: {base}\nrollouts: 30\n")
+    spec, parent = load_suite(tmp_path / "more.yaml"), load_suite(base)
+    assert (spec.name, spec.rollouts, spec.tasks, spec.head) == ("more", 30, parent.tasks, parent.head)
+    (tmp_path / "named.yaml").write_text(f"extends: {base}\nname: mine\n")
+    assert load_suite(tmp_path / "named.yaml").name == "mine"

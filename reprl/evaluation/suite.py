@@ -126,6 +126,6 @@ class SuiteSpec:
 
 
 def load_suite(path: str | Path) -> SuiteSpec:
-    data = read_yaml(path)
-    data.setdefault("name", Path(path).stem)
+    data = read_yaml(path)  # a suite may extend another; its name is its own (or its file's), never the base's
+    data["name"] = read_yaml(path, extends=False).get("name", Path(path).stem)
     return from_dict(SuiteSpec, data, "suite")

@@ -101,7 +101,7 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
     the preset's drops the preset's objective settings (they belong to the other objective)."""
     from reprl.typed_config import from_dict, merge, parse_overrides, read_yaml
 
-    data = read_yaml(path) if path else {}
+    data = read_yaml(path, variants=("objective",)) if path else {}
     cli = parse_overrides(overrides or [])
     preset, chosen = data.get("objective"), cli.get("objective")
     if isinstance(preset, dict) and isinstance(chosen, dict) and "name" in chosen \
