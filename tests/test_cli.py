@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import TRAIN_SHARDS, make_frame_folder
@@ -43,6 +44,17 @@ def test_console_script_help_is_fast_and_lists_commands():
     out = subprocess.run([sys.executable, "-m", "reprl", "--help"], capture_output=True, text=True, check=True).stdout
     for name in ("shards", "render", "stream"):
         assert name in out
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`reprl pretrain --print-config | head -2`: the closed pipe ends the command quietly with exit 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "reprl", "pretrain", "--config", "configs/pretrain/study_r3m.yaml",
+                             "--print-config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=str(Path(__file__).resolve().parents[1]))
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and err == ""
 
 
 def test_importing_reprl_stays_light():
