@@ -226,6 +226,7 @@ class TupleSettings:
     augment: bool = True  # random resized crop shared by a tuple's frames (else resize + center crop)
     tuples_per_video: int = 1  # training tuples drawn from each video read
     shuffle_buffer: int = 128  # tuples held for shuffling before batching
+    other_goal: float = 0.0  # share of VIP/LIV tuples whose goal is another video's last frame (same task and camera)
 
     def check_tuple_settings(self, name: Callable[[str], str]) -> None:
         """Refuse impossible tuple settings; `name` spells a field as the user wrote it (data.crop_scale in a
@@ -235,6 +236,9 @@ class TupleSettings:
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ReprlError(f"{name('crop_scale')} must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        if not 0 <= self.other_goal <= 1:
+            raise ReprlError(f"{name('other_goal')} is a share of the tuples: give a value from 0 to 1, "
+                             f"got {self.other_goal}")
 
 
 def tuple_settings(obj: TupleSettings) -> dict[str, Any]:

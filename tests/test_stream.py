@@ -185,3 +185,39 @@ def test_excluded_tasks_are_never_drawn_and_excluding_every_task_says_so():
     assert drawn == kept  # 160 draws from 6 videos: each kept one is drawn, no held-out one ever
     with pytest.raises(ReprlError, match=r"no usable videos .*, 10 of held-out tasks \(data.holdout_tasks\)"):
         take(TupleStream(TRAIN_SHARDS, small(exclude_tasks=tuple(by_task))), 1)
+
+
+def flat_video(key: str, task: str, value: int, n: int = 6, succeeded: bool = True,
+               camera: str = "corner") -> dict[str, bytes]:
+    """Frames of one grey level, the last frame `value + 100`: a goal's origin can be read off its pixels."""
+    frame, last = (jpeg(np.full((32, 32, 3), v, dtype=np.uint8)) for v in (value, value + 100))
+    meta = f'{{"num_frames": {n}, "task": "{task}", "camera": "{camera}", "succeeded": {str(succeeded).lower()}}}'
+    sample = {"__key__": key, "json": meta.encode()}
+    sample.update({f"{i:06d}.jpg": (last if i == n - 1 else frame) for i in range(n)})
+    return sample
+
+
+def test_other_goal_takes_the_last_frame_of_an_earlier_successful_video_of_the_same_task_and_camera(tmp_path):
+    videos = [flat_video("a0", "a", 10), flat_video("b0", "b", 20), flat_video("a0side", "a", 30, camera="side"),
+              flat_video("a1", "a", 40), flat_video("a2fail", "a", 50, succeeded=False), flat_video("a3", "a", 60)]
+    write_tar(tmp_path / "s.tar", videos)
+    cfg = small("vip", batch_size=1, shuffle_buffer=1, augment=False, other_goal=1.0)
+    batches = take(TupleStream(str(tmp_path / "s.tar"), cfg), len(videos))
+    goal_level = {b.key[0]: round(float(b.frames["goal"].float().mean())) for b in batches}
+    start_level = {b.key[0]: round(float(b.frames["start"].float().mean())) for b in batches}
+    # the first video of each (task, camera) keeps its own goal (a frame of its own: 10 / 110, 20 / 120, ...)
+    for key, own in (("a0", 10), ("b0", 20), ("a0side", 30)):
+        assert goal_level[key] in (own, own + 100), key
+    # later ones take the last frame of the latest successful one before them; a failed video is never a goal
+    assert [goal_level[k] for k in ("a1", "a2fail", "a3")] == [110, 140, 140]
+    assert start_level == {"a0": 10, "b0": 20, "a0side": 30, "a1": 40, "a2fail": 50, "a3": 60}
+    for b in batches[3:]:  # the swapped tuples run to their own video's end
+        assert int(b.indices["goal"][0]) == 5 and int(b.indices["t1"][0]) <= 5
+
+
+def test_other_goal_is_a_share_and_needs_a_goal_frame():
+    with pytest.raises(ReprlError, match=r"data.other_goal is a share of the tuples: give a value from 0 to 1, got 1.5"):
+        small("vip", other_goal=1.5)
+    with pytest.raises(ReprlError, match=r"data.other_goal needs tuples with a goal frame .* draws 'r3m' tuples"):
+        small("r3m", other_goal=0.5)
+    small("liv", other_goal=0.5)  # liv draws a goal frame too (liv_last)

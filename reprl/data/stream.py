@@ -32,8 +32,8 @@ log = logging.getLogger("reprl.data")
 
 @dataclass
 class StreamConfig(TupleSettings):
-    """How training tuples are drawn and batched (crop_scale, augment, tuples_per_video and shuffle_buffer
-    come from TupleSettings)."""
+    """How training tuples are drawn and batched (crop_scale, augment, tuples_per_video, shuffle_buffer and
+    other_goal come from TupleSettings)."""
 
     mode: str = "vip"  # vip | vip_last | liv | liv_last | r3m, or a registered mode (see reprl.data.sampling)
     image_size: int = 224
@@ -48,6 +48,17 @@ class StreamConfig(TupleSettings):
             if getattr(self, name) < 1:
                 raise ReprlError(f"data.{name} must be at least 1, got {getattr(self, name)}")
         self.check_tuple_settings(lambda name: f"data.{name}")
+        if self.other_goal > 0 and other_goal_mode(self.mode) is None:
+            raise ReprlError(f"data.other_goal needs tuples with a goal frame that runs to the video's end (modes "
+                             f"vip, liv and their _last forms), and this run draws {self.mode!r} tuples: set "
+                             "data.other_goal to 0")
+
+
+def other_goal_mode(mode: str) -> str | None:
+    """The mode whose draws end at the video's last frame (vip -> vip_last), for tuples that take another
+    video's last frame as their goal; None when the mode has no such form."""
+    last = mode if mode.endswith("_last") else f"{mode}_last"
+    return last if last in MODES and "goal" in SAMPLING_MODES[last].roles else None
 
 
 @dataclass
@@ -124,6 +135,9 @@ class TupleStream(IterableDataset):
         self.skips = SkipCounter("video")
         self.timer: StageTimer = NullTimer()  # benchmarks swap in a StageTimer: read/decode/augment/collate
         self.use_index = True  # read frames through shards' frame indexes when present (benchmarks compare)
+        # data.other_goal: (task, camera) -> the last frame (cropped, uint8 [3, S, S]) of the latest successful
+        # video of that task and camera this reader has read; emptied when an iteration starts
+        self._goals: dict[tuple[str, str], torch.Tensor] = {}
 
     def __len__(self) -> int:
         if self.batches_per_epoch is None:
@@ -148,6 +162,7 @@ class TupleStream(IterableDataset):
                         "random streams; write more, smaller shards for disjoint reading", len(self.urls), num_slots)
         rng = np.random.default_rng([self.cfg.seed, rank, worker, self.resume, self.epoch, self._passes])
         self._passes += 1
+        self._goals = {}
         limit = self._batches_for_worker(worker, num_workers)
         emitted = 0
         buffer: list[dict[str, Any]] = []
@@ -193,8 +208,17 @@ class TupleStream(IterableDataset):
         if needs_text(self.cfg.mode) and not video.text:
             self.skips.note("no caption", f"{video.key} (the {self.cfg.mode} objective needs a caption per video)")
             return []
-        draws = [sample_indices(self.cfg.mode, n, rng) for _ in range(self.cfg.tuples_per_video)]
-        needed = sorted({i for d in draws for i in d.values()})
+        # data.other_goal: a tuple may take as its goal the last frame of an earlier successful video of the same
+        # task and camera (the goal image a user has, which this video never shows); its own frames then run to
+        # the video's end. The random draws for it are made only when other_goal > 0, so other streams are unchanged.
+        other = self.cfg.other_goal
+        group = (video_task(video), str(video.meta.get("camera", "")))
+        cached = self._goals.get(group) if other > 0 else None
+        swap = [cached is not None and bool(rng.random() < other) for _ in range(self.cfg.tuples_per_video)]
+        last_mode = other_goal_mode(self.cfg.mode) if other > 0 else None
+        keep_last = last_mode is not None and video.meta.get("succeeded", True) is not False
+        draws = [sample_indices(last_mode if s and last_mode else self.cfg.mode, n, rng) for s in swap]
+        needed = sorted({i for d in draws for i in d.values()} | ({n - 1} if keep_last else set()))
         try:
             with self.timer("decode"):
                 full_hw = video.frame_size()
@@ -208,10 +232,16 @@ class TupleStream(IterableDataset):
             self.skips.note("undecodable frames", f"{video.key}: {e}")
             return []
         out = []
-        for d, box in zip(draws, boxes):
+        for d, box, s in zip(draws, boxes, swap):
             with self.timer("augment"):
                 stack = self._crop_tuple(decoded, needed, d, box, full_hw)
+                if s and cached is not None:
+                    stack[self.roles.index("goal")] = cached
             out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key})
+        if keep_last:
+            with self.timer("augment"):
+                last = decoded.permute(0, 2, 3, 1)[[needed.index(n - 1)]].permute(0, 3, 1, 2)
+                self._goals[group] = crop_resize(last, boxes[0], self.cfg.image_size, full_hw)[0]
         return out
 
 

@@ -25,7 +25,8 @@ class EncoderSection:
 
 @dataclass
 class DataSection(TupleSettings):
-    """The training data (crop_scale, augment, tuples_per_video and shuffle_buffer come from TupleSettings)."""
+    """The training data (crop_scale, augment, tuples_per_video, shuffle_buffer and other_goal come from
+    TupleSettings)."""
 
     train: str = ""  # shards: folder, .tar, brace pattern, ::-joined list, pipe:/URL
     val: str | None = None  # held-out shards for VOC / bump rate
