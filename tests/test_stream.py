@@ -210,6 +210,7 @@ def test_other_goal_takes_the_last_frame_of_an_earlier_successful_video_of_the_s
         assert goal_level[key] in (own, own + 100), key
     # later ones take the last frame of the latest successful one before them; a failed video is never a goal
     assert [goal_level[k] for k in ("a1", "a2fail", "a3")] == [110, 140, 140]
+    assert [b.goal_from[0] for b in batches] == ["", "", "", "a0", "a1", "a1"]
     assert start_level == {"a0": 10, "b0": 20, "a0side": 30, "a1": 40, "a2fail": 50, "a3": 60}
     for b in batches[3:]:  # the swapped tuples run to their own video's end
         assert int(b.indices["goal"][0]) == 5 and int(b.indices["t1"][0]) <= 5

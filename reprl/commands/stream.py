@@ -64,6 +64,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"batch {i}: {shapes}")
         for j in range(min(3, len(batch))):
             idx = " ".join(f"{r}={int(batch.indices[r][j])}" for r in batch.roles)
+            if batch.goal_from and batch.goal_from[j]:  # data.other_goal: the goal is another video's last frame
+                idx = idx.replace(f"goal={int(batch.indices['goal'][j])}", f"goal=last of {batch.goal_from[j]}")
             caption = f' "{batch.text[j]}"' if batch.text[j] else ""
             print(f"  {batch.key[j]} (len {int(batch.length[j])}): {idx}{caption}")
         if i == 0 and opts.grid:

@@ -70,6 +70,7 @@ class ClipBatch:
     length: torch.Tensor  # int64 [B], frames in the source video
     text: list[str] = field(default_factory=list)  # caption per tuple ('' when the video has none)
     key: list[str] = field(default_factory=list)
+    goal_from: list[str] = field(default_factory=list)  # data.other_goal: key of the goal's video ('' = its own)
 
     def __len__(self) -> int:
         return int(self.length.shape[0])
@@ -81,7 +82,7 @@ class ClipBatch:
     def _map(self, fn: Any) -> ClipBatch:
         return ClipBatch(frames={k: fn(v) for k, v in self.frames.items()},
                          indices={k: fn(v) for k, v in self.indices.items()},
-                         length=fn(self.length), text=self.text, key=self.key)
+                         length=fn(self.length), text=self.text, key=self.key, goal_from=self.goal_from)
 
     def pin_memory(self) -> ClipBatch:
         return self._map(lambda t: t.pin_memory())
@@ -97,6 +98,7 @@ def collate_tuples(tuples: list[dict[str, Any]], roles: tuple[str, ...]) -> Clip
         length=torch.tensor([t["length"] for t in tuples], dtype=torch.long),
         text=[t["text"] for t in tuples],
         key=[t["key"] for t in tuples],
+        goal_from=[t.get("goal_from", "") for t in tuples],
     )
 
 
@@ -135,9 +137,9 @@ class TupleStream(IterableDataset):
         self.skips = SkipCounter("video")
         self.timer: StageTimer = NullTimer()  # benchmarks swap in a StageTimer: read/decode/augment/collate
         self.use_index = True  # read frames through shards' frame indexes when present (benchmarks compare)
-        # data.other_goal: (task, camera) -> the last frame (cropped, uint8 [3, S, S]) of the latest successful
+        # data.other_goal: (task, camera) -> (key, last frame cropped, uint8 [3, S, S]) of the latest successful
         # video of that task and camera this reader has read; emptied when an iteration starts
-        self._goals: dict[tuple[str, str], torch.Tensor] = {}
+        self._goals: dict[tuple[str, str], tuple[str, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         if self.batches_per_epoch is None:
@@ -236,12 +238,13 @@ class TupleStream(IterableDataset):
             with self.timer("augment"):
                 stack = self._crop_tuple(decoded, needed, d, box, full_hw)
                 if s and cached is not None:
-                    stack[self.roles.index("goal")] = cached
-            out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key})
+                    stack[self.roles.index("goal")] = cached[1]
+            out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key,
+                        "goal_from": cached[0] if s and cached is not None else ""})
         if keep_last:
             with self.timer("augment"):
                 last = decoded.permute(0, 2, 3, 1)[[needed.index(n - 1)]].permute(0, 3, 1, 2)
-                self._goals[group] = crop_resize(last, boxes[0], self.cfg.image_size, full_hw)[0]
+                self._goals[group] = (video.key, crop_resize(last, boxes[0], self.cfg.image_size, full_hw)[0])
         return out
 
 
