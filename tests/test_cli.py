@@ -65,8 +65,8 @@ def test_importing_reprl_stays_light():
 
 
 def test_every_tuple_setting_reaches_the_stream_from_pretrain_and_from_reprl_stream(monkeypatch, capsys):
-    """crop_scale, augment, tuples_per_video and shuffle_buffer are declared once (TupleSettings): pretraining's
-    data section and `reprl stream`'s options both hand every one of them to the stream."""
+    """crop_scale, augment, tuples_per_video, shuffle_buffer and other_goal are declared once (TupleSettings):
+    pretraining's data section and `reprl stream`'s options both hand every one of them to the stream."""
     from types import SimpleNamespace
 
     import reprl.data.stream as stream_mod
@@ -74,11 +74,12 @@ def test_every_tuple_setting_reaches_the_stream_from_pretrain_and_from_reprl_str
     from reprl.training.config import load_pretrain_config
     from reprl.training.run import data_module
 
-    wanted = {"crop_scale": (0.5, 0.9), "augment": False, "tuples_per_video": 3, "shuffle_buffer": 7}
+    wanted = {"crop_scale": (0.5, 0.9), "augment": False, "tuples_per_video": 3, "shuffle_buffer": 7,
+              "other_goal": 0.25}
     assert set(wanted) == {f for f in TupleSettings.__dataclass_fields__}
     cfg = load_pretrain_config(None, ["--data.train", TRAIN_SHARDS, "--data.crop_scale", "[0.5, 0.9]",
                                       "--data.augment", "false", "--data.tuples_per_video", "3",
-                                      "--data.shuffle_buffer", "7"])
+                                      "--data.shuffle_buffer", "7", "--data.other_goal", "0.25"])
     got = data_module(cfg, SimpleNamespace(config=SimpleNamespace(image_size=32))).stream_cfg
     assert {k: getattr(got, k) for k in wanted} == wanted and got.image_size == 32
 
@@ -88,9 +89,11 @@ def test_every_tuple_setting_reaches_the_stream_from_pretrain_and_from_reprl_str
                         lambda self, urls, cfg, **kw: (seen.append(cfg), real_init(self, urls, cfg, **kw))[1])
     assert run_cli("stream", TRAIN_SHARDS, "--batches", "1", "--batch-size", "2", "--image-size", "16",
                    "--crop-scale", "0.5", "0.9", "--no-augment", "--tuples-per-video", "3",
-                   "--shuffle-buffer", "7") == 0
+                   "--shuffle-buffer", "7", "--other-goal", "0.25") == 0
     assert {k: getattr(seen[0], k) for k in wanted} == wanted
     assert run_cli("stream", TRAIN_SHARDS, "--crop-scale", "0", "1") == 2
     assert "--crop-scale must satisfy 0 < min <= max <= 1, got (0.0, 1.0)" in capsys.readouterr().err
     assert run_cli("stream", TRAIN_SHARDS, "--tuples-per-video", "0") == 2
     assert "--tuples-per-video must be at least 1, got 0" in capsys.readouterr().err
+    assert run_cli("stream", TRAIN_SHARDS, "--other-goal", "2") == 2
+    assert "--other-goal is a share of the tuples: give a value from 0 to 1, got 2.0" in capsys.readouterr().err
