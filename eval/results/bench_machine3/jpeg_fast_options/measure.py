@@ -1,6 +1,13 @@
 # Relative decode CPU time of simplejpeg fastdct / fastupsample vs the exact decoder (docs/benchmarks.md).
 # Usage: python measure.py SHARD_FOLDER   (e.g. demo_out/corpus/train after make demo)
-import tarfile, time, numpy as np, simplejpeg, sys, glob
+import glob
+import sys
+import tarfile
+import time
+
+import numpy as np
+import simplejpeg
+
 tars = sorted(glob.glob(sys.argv[1] + "/shard-*.tar"))[:2]
 jpegs = []
 for t in tars:
@@ -19,7 +26,7 @@ def run(scale, fd, fu):
     return time.process_time() - t0
 for scale in (8, 4, 2, 1):
     res = {k: [] for k in [(False, False), (True, False), (False, True), (True, True)]}
-    for rep in range(5):
+    for _rep in range(5):
         for k in res:
             res[k].append(run(scale, *k))
     base = np.median(res[(False, False)])
