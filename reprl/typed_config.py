@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import re
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -252,13 +253,23 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 EXTENDS = "extends"  # a YAML file's key naming the file it builds on (a path relative to its own folder)
 
 
-def read_yaml(path: str | Path, variants: tuple[str, ...] = (), extends: bool = True,
+def merge_variants(base: dict[str, Any], update: dict[str, Any], variants: Mapping[str, str]) -> dict[str, Any]:
+    """merge(base, update), except that a section named in `variants` (section -> its default variant name,
+    e.g. {"objective": "vip"}) whose `name` in `update` differs from base's (or the default) replaces base's
+    section instead of merging into it: settings of another variant do not apply."""
+    for section, default in variants.items():
+        mine, theirs = update.get(section), base.get(section)
+        if isinstance(mine, dict) and isinstance(theirs, dict) and "name" in mine \
+                and mine["name"] != theirs.get("name", default):
+            base = {**base, section: {}}
+    return merge(base, update)
+
+
+def read_yaml(path: str | Path, variants: Mapping[str, str] | None = None, extends: bool = True,
               _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML file's mapping. With `extends: OTHER.yaml` at its top level, the file holds only what differs from
-    OTHER (read the same way, so a chain works): OTHER's mapping is merged with this file's, key by key, this
-    file winning. A section named in `variants` (e.g. "objective") whose `name` differs from OTHER's replaces
-    OTHER's section instead of merging into it: settings of another variant do not apply. extends=False reads
-    the file's own keys only."""
+    OTHER (read the same way, so a chain works): OTHER's mapping is merged with this file's by merge_variants,
+    this file winning. extends=False reads the file's own keys only."""
     p = Path(path)
     if not p.exists():
         raise ReprlError(f"config file not found: {p}" + (f" (named by extends: in {_chain[-1]})" if _chain else ""))
@@ -281,13 +292,7 @@ def read_yaml(path: str | Path, variants: tuple[str, ...] = (), extends: bool = 
     if base_path.resolve() in {q.resolve() for q in chain}:
         raise ReprlError(f"{p}: extends: {base_name} leads back to a file already in the chain "
                          f"({' -> '.join(str(q) for q in (*chain, base_path))}); remove the loop")
-    base = read_yaml(base_path, variants, True, chain)
-    for section in variants:
-        mine, theirs = data.get(section), base.get(section)
-        if isinstance(mine, dict) and isinstance(theirs, dict) and "name" in mine \
-                and mine["name"] != theirs.get("name", mine["name"]):
-            base = {**base, section: {}}
-    return merge(base, data)
+    return merge_variants(read_yaml(base_path, variants, True, chain), data, variants or {})
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
@@ -301,4 +306,5 @@ def dump_yaml(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-__all__ = ["from_dict", "to_dict", "load_config", "parse_overrides", "dump_yaml", "read_yaml", "EXTENDS"]
+__all__ = ["from_dict", "to_dict", "load_config", "parse_overrides", "dump_yaml", "read_yaml", "merge_variants",
+           "EXTENDS"]

@@ -170,12 +170,15 @@ def test_extends_replaces_a_variant_section_that_names_another_variant(tmp_path)
     (tmp_path / "vip.yaml").write_text("objective: {name: vip, gamma: 0.9, f: kl}\ndata: {batch_size: 8}\n")
     (tmp_path / "chi2.yaml").write_text("extends: vip.yaml\nobjective: {f: chi2}\n")
     (tmp_path / "r3m.yaml").write_text("extends: vip.yaml\nobjective: {name: r3m, tcn_weight: 2.0}\n")
-    variants = ("objective",)
+    variants = {"objective": "vip"}
     assert read_yaml(tmp_path / "chi2.yaml", variants) == {"objective": {"name": "vip", "gamma": 0.9, "f": "chi2"},
                                                            "data": {"batch_size": 8}}
     assert read_yaml(tmp_path / "r3m.yaml", variants) == {"objective": {"name": "r3m", "tcn_weight": 2.0},
                                                           "data": {"batch_size": 8}}
     assert read_yaml(tmp_path / "r3m.yaml")["objective"]["gamma"] == 0.9  # without the rule: a plain merge
+    (tmp_path / "default.yaml").write_text("objective: {gamma: 0.9}\n")  # no name: the default variant, vip
+    (tmp_path / "r3m_on_default.yaml").write_text("extends: default.yaml\nobjective: {name: r3m}\n")
+    assert read_yaml(tmp_path / "r3m_on_default.yaml", variants) == {"objective": {"name": "r3m"}}
 
 
 @pytest.mark.parametrize("text, message", [

@@ -100,15 +100,11 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
     """Defaults <- YAML preset <- command-line overrides, checked. The `objective` section is parsed by the chosen
     objective's own Config class once the plugins are imported; naming another objective on the command line than
     the preset's drops the preset's objective settings (they belong to the other objective)."""
-    from reprl.typed_config import from_dict, merge, parse_overrides, read_yaml
+    from reprl.typed_config import from_dict, merge_variants, parse_overrides, read_yaml
 
-    data = read_yaml(path, variants=("objective",)) if path else {}
-    cli = parse_overrides(overrides or [])
-    preset, chosen = data.get("objective"), cli.get("objective")
-    if isinstance(preset, dict) and isinstance(chosen, dict) and "name" in chosen \
-            and chosen["name"] != preset.get("name", ObjectiveConfig.name):
-        data = {**data, "objective": {}}
-    merged = merge(data, cli)
+    variants = {"objective": ObjectiveConfig.name}  # a preset's or base's objective keys belong to its objective
+    data = read_yaml(path, variants) if path else {}
+    merged = merge_variants(data, parse_overrides(overrides or []), variants)
     section = merged.pop("objective", {})
     cfg = from_dict(PretrainConfig, merged)
     import_plugins(cfg.plugins)
