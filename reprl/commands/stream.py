@@ -63,9 +63,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                            for r, t in batch.frames.items())
         print(f"batch {i}: {shapes}")
         for j in range(min(3, len(batch))):
-            idx = " ".join(f"{r}={int(batch.indices[r][j])}" for r in batch.roles)
-            if batch.goal_from and batch.goal_from[j]:  # data.other_goal: the goal is another video's last frame
-                idx = idx.replace(f"goal={int(batch.indices['goal'][j])}", f"goal=last of {batch.goal_from[j]}")
+            borrowed = batch.goal_from[j] if batch.goal_from else ""  # data.other_goal: another video's last frame
+            idx = " ".join(f"{r}=last of {borrowed}" if r == "goal" and borrowed else f"{r}={int(batch.indices[r][j])}"
+                           for r in batch.roles)
             caption = f' "{batch.text[j]}"' if batch.text[j] else ""
             print(f"  {batch.key[j]} (len {int(batch.length[j])}): {idx}{caption}")
         if i == 0 and opts.grid:

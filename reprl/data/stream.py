@@ -243,8 +243,9 @@ class TupleStream(IterableDataset):
                         "goal_from": cached[0] if s and cached is not None else ""})
         if keep_last:
             with self.timer("augment"):
-                last = decoded.permute(0, 2, 3, 1)[[needed.index(n - 1)]].permute(0, 3, 1, 2)
-                self._goals[group] = (video.key, crop_resize(last, boxes[0], self.cfg.image_size, full_hw)[0])
+                k = needed.index(n - 1)  # a slice keeps the decoder's channels-last view
+                self._goals[group] = (video.key, crop_resize(decoded[k:k + 1], boxes[0], self.cfg.image_size,
+                                                             full_hw)[0])
         return out
 
 
