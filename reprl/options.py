@@ -228,9 +228,10 @@ class TupleSettings:
     shuffle_buffer: int = 128  # tuples held for shuffling before batching
     other_goal: float = 0.0  # share of VIP/LIV tuples whose goal is another video's last frame (same task and camera)
 
-    def check_tuple_settings(self, name: Callable[[str], str]) -> None:
-        """Refuse impossible tuple settings; `name` spells a field as the user wrote it (data.crop_scale in a
-        pretraining config, --crop-scale on the command line)."""
+    def check_tuple_settings(self, name: Callable[[str], str], mode: str) -> None:
+        """Refuse impossible tuple settings for tuples drawn in `mode`; `name` spells a field as the user wrote it
+        (data.crop_scale in a pretraining config, --crop-scale on the command line)."""
+        from reprl.data.sampling import MODES, other_goal_mode
         if self.tuples_per_video < 1:
             raise ReprlError(f"{name('tuples_per_video')} must be at least 1, got {self.tuples_per_video}")
         lo, hi = self.crop_scale
@@ -239,6 +240,10 @@ class TupleSettings:
         if not 0 <= self.other_goal <= 1:
             raise ReprlError(f"{name('other_goal')} is a share of the tuples: give a value from 0 to 1, "
                              f"got {self.other_goal}")
+        if self.other_goal > 0 and mode in MODES and other_goal_mode(mode) is None:
+            raise ReprlError(f"{name('other_goal')} needs tuples with a goal frame that runs to the video's end "
+                             f"(modes vip, liv and their _last forms), and these are {mode!r} tuples: set "
+                             f"{name('other_goal')} to 0")
 
 
 def tuple_settings(obj: TupleSettings) -> dict[str, Any]:
@@ -261,7 +266,7 @@ class StreamOptions(TupleSettings):
     grid: str | None = None  # save a PNG of the first batch's tuples here
 
     def __post_init__(self) -> None:
-        self.check_tuple_settings(lambda name: "--" + name.replace("_", "-"))
+        self.check_tuple_settings(lambda name: "--" + name.replace("_", "-"), self.mode)
 
 
 def _base_type(tp: Any) -> Any:

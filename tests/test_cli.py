@@ -97,3 +97,6 @@ def test_every_tuple_setting_reaches_the_stream_from_pretrain_and_from_reprl_str
     assert "--tuples-per-video must be at least 1, got 0" in capsys.readouterr().err
     assert run_cli("stream", TRAIN_SHARDS, "--other-goal", "2") == 2
     assert "--other-goal is a share of the tuples: give a value from 0 to 1, got 2.0" in capsys.readouterr().err
+    assert run_cli("stream", TRAIN_SHARDS, "--mode", "r3m", "--other-goal", "0.5") == 2
+    err = capsys.readouterr().err
+    assert "--other-goal needs tuples with a goal frame" in err and "set --other-goal to 0" in err, err

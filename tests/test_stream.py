@@ -219,6 +219,6 @@ def test_other_goal_takes_the_last_frame_of_an_earlier_successful_video_of_the_s
 def test_other_goal_is_a_share_and_needs_a_goal_frame():
     with pytest.raises(ReprlError, match=r"data.other_goal is a share of the tuples: .* from 0 to 1, got 1.5"):
         small("vip", other_goal=1.5)
-    with pytest.raises(ReprlError, match=r"data.other_goal needs tuples with a goal frame .* draws 'r3m' tuples"):
+    with pytest.raises(ReprlError, match=r"data.other_goal needs tuples with a goal frame .* set data.other_goal to 0"):
         small("r3m", other_goal=0.5)
     small("liv", other_goal=0.5)  # liv draws a goal frame too (liv_last)

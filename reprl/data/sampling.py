@@ -53,6 +53,13 @@ def register_mode(name: str, roles: tuple[str, ...], sample: Sampler, needs_text
     SAMPLING_MODES[name] = SamplingMode(tuple(roles), sample, needs_text, built_in)
 
 
+def other_goal_mode(mode: str) -> str | None:
+    """The mode whose draws end at the video's last frame (vip -> vip_last), for tuples that take another
+    video's last frame as their goal; None when the mode has no such form."""
+    last = mode if mode.endswith("_last") else f"{mode}_last"
+    return last if last in MODES and "goal" in SAMPLING_MODES[last].roles else None
+
+
 def needs_text(mode: str) -> bool:
     """Whether tuples of this mode need the video's caption."""
     return SAMPLING_MODES[mode].needs_text

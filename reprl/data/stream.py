@@ -22,7 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from reprl.data.augment import center_box, crop_params, crop_resize, decode_eighths
 from reprl.data.reader import ShardVideo, SkipCounter, expand_urls, iter_videos
-from reprl.data.sampling import MIN_FRAMES, MODES, SAMPLING_MODES, needs_text, sample_indices
+from reprl.data.sampling import MIN_FRAMES, MODES, SAMPLING_MODES, needs_text, other_goal_mode, sample_indices
 from reprl.errors import ReprlError
 from reprl.options import TupleSettings
 from reprl.utils.timing import NullTimer, StageTimer
@@ -47,18 +47,7 @@ class StreamConfig(TupleSettings):
         for name in ("image_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ReprlError(f"data.{name} must be at least 1, got {getattr(self, name)}")
-        self.check_tuple_settings(lambda name: f"data.{name}")
-        if self.other_goal > 0 and other_goal_mode(self.mode) is None:
-            raise ReprlError(f"data.other_goal needs tuples with a goal frame that runs to the video's end (modes "
-                             f"vip, liv and their _last forms), and this run draws {self.mode!r} tuples: set "
-                             "data.other_goal to 0")
-
-
-def other_goal_mode(mode: str) -> str | None:
-    """The mode whose draws end at the video's last frame (vip -> vip_last), for tuples that take another
-    video's last frame as their goal; None when the mode has no such form."""
-    last = mode if mode.endswith("_last") else f"{mode}_last"
-    return last if last in MODES and "goal" in SAMPLING_MODES[last].roles else None
+        self.check_tuple_settings(lambda name: f"data.{name}", self.mode)
 
 
 @dataclass
