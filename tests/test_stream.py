@@ -208,12 +208,39 @@ def test_other_goal_takes_the_last_frame_of_an_earlier_successful_video_of_the_s
     # the first video of each (task, camera) keeps its own goal (a frame of its own: 10 / 110, 20 / 120, ...)
     for key, own in (("a0", 10), ("b0", 20), ("a0side", 30)):
         assert goal_level[key] in (own, own + 100), key
-    # later ones take the last frame of the latest successful one before them; a failed video is never a goal
-    assert [goal_level[k] for k in ("a1", "a2fail", "a3")] == [110, 140, 140]
-    assert [b.goal_from[0] for b in batches] == ["", "", "", "a0", "a1", "a1"]
+    # later successful ones take the last frame of the latest successful one before them; a failed video is never
+    # a goal and keeps its own goals (it never reaches a borrowed one)
+    assert [goal_level[k] for k in ("a1", "a3")] == [110, 140]
+    assert goal_level["a2fail"] in (50, 150)
+    assert [b.goal_from[0] for b in batches] == ["", "", "", "a0", "", "a1"]
     assert start_level == {"a0": 10, "b0": 20, "a0side": 30, "a1": 40, "a2fail": 50, "a3": 60}
-    for b in batches[3:]:  # the swapped tuples run to their own video's end
+    for b in (batches[3], batches[5]):  # the swapped tuples run to their own video's end
         assert int(b.indices["goal"][0]) == 5 and int(b.indices["t1"][0]) <= 5
+
+
+def test_other_goal_needs_a_task_name_and_never_lends_a_video_its_own_last_frame(tmp_path):
+    # no task in the metadata: nothing says two videos share a goal, so none lends or borrows
+    write_tar(tmp_path / "untitled.tar", [flat_video(f"v{i}", "", 10 * i) for i in range(4)])
+    batches = take(TupleStream(str(tmp_path / "untitled.tar"), small("vip", batch_size=1, shuffle_buffer=1,
+                                                                       other_goal=1.0)), 8)
+    assert [b.goal_from[0] for b in batches] == [""] * 8
+    # one video per task: on the second pass over the shards the only goal of its task is its own last frame
+    write_tar(tmp_path / "single.tar", [flat_video("a0", "a", 10), flat_video("b0", "b", 20)])
+    batches = take(TupleStream(str(tmp_path / "single.tar"), small("vip", batch_size=1, shuffle_buffer=1,
+                                                                     other_goal=1.0)), 6)
+    assert [b.key[0] for b in batches] == ["a0", "b0"] * 3
+    assert [b.goal_from[0] for b in batches] == [""] * 6
+
+
+def test_other_goal_is_the_share_of_tuples_that_borrow_when_a_goal_is_there_to_borrow(tmp_path):
+    write_tar(tmp_path / "s.tar", [flat_video("a0", "a", 10), flat_video("a1", "a", 20)])
+    for share in (0.25, 0.75):
+        batches = take(TupleStream(str(tmp_path / "s.tar"), small("vip", batch_size=1, shuffle_buffer=1,
+                                                                  other_goal=share)), 401)
+        # from the second tuple on, the other video's last frame is always there to borrow
+        borrowed = [b.goal_from[0] != "" for b in batches[1:]]
+        assert abs(sum(borrowed) / len(borrowed) - share) < 0.07, (share, sum(borrowed))
+        assert all(b.goal_from[0] in ("", {"a0": "a1", "a1": "a0"}[b.key[0]]) for b in batches)
 
 
 def test_other_goal_is_a_share_and_needs_a_goal_frame():

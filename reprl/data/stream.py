@@ -199,15 +199,21 @@ class TupleStream(IterableDataset):
         if needs_text(self.cfg.mode) and not video.text:
             self.skips.note("no caption", f"{video.key} (the {self.cfg.mode} objective needs a caption per video)")
             return []
-        # data.other_goal: a tuple may take as its goal the last frame of an earlier successful video of the same
-        # task and camera (the goal image a user has, which this video never shows); its own frames then run to
-        # the video's end. The random draws for it are made only when other_goal > 0, so other streams are unchanged.
-        other = self.cfg.other_goal
-        group = (video_task(video), str(video.meta.get("camera", "")))
-        cached = self._goals.get(group) if other > 0 else None
+        # data.other_goal: a tuple of a successful video may take as its goal the last frame of an earlier successful
+        # video of the same task and camera (the goal image a user has, which this video never shows); its own
+        # frames then run to the video's end. Videos that name no task neither lend nor borrow (nothing says two of
+        # them share a goal), a failed video keeps its own goals (it never reaches the borrowed one), and a video
+        # never borrows its own last frame (a later pass over the same shards). The random draws for it are made
+        # only when other_goal > 0, so other streams are unchanged.
+        other, task = self.cfg.other_goal, video_task(video)
+        group = (task, str(video.meta.get("camera", ""))) if other > 0 and task else None
+        succeeded = video.meta.get("succeeded", True) is not False
+        cached = self._goals.get(group) if group is not None and succeeded else None
+        if cached is not None and cached[0] == video.key:
+            cached = None
         swap = [cached is not None and bool(rng.random() < other) for _ in range(self.cfg.tuples_per_video)]
-        last_mode = other_goal_mode(self.cfg.mode) if other > 0 else None
-        keep_last = last_mode is not None and video.meta.get("succeeded", True) is not False
+        last_mode = other_goal_mode(self.cfg.mode) if group is not None else None
+        keep_last = last_mode is not None and succeeded
         draws = [sample_indices(last_mode if s and last_mode else self.cfg.mode, n, rng) for s in swap]
         needed = sorted({i for d in draws for i in d.values()} | ({n - 1} if keep_last else set()))
         try:
@@ -230,7 +236,7 @@ class TupleStream(IterableDataset):
                     stack[self.roles.index("goal")] = cached[1]
             out.append({"frames": stack, "indices": d, "length": n, "text": video.text or "", "key": video.key,
                         "goal_from": cached[0] if s and cached is not None else ""})
-        if keep_last:
+        if keep_last and group is not None:
             with self.timer("augment"):
                 k = needed.index(n - 1)  # a slice keeps the decoder's channels-last view
                 self._goals[group] = (video.key, crop_resize(decoded[k:k + 1], boxes[0], self.cfg.image_size,
