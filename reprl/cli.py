@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 from reprl.errors import ReprlError
 
@@ -80,14 +81,31 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
     try:
         code = args._run(args, extra)
+        sys.stdout.flush()  # here, not in Python's exit, so that a closed pipe meets the handler below
     except ReprlError as e:
         print(f"reprl {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"reprl {args.command}: interrupted", file=sys.stderr)
         sys.exit(130)
-    except BrokenPipeError:  # the reader of stdout stopped early (`reprl ... | head`): not an error of ours
+    except BrokenPipeError:
+        if not _reader_gone(sys.stdout):
+            raise  # another pipe (a worker process's): a fault, not the user's pager
+        # the reader of stdout stopped early (`reprl ... | head`): end quietly with the status a shell gives a
+        # command killed by SIGPIPE (128 + 13), as `cat file | head` does
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's final flush of stdout would raise again
-        sys.exit(0)
+        sys.exit(141)
     sys.exit(code or 0)
+
+
+def _reader_gone(stream: Any) -> bool:
+    """Whether `stream` writes to a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's capture) or no poll
+        return False

@@ -271,12 +271,17 @@ def read_yaml(path: str | Path, variants: Mapping[str, str] | None = None, exten
     OTHER (read the same way, so a chain works): OTHER's mapping is merged with this file's by merge_variants,
     this file winning. extends=False reads the file's own keys only."""
     p = Path(path)
+    named = f" (named by extends: in {_chain[-1]})" if _chain else ""
     if not p.exists():
-        raise ReprlError(f"config file not found: {p}" + (f" (named by extends: in {_chain[-1]})" if _chain else ""))
+        raise ReprlError(f"config file not found: {p}{named}")
+    if not p.is_file():
+        raise ReprlError(f"{p} is a folder, not a config file{named}: name a YAML file")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ReprlError(f"{p} is not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReprlError(f"cannot read {p}{named}: {e}") from None
     if not isinstance(data, dict):
         raise ReprlError(f"{p} should hold a mapping of config sections, got {type(data).__name__}")
     if EXTENDS not in data:

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,15 +47,28 @@ def test_console_script_help_is_fast_and_lists_commands():
         assert name in out
 
 
-def test_a_reader_that_stops_early_is_not_an_error():
-    """`reprl pretrain --print-config | head -2`: the closed pipe ends the command quietly with exit 0."""
-    proc = subprocess.Popen([sys.executable, "-m", "reprl", "pretrain", "--config", "configs/pretrain/study_r3m.yaml",
-                             "--print-config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=str(Path(__file__).resolve().parents[1]))
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()  # before the command writes: its first write meets a closed pipe
-    err = proc.stderr.read().decode()
-    assert proc.wait() == 0 and err == ""
+def test_a_reader_that_stops_early_ends_the_command_quietly_and_other_broken_pipes_are_not_hidden(monkeypatch):
+    """`reprl pretrain --print-config | head -2`: the closed pipe ends the command without a traceback, with the
+    status a shell gives a command killed by SIGPIPE (141), buffered output or not."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    for unbuffered in ("", "1"):
+        proc = subprocess.Popen([sys.executable, "-m", "reprl", "pretrain", "--config",
+                                 "configs/pretrain/study_r3m.yaml", "--print-config"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[1]),
+                                env={**env, **({"PYTHONUNBUFFERED": unbuffered} if unbuffered else {})})
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # before the command writes: its first write (or its final flush) meets a closed pipe
+        err = proc.stderr.read().decode()
+        assert (proc.wait(), err) == (141, ""), unbuffered
+    # a broken pipe that is not stdout's (a worker process that died) is a fault: it is not swallowed
+
+    def broken(args, extra):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    import reprl.commands.list as list_command
+    monkeypatch.setattr(list_command, "run", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["list"])
 
 
 def test_importing_reprl_stays_light():

@@ -186,8 +186,12 @@ def test_extends_replaces_a_variant_section_that_names_another_variant(tmp_path)
     ("extends: c.yaml\n", r"extends: c.yaml leads back to a file already in the chain .*remove the loop"),
     ("extends: [a.yaml, b.yaml]\n", r"extends: should name one YAML file .*got \['a.yaml', 'b.yaml'\]"),
     ("extends: ''\n", "extends: should name one YAML file"),
+    ("extends: presets\n", r"presets is a folder, not a config file \(named by extends: in .*c.yaml\): name a YAML"),
+    ("extends: latin1.yaml\n", r"cannot read .*latin1.yaml \(named by extends: in .*c.yaml\): 'utf-8' codec"),
 ])
 def test_bad_extends_is_one_line(tmp_path, text, message):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "latin1.yaml").write_bytes("trainer: {run_name: caf\u00e9}\n".encode("latin-1"))
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ReprlError, match=message) as e:
         load_config(Outer, tmp_path / "c.yaml")

@@ -64,6 +64,8 @@ def test_resume_appends_to_the_logs(finished_run, tmp_path):
     (["--optim.lr", "-1"], "--optim.lr must be > 0"),
     (["--objective.tcn_weight", "5"], "--objective.tcn_weight does not apply to the vip objective"),
     (["--resume", "TORN"], "torn or not a training checkpoint"),
+    (["--data.other_goal", "2"], "--data.other_goal is a share of the tuples: give a value from 0 to 1, got 2"),
+    (["--objective.name", "r3m", "--data.other_goal", "0.5"], "--data.other_goal needs tuples with a goal frame"),
 ])
 def test_bad_inputs_leave_no_run_folder(bad, message, finished_run, tmp_path, capsys):
     torn = tmp_path / "torn.ckpt"

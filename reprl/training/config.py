@@ -150,7 +150,8 @@ def check_config(cfg: PretrainConfig) -> None:
     if type(cfg.objective) is not cls.Config:
         raise ReprlError(f"objective: the {cfg.objective.name} objective's settings are a {cls.Config.__name__}, got "
                          f"a {type(cfg.objective).__name__} (build them with objective_config)")
-    data_mode(cfg.objective, cfg.data.goal_last)  # an objective without a goal_last variant refuses it here
+    mode = data_mode(cfg.objective, cfg.data.goal_last)  # an objective without a goal_last variant refuses it here
+    cfg.data.check_tuple_settings(lambda name: f"--data.{name}", mode)  # crops, shares: before anything is built
     if cfg.encoder.init and cfg.encoder.params:
         raise ReprlError("--encoder.params sets a new encoder's architecture, and --encoder.init loads one with its "
                          "own: give one of them")
