@@ -33,7 +33,9 @@ def save_grid(batch, path: str, max_rows: int = 8) -> None:
         for c, role in enumerate(roles):
             ax = axes[r][c]
             ax.imshow(batch.frames[role][r].permute(1, 2, 0).numpy())
-            ax.set_title(f"{role} #{int(batch.indices[role][r])}", fontsize=8)
+            lender = batch.goal_from[r] if role == "goal" and batch.goal_from else ""
+            ax.set_title(f"goal: end of ..{lender[-14:]}" if lender else f"{role} #{int(batch.indices[role][r])}",
+                         fontsize=8)  # a borrowed goal (data.other_goal) is not a frame of the tuple's video
             ax.axis("off")
         if batch.text[r]:
             axes[r][0].text(0, -0.35, batch.text[r][:60], transform=axes[r][0].transAxes, fontsize=7)
