@@ -106,3 +106,17 @@ def test_study_budget_hours():
     assert b["hours_no_success"] == pytest.approx(4050 * 500 / 3600)  # 562.5 h
     assert b["hours_half_succeed_at_150"] == pytest.approx(4050 * (0.5 * 160 + 0.5 * 500) / 3600)  # 371.25 h
     assert study_budget_hours(2.0)["hours_no_success"] == pytest.approx(281.25)
+
+
+def test_a_worker_that_dies_is_a_one_line_error_when_asked_to_step_or_reset():
+    envs = open_envs("reach", "corner", 32, 1, workers=1)
+    try:
+        envs.reset([0], [0])
+        envs._procs[0].kill()  # as the kernel's out-of-memory killer would
+        envs._procs[0].join()
+        for _ in range(2):  # the first send may still fit in the pipe's buffer; then the answer never comes
+            with pytest.raises(ReprlError, match=r"worker 0 died \(exit code -9\); rerun with env_workers: 0"):
+                envs.step([0], np.zeros((1, 4)))
+    finally:
+        envs.close()
+

@@ -114,13 +114,17 @@ class ProcessEnvs:
         try:
             kind, payload = self._conns[w].recv()
         except (EOFError, ConnectionError):
-            raise ReprlError(f"environment worker {w} died (exit code {self._procs[w].exitcode}); "
-                             "rerun with env_workers: 0 to see the error in this process") from None
+            raise self._died(w) from None
         if kind == "error":
             raise ReprlError(f"environment worker {w} failed: {payload}")
         if kind != expect:
             raise ReprlError(f"environment worker {w} answered {kind!r}, expected {expect!r}")
         return payload
+
+    def _died(self, w: int) -> ReprlError:
+        self._procs[w].join(timeout=1)  # its exit code, once it is gone
+        return ReprlError(f"environment worker {w} died (exit code {self._procs[w].exitcode}); rerun with "
+                          "env_workers: 0 to see the error in this process")
 
     def _scatter(self, cmd: str, slots: list[int], values: Any) -> list[tuple[int, list[int]]]:
         """Send each worker its share of `slots` (local indices) and values; -> [(worker, positions)]."""
@@ -129,7 +133,10 @@ class ProcessEnvs:
             pos = [k for k, j in enumerate(slots) if j % self.workers == w]
             if pos:
                 local = [slots[k] // self.workers for k in pos]
-                self._conns[w].send((cmd, (local, [values[k] for k in pos] if cmd == "reset" else values[pos])))
+                try:
+                    self._conns[w].send((cmd, (local, [values[k] for k in pos] if cmd == "reset" else values[pos])))
+                except (ConnectionError, OSError):  # a broken pipe: the worker is gone
+                    raise self._died(w) from None
                 parts.append((w, pos))
         return parts
 
