@@ -274,7 +274,7 @@ def read_yaml(path: str | Path, variants: Mapping[str, str] | None = None, exten
     named = f" (named by extends: in {_chain[-1]})" if _chain else ""
     if not p.exists():
         raise ReprlError(f"config file not found: {p}{named}")
-    if not p.is_file():
+    if p.is_dir():
         raise ReprlError(f"{p} is a folder, not a config file{named}: name a YAML file")
     try:
         data = yaml.safe_load(p.read_text()) or {}
