@@ -203,3 +203,19 @@ def test_a_loop_through_two_files_is_reported(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ReprlError, match=r"a.yaml -> .*b.yaml -> .*a.yaml\); remove the loop"):
         load_config(Outer, tmp_path / "a.yaml")
+
+
+def test_print_config_checks_what_a_run_would_check(capsys):
+    """`reprl pretrain --print-config` refuses settings a run would refuse (here an other-episodes goal share on R3M
+    tuples, which have no goal frame), in one line, and prints a config that passes."""
+    from reprl.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--config", "configs/pretrain/study_r3m.yaml", "--print-config", "--data.other_goal", "0.5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data.other_goal" in err and "set --data.other_goal to 0" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--config", "configs/pretrain/study_r3m.yaml", "--print-config"])
+    assert exit_.value.code == 0
+    assert "objective:" in capsys.readouterr().out

@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.epilog = keys_help(PretrainConfig, {"objective": objective_keys()})
     p.add_argument("--config", default=None, help="YAML preset (configs/pretrain/*.yaml)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="check the resolved config as a run would, before building anything; print it and exit")
 
 
 def objective_keys() -> dict[str, type]:
@@ -42,6 +43,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     cfg = load_pretrain_config(args.config, extra)
     if args.print_config:
         import yaml
+
+        from reprl.training.config import check_config
+
+        check_config(cfg)  # a printed config is one that trains: the same checks as a run, nothing built or written
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
