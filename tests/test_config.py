@@ -76,9 +76,14 @@ def test_atomic_writes_replace_whole_files_and_leave_no_partial(tmp_path, monkey
     with pytest.raises(OSError):
         files.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}  # the old file is untouched
+    assert sorted(p.name for p in target.parent.iterdir()) == ["result.json"]  # a failed rename leaves no temp
     monkeypatch.undo()
     files.write_text_atomic(target, "x")
     assert target.read_text() == "x" and sorted(p.name for p in target.parent.iterdir()) == ["result.json"]
+    mine = target.with_name("result.partial.json")  # a file of the user's that looks like a temporary name
+    mine.write_text("mine")
+    files.write_json(target, {"a": 3})
+    assert mine.read_text() == "mine" and json.loads(target.read_text()) == {"a": 3}
 
 
 def test_staging_dir_swaps_in_whole_outputs_and_keeps_the_old_one_on_failure(tmp_path):

@@ -34,17 +34,18 @@ def safe_name(text: str, max_len: int = 80) -> str:
 
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` to write to ('NAME.partial.EXT': the same suffix, for writers that
-    infer the format from it); it is renamed over `path` when the block succeeds and removed when it fails."""
+    """Yield a temporary path beside `path` to write to ('.NAME.partial-PID.EXT': hidden, named by this process so
+    it never meets a file of the user's or of another run, with the same suffix for writers that infer the format
+    from it); it is renamed over `path` when the block succeeds, and removed when the block or the rename fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.partial{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
     try:
         yield tmp
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
