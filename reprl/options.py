@@ -193,9 +193,9 @@ class ScoreOptions:
     boot: int = 1000  # bootstrap resamples
     seed: int = 0  # seed of random: baselines and of the bootstrap
     title: str | None = None  # report title (default: the shards' folder name)
-    report: str | None = None  # write results.json, table.md, metrics.png and curves.png to this folder
+    report: str | None = None  # write results.json, table.md, metrics.png, curves.png here (other files are kept)
     cache: str | None = None  # keep each encoder's scores here (keyed by its weights and these settings) and reuse them
-    json: str | None = None  # also write the scores to this JSON file
+    json: str | None = None  # also write the scores to this JSON file (new, or an earlier one of reprl score)
     device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
 
 

@@ -66,6 +66,10 @@ CASES = [
           ERR + " in reprl's words; never suggests `weights_only=False`", "the file is never unpickled"),
     Fault("convert-bad-card", "convert", "`--training` a file that is missing or not a JSON object", ERR,
           "nothing is written"),
+    Fault("score-outputs", "score", "`--report` a file, a folder of the user's, or inside the shards; `--json` a "
+          "folder, the `--report` path, or a file not written by score; `--cache` a file", ERR + ", before any "
+          "encoder is loaded", "nothing is replaced; a rerun replaces only score's own report files and keeps the "
+          "folder's other files; an interrupted report leaves the earlier one whole"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

@@ -349,3 +349,4 @@ def test_heldout_videos_of_named_tasks_only_and_an_unknown_task_lists_the_real_o
     with pytest.raises(ReprlError, match=r"no video in .* shows the task\(s\) rech \(tasks there: button-press, "
                                          r"door-open, drawer-close, reach, window-open\); name tasks"):
         list(dm.heldout_videos(train, 100, ("reach", "rech")))
+

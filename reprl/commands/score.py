@@ -36,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check(opts: ScoreOptions) -> None:
+    """Settings and output paths, refused before any encoder is loaded."""
     from reprl.errors import ReprlError
+    from reprl.utils.files import check_output, check_writable
 
     if opts.videos < 1 or opts.max_frames < 3:
         raise ReprlError("--videos must be >= 1 and --max-frames >= 3")
@@ -44,6 +46,31 @@ def _check(opts: ScoreOptions) -> None:
         raise ReprlError(f"--near must lie strictly between 0 and 1, got {opts.near}")
     if opts.boot < 10:
         raise ReprlError(f"--boot must be at least 10 resamples, got {opts.boot}")
+    shards = [opts.shards] if Path(opts.shards).exists() else []
+    if opts.report:  # replaces an earlier report of reprl score, never another folder or the shards
+        check_output(opts.report, "score", shards, overwrite=True, flag="--report", force_flag=None)
+    if opts.json:
+        path = Path(opts.json)
+        if path.is_dir():
+            raise ReprlError(f"--json {path} is a folder; give the name of a JSON file to write")
+        if opts.report and path.resolve() == Path(opts.report).resolve():
+            raise ReprlError("--json and --report name the same path; give the JSON file another name")
+        if path.exists() and not _is_score_json(path):
+            raise ReprlError(f"--json {path} exists and is not a result of reprl score, so it will not be "
+                             "replaced; choose another --json")
+        check_writable(path, "--json")
+    if opts.cache:
+        if Path(opts.cache).exists() and not Path(opts.cache).is_dir():
+            raise ReprlError(f"--cache {opts.cache} is a file; give a folder to keep the scores in")
+        check_writable(Path(opts.cache) / "x", "--cache")
+
+
+def _is_score_json(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "scores" in data and "settings" in data
 
 
 METRICS_VERSION = 2  # bump when a metric's definition changes, so --cache never reuses stale scores
@@ -71,10 +98,18 @@ def _cache_path(opts: ScoreOptions, label: str, enc: Any, size: int) -> Path | N
 
 
 def _cached(path: Path | None) -> dict[str, Any] | None:
+    """The scores kept at `path`, or None when there are none; an entry that cannot be read (a torn or edited
+    file) is scored again and replaced, with a warning."""
     if path is None or not path.exists():
         return None
-    saved = json.loads(path.read_text())
-    saved["curves"] = [(name, np.asarray(c, dtype=float)) for name, c in saved["curves"]]
+    try:
+        saved = json.loads(path.read_text())
+        saved["curves"] = [(name, np.asarray(c, dtype=float)) for name, c in saved["curves"]]
+        if not isinstance(saved["scores"], dict) or not isinstance(saved["data"], dict):
+            raise TypeError("scores or data is not a mapping")
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        print(f"warning: --cache entry {path} cannot be read ({type(e).__name__}); scoring again", file=sys.stderr)
+        return None
     saved["path"] = str(path)
     return saved
 
@@ -135,7 +170,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"{opts.shards}: {data['videos']} videos; mean [95% bootstrap interval over videos]")
     print("\n".join(table_lines(scores, names)))
     if opts.report:
-        write_score_report(opts.report, result, curves)
+        write_score_report(opts.report, result, curves, inputs=[opts.shards] if Path(opts.shards).exists() else [])
         print(f"report: {opts.report}/table.md, metrics.png (metrics), curves.png (value curves)")
     if opts.json:
         write_json(opts.json, result)

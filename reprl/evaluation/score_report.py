@@ -9,7 +9,7 @@ import numpy as np
 
 from reprl.scoring import LOWER_IS_BETTER, METRICS
 from reprl.stats import format_ci
-from reprl.utils.files import replacing, write_json, write_text_atomic
+from reprl.utils.files import StagingDir, replacing, write_json, write_text_atomic
 
 LABELS = {
     "voc_last": "VOC, goal = own last frame", "bump_last": "bump rate, goal = own last frame",
@@ -103,22 +103,30 @@ def plot_curves(curves: dict[str, list[tuple[str, np.ndarray]]], names: dict[str
     plt.close(fig)
 
 
+REPORT_FILES = ("results.json", "table.md", "metrics.png", "curves.png")
+
+
 def write_score_report(out_dir: str | Path, result: dict[str, Any],
-                       curves: dict[str, list[tuple[str, np.ndarray]]] | None = None) -> None:
-    """result: {'scores': {encoder: {metric: ci}}, 'names': {encoder: short name}, 'data': ..., 'settings': ...}."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", result)
-    data = result["data"]
-    tasks = ", ".join(f"{t} ({c['succeeded']} ok / {c['failed']} failed)" for t, c in data["tasks"].items())
-    lines = [f"# Reward quality: {result['title']}", "",
-             f"{data['videos']} held-out videos: {tasks}.", "",
-             "Each cell: value on all videos [95% bootstrap interval over videos, resampled within each task, "
-             f"{result['settings']['n_boot']} resamples].", "",
-             *table_lines(result["scores"], result["names"]), "",
-             "Encoders: " + ", ".join(f"`{result['names'][e]}` = `{result.get('sources', {}).get(e, e)}`"
-                                      for e in result["scores"]), ""]
-    write_text_atomic(out / "table.md", "\n".join(lines))
-    plot(result["scores"], result["names"], out / "metrics.png", result["title"])
-    if curves:
-        plot_curves(curves, result["names"], out / "curves.png", result["title"])
+                       curves: dict[str, list[tuple[str, np.ndarray]]] | None = None,
+                       inputs: list[str | Path] | None = None) -> None:
+    """result: {'scores': {encoder: {metric: ci}}, 'names': {encoder: short name}, 'data': ..., 'settings': ...}.
+    The report is built in a staging folder and swapped in whole: it replaces an earlier report of reprl score,
+    never another folder (or one of `inputs`), and an interrupted write leaves the old report as it was. Files
+    of the folder that the report does not write (a user's notes, other tables) are kept."""
+    staging = StagingDir(out_dir, overwrite=True, command="score", inputs=inputs or ())
+    with staging as out:
+        staging.keep_others(REPORT_FILES)
+        write_json(out / "results.json", result)
+        data = result["data"]
+        tasks = ", ".join(f"{t} ({c['succeeded']} ok / {c['failed']} failed)" for t, c in data["tasks"].items())
+        lines = [f"# Reward quality: {result['title']}", "",
+                 f"{data['videos']} held-out videos: {tasks}.", "",
+                 "Each cell: value on all videos [95% bootstrap interval over videos, resampled within each task, "
+                 f"{result['settings']['n_boot']} resamples].", "",
+                 *table_lines(result["scores"], result["names"]), "",
+                 "Encoders: " + ", ".join(f"`{result['names'][e]}` = `{result.get('sources', {}).get(e, e)}`"
+                                          for e in result["scores"]), ""]
+        write_text_atomic(out / "table.md", "\n".join(lines))
+        plot(result["scores"], result["names"], out / "metrics.png", result["title"])
+        if curves:
+            plot_curves(curves, result["names"], out / "curves.png", result["title"])

@@ -71,35 +71,39 @@ def _within(a: Path, b: Path) -> bool:
 
 
 def check_output(out: str | Path, command: str | None = None, inputs: Iterable[str | Path] = (),
-                 overwrite: bool = False, force: bool = False) -> None:
+                 overwrite: bool = False, force: bool = False, flag: str = "--out",
+                 force_flag: str | None = "--force-overwrite") -> None:
     """Refuse an output folder that would lose the user's data, before any work: one that is, contains or lies
     inside an input; a plain file; or (with `command`) a non-empty folder that is not a previous output of
-    `command` (no marker) unless `force`. Without `overwrite` any non-empty folder is refused."""
+    `command` (no marker) unless `force`. Without `overwrite` any non-empty folder is refused. `flag` names the
+    option in messages; `force_flag` is the command's option that replaces any folder (None: it has none)."""
     out = Path(out)
     target = out.resolve()
     for item in inputs:
         src = Path(item).resolve()
         if _within(target, src) or _within(src, target):
             where = "is" if target == src else "lies inside" if _within(target, src) else "contains"
-            raise ReprlError(f"--out {out} {where} the input {item}; choose an --out outside every input")
+            raise ReprlError(f"{flag} {out} {where} the input {item}; choose a {flag} outside every input")
     if not (out.exists() or out.is_symlink()):
-        check_writable(out)
+        check_writable(out, flag)
         return
     if not out.is_dir():
         if command is None or not force:
-            raise ReprlError(f"--out {out} is a file, not a folder; remove it yourself or choose another --out")
+            raise ReprlError(f"{flag} {out} is a file, not a folder; remove it yourself or choose another {flag}")
         return
     if not any(out.iterdir()):
         return
     if not overwrite and not force:
         raise ReprlError(f"output {out} exists and is not empty; pass --overwrite to replace it")
     if command is not None and not force and output_command(out) != command:
-        raise ReprlError(f"{out} is not an output of reprl {command} (it holds no marker of one), so --overwrite "
-                         "will not delete it; choose another --out, or pass --force-overwrite to replace it anyway")
+        anyway = f", or pass {force_flag} to replace it anyway" if force_flag else ""
+        raise ReprlError(f"{out} is not an output of reprl {command} (it holds no marker of one), so it will not be "
+                         f"replaced; choose another {flag}{anyway}")
 
 
 # Commands whose outputs always hold a file that names them need no extra marker: (file, key it holds).
-SIGNATURES = {"shards": ("index.json", "format"), "embed": ("summary.json", "reprl_version")}
+SIGNATURES = {"shards": ("index.json", "format"), "embed": ("summary.json", "reprl_version"),
+              "score": ("results.json", "scores"), "eval": ("results.json", "cells")}
 
 
 def check_writable(out: str | Path, flag: str = "--out") -> None:
@@ -148,6 +152,16 @@ def clean_stale(out: Path) -> list[Path]:
     return removed
 
 
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    if Path(src).is_symlink():
+        os.symlink(os.readlink(src), dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
@@ -176,6 +190,21 @@ class StagingDir:
                              "write to") from None
         if command is not None and command not in SIGNATURES:
             (self.dir / MARKER).write_text(json.dumps({"command": command}) + "\n")
+
+    def keep_others(self, own: Iterable[str]) -> None:
+        """Carry every entry of the current `out` whose name is not in `own` (what this command writes) into the
+        staging folder, as hard links where the file system allows (else copies): a rerun replaces the command's
+        own files and keeps whatever else the folder holds. The originals stay in place until commit()."""
+        if not self.out.is_dir():
+            return
+        own = set(own) | {MARKER}
+        for item in self.out.iterdir():
+            if item.name in own or item.name.startswith(".") and ".partial-" in item.name:
+                continue
+            if item.is_dir() and not item.is_symlink():
+                shutil.copytree(item, self.dir / item.name, symlinks=True, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(item, self.dir / item.name)
 
     def commit(self) -> None:
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"

@@ -1,0 +1,66 @@
+"""Outputs of the reporting commands (score, eval, convert, heads train) and the inputs they read: each test checks
+what the user sees and that nothing of theirs is lost, replaced or written outside the output they named. The
+cases are listed in fault_cases.py (docs/reliability.md's table)."""
+
+import json
+
+import pytest
+from conftest import HELDOUT_SHARDS
+from fault_cases import case
+from test_faults import cli
+
+
+def _score(args, capsys):
+    code = cli("score", HELDOUT_SHARDS, "--encoder", "a=random:tiny", "--boot", "10", "--max-frames", "8", *args)
+    return code, capsys.readouterr().err.strip()
+
+
+@case("score-outputs")
+def test_score_outputs_never_replace_what_score_did_not_write(tmp_path, capsys, monkeypatch):
+    """--report replaces only an earlier report of reprl score (a rerun keeps the folder's other files), --json only
+    an earlier score result; a file, a foreign folder, the shards, a folder for --json or a file for --cache are
+    refused in one line before any encoder is loaded; an interrupted report leaves the earlier one whole."""
+    import reprl.evaluation.score_report as score_report
+    from reprl.encoders import io
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.json").write_text('{"mine": 1}')
+    (mine / "table.md").write_text("my notes")
+    (tmp_path / "file.txt").write_text("mine")
+    (tmp_path / "jsondir").mkdir()
+    monkeypatch.setattr(io, "random_like", lambda *a, **k: pytest.fail("loaded an encoder before the checks"))
+    refused = {"--report mine": ["--report", str(mine)], "--report file": ["--report", str(tmp_path / "file.txt")],
+               "--report shards": ["--report", f"{HELDOUT_SHARDS}/sub"],
+               "--json folder": ["--json", str(tmp_path / "jsondir")],
+               "--json file": ["--json", str(tmp_path / "file.txt")],
+               "--json = --report": ["--report", str(tmp_path / "r"), "--json", str(tmp_path / "r")],
+               "--cache file": ["--cache", str(tmp_path / "file.txt")]}
+    for what, args in refused.items():
+        code, err = _score(args, capsys)
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, what
+    assert (mine / "results.json").read_text() == '{"mine": 1}' and (mine / "table.md").read_text() == "my notes"
+    assert (tmp_path / "file.txt").read_text() == "mine" and not (tmp_path / "r").exists()
+    monkeypatch.undo()
+
+    report, cache = tmp_path / "report", tmp_path / "cache"
+    assert _score(["--report", str(report), "--json", str(tmp_path / "s.json"), "--cache", str(cache)], capsys)[0] == 0
+    (report / "notes.md").write_text("my notes")
+    first = (report / "results.json").read_text()
+    entry = next(cache.iterdir())
+    entry.write_text("")  # a torn cache entry is scored again, with a warning
+    code, err = _score(["--report", str(report), "--json", str(tmp_path / "s.json"), "--cache", str(cache),
+                        "--title", "again"], capsys)
+    assert code == 0 and "cannot be read" in err and json.loads(entry.read_text())["scores"]
+    assert json.loads((report / "results.json").read_text())["title"] == "again"
+    assert (report / "notes.md").read_text() == "my notes"  # kept across the rerun
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(score_report, "plot", interrupted)
+    assert _score(["--report", str(report), "--title", "cut"], capsys)[0] == 130
+    assert json.loads((report / "results.json").read_text())["title"] == "again"  # the earlier report, whole
+    assert (report / "notes.md").read_text() == "my notes" and (report / "curves.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "file.txt", "jsondir", "mine", "report", "s.json"]
+    assert first  # the first report was written
