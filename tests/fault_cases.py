@@ -70,6 +70,9 @@ CASES = [
           "folder, the `--report` path, or a file not written by score; `--cache` a file", ERR + ", before any "
           "encoder is loaded", "nothing is replaced; a rerun replaces only score's own report files and keeps the "
           "folder's other files; an interrupted report leaves the earlier one whole"),
+    Fault("device-names", "score, embed, eval, heads train, bench embed, reprl.load", "`--device bogus`, a GPU the "
+          "machine does not have (`cuda:7`); `--device auto`", ERR + ", before any work; `auto` picks cuda, mps or "
+          "cpu, whichever the machine has", "nothing is written"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

@@ -64,3 +64,34 @@ def test_score_outputs_never_replace_what_score_did_not_write(tmp_path, capsys, 
     assert (report / "notes.md").read_text() == "my notes" and (report / "curves.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "file.txt", "jsondir", "mine", "report", "s.json"]
     assert first  # the first report was written
+
+
+@case("device-names")
+def test_device_is_checked_first_and_auto_is_made_concrete(tmp_path, capsys):
+    """`--device` is checked before any work in every command that takes it: a name torch does not know, or a GPU
+    the machine does not have, is one line; `auto` (documented) picks what the machine has."""
+    import torch
+
+    import reprl
+    from reprl.errors import ReprlError
+    from reprl.utils.machine import resolve_device
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\ntasks: [drawer-open]\n")
+    commands = {"score": ["score", HELDOUT_SHARDS, "--encoder", "random:tiny"],
+                "embed": ["embed", str(tmp_path / "missing.mp4"), "--encoder", "tiny", "--out", str(tmp_path / "o")],
+                "eval": ["eval", "--suite", str(suite), "--encoder", "random:tiny", "--out", str(tmp_path / "e"),
+                         "--cache", str(tmp_path / "c")],
+                "heads train": ["heads", "train", "--demos", str(tmp_path / "missing.npz"), "--encoder", "tiny",
+                                "--out", str(tmp_path / "h")]}
+    for name, args in commands.items():
+        for bad in ("bogus", "cuda:7" if not torch.cuda.is_available() else "cuda:4096"):
+            assert cli(*args, "--device", bad) == 2, name
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"reprl {name.split()[0]}: error: --device ") and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.yaml"]  # nothing was written or rendered
+    auto = resolve_device("auto")
+    assert auto == ("cuda" if torch.cuda.is_available() else auto) and resolve_device("cpu") == "cpu"
+    assert reprl.load("random:tiny", device="auto")(torch.zeros(1, 3, 64, 64)).shape[0] == 1
+    with pytest.raises(ReprlError, match="not a device"):
+        reprl.load("random:tiny", device="gpu0")

@@ -66,7 +66,9 @@ def run_embed_bench(cfg: EmbedBenchConfig) -> dict[str, Any]:
     import reprl
     from reprl.embed.frame_sources import open_sources
     from reprl.embed.pipeline import embed_source, encoder_callers
+    from reprl.utils.machine import resolve_device
 
+    cfg.device = resolve_device(cfg.device)  # before the video is rendered
     video = ensure_video(cfg)
     kwargs = {"image_size": cfg.image_size} if cfg.image_size else {}
     encoder = reprl.load(cfg.encoder, device=cfg.device, **kwargs)

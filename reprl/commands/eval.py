@@ -32,8 +32,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.evaluation.harness import parse_encoders, run_suite
     from reprl.evaluation.suite import load_suite
     from reprl.options import EvalOptions, from_args
+    from reprl.utils.machine import resolve_device
 
     opts = from_args(EvalOptions, args)
+    opts.device = resolve_device(opts.device)
     spec = load_suite(opts.suite)
     encoders = parse_encoders(opts.encoder)
     for source in encoders.values():

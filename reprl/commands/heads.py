@@ -49,8 +49,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.options import HeadsTrainOptions, from_args
     from reprl.typed_config import from_dict
     from reprl.utils.files import StagingDir
+    from reprl.utils.machine import resolve_device
 
     opts = from_args(HeadsTrainOptions, args)
+    opts.device = resolve_device(opts.device)
     cfg = head_config(opts.head, parse_settings(opts.settings))  # bad names and settings fail before any work
     given = {"proprio": not opts.no_proprio, "steps": opts.steps, "batch_size": opts.batch_size}
     head = from_dict(HeadConfig, {k: v for k, v in given.items() if v is not None}, "head")

@@ -39,6 +39,7 @@ def _check(opts: ScoreOptions) -> None:
     """Settings and output paths, refused before any encoder is loaded."""
     from reprl.errors import ReprlError
     from reprl.utils.files import check_output, check_writable
+    from reprl.utils.machine import resolve_device
 
     if opts.videos < 1 or opts.max_frames < 3:
         raise ReprlError("--videos must be >= 1 and --max-frames >= 3")
@@ -46,6 +47,7 @@ def _check(opts: ScoreOptions) -> None:
         raise ReprlError(f"--near must lie strictly between 0 and 1, got {opts.near}")
     if opts.boot < 10:
         raise ReprlError(f"--boot must be at least 10 resamples, got {opts.boot}")
+    opts.device = resolve_device(opts.device)
     shards = [opts.shards] if Path(opts.shards).exists() else []
     if opts.report:  # replaces an earlier report of reprl score, never another folder or the shards
         check_output(opts.report, "score", shards, overwrite=True, flag="--report", force_flag=None)

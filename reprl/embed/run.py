@@ -34,6 +34,7 @@ from reprl.errors import ReprlError
 from reprl.options import EmbedOptions
 from reprl.rewards import bump_rate, check_one_goal, nonfinite_frames, resolve_goal, values, voc
 from reprl.utils.files import StagingDir, check_output, safe_name
+from reprl.utils.machine import resolve_device
 
 
 @dataclass
@@ -153,6 +154,7 @@ def _summary_base(opts: EmbedOptions, encoder: Encoder, goal: Goal, kind: str) -
 def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     """Embed the input and write the outputs; returns the summary."""
     t0 = time.perf_counter()
+    opts.device = resolve_device(opts.device)
     inputs = input_paths(opts.input)
     check_output(opts.out, "embed", inputs, opts.overwrite, opts.force_overwrite)
     kind, sources = open_sources(opts.input)

@@ -222,5 +222,7 @@ def check_source(source: str | Path) -> None:
 def load_encoder(source: str | Path, device: str | torch.device = "cpu", freeze: bool = True,
                  **overrides: Any) -> Encoder:
     """An encoder ready to use: on `device`, and frozen in eval mode unless freeze=False (fine-tuning)."""
-    encoder = resolve(source, **overrides).to(device)
+    from reprl.utils.machine import resolve_device
+
+    encoder = resolve(source, **overrides).to(resolve_device(device, "device") if isinstance(device, str) else device)
     return encoder.freeze() if freeze else encoder

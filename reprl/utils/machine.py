@@ -32,6 +32,37 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def resolve_device(device: str, flag: str = "--device") -> str:
+    """`device` checked against this machine, with "auto" made concrete (cuda where a CUDA GPU is visible, else
+    mps where available, else cpu): a name torch does not know, or a GPU this machine does not have, is a
+    one-line error before any work."""
+    import torch
+
+    from reprl.errors import ReprlError
+
+    name = str(device).strip()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ReprlError(f"{flag} {name!r} is not a device: give cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ReprlError(f"{flag} {name}: no CUDA GPU is visible to this process; use {flag} cpu (or auto)")
+        if dev.index is not None and dev.index >= count:
+            raise ReprlError(f"{flag} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not has_mps:
+            raise ReprlError(f"{flag} mps: Apple's Metal backend is not available here; use {flag} cpu (or auto)")
+    elif dev.type != "cpu":
+        raise ReprlError(f"{flag} {name!r}: reprl runs on cpu, cuda, cuda:N or mps (or auto)")
+    return name
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to new processes without swapping (MemAvailable in /proc/meminfo, Linux), or
     None where that is not known."""
