@@ -213,7 +213,7 @@ class HeadsTrainOptions:
     no_proprio: bool = False  # ignore proprioception
     seed: int = 0  # training seed
     device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
-    overwrite: bool = False  # replace an existing --out folder
+    overwrite: bool = False  # replace an earlier policy folder of reprl heads train in --out
     no_encoder_copy: bool = False  # record the encoder source instead of copying the encoder into the policy folder
 
 

@@ -73,6 +73,9 @@ CASES = [
     Fault("device-names", "score, embed, eval, heads train, bench embed, reprl.load", "`--device bogus`, a GPU the "
           "machine does not have (`cuda:7`); `--device auto`", ERR + ", before any work; `auto` picks cuda, mps or "
           "cpu, whichever the machine has", "nothing is written"),
+    Fault("out-is-encoder", "convert, embed, heads train", "`--out` is the encoder, given by name or as "
+          "`random:PATH` (or, for heads train, the demos, or a folder that is not one of its policies), with "
+          "`--overwrite`", ERR, "the encoder and the demos are intact, byte for byte"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

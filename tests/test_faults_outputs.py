@@ -95,3 +95,41 @@ def test_device_is_checked_first_and_auto_is_made_concrete(tmp_path, capsys):
     assert reprl.load("random:tiny", device="auto")(torch.zeros(1, 3, 64, 64)).shape[0] == 1
     with pytest.raises(ReprlError, match="not a device"):
         reprl.load("random:tiny", device="gpu0")
+
+
+@case("out-is-encoder")
+def test_out_never_replaces_the_encoder_or_data_read_however_it_is_named(tmp_path, capsys, monkeypatch):
+    """An encoder given by name (a folder under $REPRL_MODELS) or as random:PATH is as much an input as a path:
+    convert, embed and heads train refuse an --out that is it, even with --overwrite; heads train also refuses its
+    demos as --out, and a folder that is not one of its policies."""
+    import numpy as np
+    from test_faults import tree
+
+    import reprl
+    from reprl.encoders.io import save_encoder
+
+    models = tmp_path / "models"
+    enc = save_encoder(reprl.load("tiny", image_size=32, embed_dim=8), models / "mine", command="convert")
+    monkeypatch.setenv("REPRL_MODELS", str(models))
+    before = tree(enc)
+    demos = tmp_path / "demos"
+    demos.mkdir()
+    n = 8
+    np.savez(demos / "eps.npz", images=np.zeros((n, 24, 24, 3), np.uint8), actions=np.zeros((n, 4), np.float32),
+             proprio=np.zeros((n, 4), np.float32), episode=np.repeat([0, 1], 4), expert=np.ones(n, bool))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    runs = [("convert", "mine", "--out", enc, "--overwrite", "--half"),
+            ("convert", f"random:{enc}", "--out", enc, "--overwrite"),
+            ("convert", "random:mine", "--out", enc / "inner"),
+            ("embed", HELDOUT_SHARDS, "--encoder", "mine", "--out", enc, "--overwrite", "--force-overwrite"),
+            ("heads", "train", "--demos", demos / "eps.npz", "--encoder", "mine", "--out", enc, "--overwrite"),
+            ("heads", "train", "--demos", demos / "eps.npz", "--encoder", "mine", "--out", demos, "--overwrite"),
+            ("heads", "train", "--demos", demos / "eps.npz", "--encoder", "mine", "--out", tmp_path / "notes",
+             "--overwrite")]
+    for args in runs:
+        assert cli(*args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and ("the input" in err or "not an output of reprl heads train" in err), err
+    assert tree(enc) == before and (tmp_path / "notes" / "a.txt").read_text() == "mine"
+    assert sorted(p.name for p in demos.iterdir()) == ["eps.npz"]

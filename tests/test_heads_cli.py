@@ -61,6 +61,10 @@ def test_heads_train_rejects_bad_input_before_any_work(tmp_path, capsys, encoder
         code, out = train(capsys, *base, *extra)
         assert code == 2 and message in out.err and "Traceback" not in out.err
     code, out = train(capsys, *base[:-2], "--out", tmp_path, "--steps", 1)
+    assert code == 2 and f"--out {tmp_path} contains the input" in out.err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    code, out = train(capsys, *base[:-2], "--out", tmp_path / "full", "--steps", 1)
     assert code == 2 and "exists and is not empty" in out.err
     missing = episodes_npz(tmp_path / "bad.npz", drop=("actions",))
     code, out = train(capsys, "--demos", missing, "--encoder", encoder_dir, "--out", tmp_path / "q")

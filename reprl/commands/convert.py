@@ -46,11 +46,11 @@ def _training(path: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import reprl
-    from reprl.encoders.io import save_encoder
+    from reprl.encoders.io import save_encoder, source_paths
     from reprl.utils.files import check_output
 
     out = Path(args.out)
-    inputs = [args.source] if Path(args.source).exists() else []
+    inputs = source_paths(args.source)  # a name or random:SOURCE reads a folder too: --out never replaces it
     check_output(out, "convert", inputs, args.overwrite, args.force_overwrite)
     training = _training(args.training) if args.training else None
     enc = reprl.load(args.source)

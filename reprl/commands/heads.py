@@ -41,6 +41,8 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import reprl
+    from reprl.embed.run import input_paths
+    from reprl.encoders.io import source_paths
     from reprl.errors import ReprlError
     from reprl.heads.policy import HeadConfig, Policy
     from reprl.heads.registry import head_config, train_policy, with_reward
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.heads.userdata import embed_episodes, load_episodes
     from reprl.options import HeadsTrainOptions, from_args
     from reprl.typed_config import from_dict
-    from reprl.utils.files import StagingDir
+    from reprl.utils.files import check_output
     from reprl.utils.machine import resolve_device
 
     opts = from_args(HeadsTrainOptions, args)
@@ -58,7 +60,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     head = from_dict(HeadConfig, {k: v for k, v in given.items() if v is not None}, "head")
     if head.steps < 1 or head.batch_size < 1:
         raise ReprlError("--steps and --batch-size must be at least 1")
-    StagingDir(opts.out, overwrite=opts.overwrite).abort()  # an existing output is an error up front
+    # Up front: --out never replaces the demos, the encoder, or a folder that is not a policy of this command.
+    check_output(opts.out, "heads train", [*input_paths(opts.demos), *source_paths(opts.encoder)], opts.overwrite,
+                 force_flag=None)
     episodes = load_episodes(opts.demos)
     encoder = reprl.load(opts.encoder, device=opts.device)
     episodes = embed_episodes(episodes, encoder)

@@ -30,6 +30,7 @@ from reprl.embed.frame_sources import FrameSource, open_sources
 from reprl.embed.pipeline import EmbedStats, autocast, embed_source
 from reprl.embed.plot import plot_many, plot_video
 from reprl.encoders.base import Encoder
+from reprl.encoders.io import source_paths
 from reprl.errors import ReprlError
 from reprl.options import EmbedOptions
 from reprl.rewards import bump_rate, check_one_goal, nonfinite_frames, resolve_goal, values, voc
@@ -155,7 +156,7 @@ def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     """Embed the input and write the outputs; returns the summary."""
     t0 = time.perf_counter()
     opts.device = resolve_device(opts.device)
-    inputs = input_paths(opts.input)
+    inputs: list[str | Path] = [*input_paths(opts.input), *source_paths(opts.encoder)]  # --out replaces neither
     check_output(opts.out, "embed", inputs, opts.overwrite, opts.force_overwrite)
     kind, sources = open_sources(opts.input)
     encoder = reprl.load(opts.encoder, device=opts.device)

@@ -210,6 +210,30 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
                      f"registered architecture ({', '.join(SPECS)})")
 
 
+def source_paths(source: str | Path) -> list[Path]:
+    """The local files or folders `source` reads its weights from, resolved as `resolve` would (random:, a path,
+    a pretrained release's cache folder, a named model's folder, the hub's cache for hf://): what an output
+    folder must never replace."""
+    text = str(source)
+    while text.startswith("random:"):
+        text = text[len("random:"):]
+    if text.startswith("hf://"):
+        try:
+            from huggingface_hub.constants import HF_HUB_CACHE
+        except ImportError:
+            return []
+        return [Path(HF_HUB_CACHE)]
+    path = Path(text).expanduser()
+    if path.exists():
+        return [path]
+    from reprl.encoders.pretrained import RELEASES, release_dir
+
+    if text in RELEASES:
+        return [release_dir(text)]
+    models = named_models()
+    return [models[text]] if text in models else []
+
+
 def check_source(source: str | Path) -> None:
     """Fail early (before rendering or other long work) on a source that `resolve` would refuse: local folders
     and files are read once (missing, torn, mismatched or non-finite weights); names and hf:// pass."""

@@ -103,7 +103,8 @@ def check_output(out: str | Path, command: str | None = None, inputs: Iterable[s
 
 # Commands whose outputs always hold a file that names them need no extra marker: (file, key it holds).
 SIGNATURES = {"shards": ("index.json", "format"), "embed": ("summary.json", "reprl_version"),
-              "score": ("results.json", "scores"), "eval": ("results.json", "cells")}
+              "score": ("results.json", "scores"), "eval": ("results.json", "cells"),
+              "heads train": ("config.json", "actor")}
 
 
 def check_writable(out: str | Path, flag: str = "--out") -> None:
