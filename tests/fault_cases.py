@@ -76,6 +76,8 @@ CASES = [
     Fault("out-is-encoder", "convert, embed, heads train", "`--out` is the encoder, given by name or as "
           "`random:PATH` (or, for heads train, the demos, or a folder that is not one of its policies), with "
           "`--overwrite`", ERR, "the encoder and the demos are intact, byte for byte"),
+    Fault("config-not-object", "convert, embed, score, eval, reprl.load, load_policy", "an encoder's or policy's "
+          "`config.json` that is torn, not JSON, or a JSON list", ERR, "nothing is written"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

@@ -133,3 +133,26 @@ def test_out_never_replaces_the_encoder_or_data_read_however_it_is_named(tmp_pat
         assert "\n" not in err and ("the input" in err or "not an output of reprl heads train" in err), err
     assert tree(enc) == before and (tmp_path / "notes" / "a.txt").read_text() == "mine"
     assert sorted(p.name for p in demos.iterdir()) == ["eps.npz"]
+
+
+@case("config-not-object")
+def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path, capsys):
+    """An encoder or policy folder whose config.json is torn, not JSON, or another kind of JSON value (a list) is a
+    one-line error from every command that loads it, and from reprl.load / load_policy."""
+    import reprl
+    from reprl.errors import ReprlError
+    from reprl.heads import load_policy
+
+    for i, text in enumerate(["[]", "{torn", '"text"']):
+        folder = tmp_path / f"bad{i}"
+        folder.mkdir()
+        (folder / "config.json").write_text(text)
+        (folder / "model.safetensors").write_bytes(b"")
+        assert cli("convert", folder, "--out", tmp_path / f"o{i}") == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "config.json" in err and "Traceback" not in err, err
+        with pytest.raises(ReprlError, match="config.json"):
+            reprl.load(str(folder))
+        with pytest.raises(ReprlError, match="config.json"):
+            load_policy(folder)
+    assert not any(p.name.startswith("o") for p in tmp_path.iterdir())

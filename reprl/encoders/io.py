@@ -19,7 +19,7 @@ from reprl.encoders.base import Encoder, EncoderConfig
 from reprl.encoders.reference import import_reference
 from reprl.encoders.registry import SPECS, build_encoder, build_from_config
 from reprl.errors import ReprlError
-from reprl.utils.files import StagingDir, normal_mode
+from reprl.utils.files import StagingDir, normal_mode, read_json_object
 
 log = logging.getLogger(__name__)
 CONFIG = "config.json"
@@ -84,10 +84,7 @@ def load_dir(path: Path) -> Encoder:
     cfg_path, w_path = path / CONFIG, path / WEIGHTS
     if not cfg_path.exists():
         raise ReprlError(f"no {CONFIG} in {path}: an exported reprl encoder folder holds {CONFIG} and {WEIGHTS}")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ReprlError(f"{cfg_path} is not valid JSON: {e}") from None
+    raw = read_json_object(cfg_path, f"an exported encoder's {CONFIG} is the JSON object reprl convert writes")
     raw.pop("reprl_version", None)
     config = EncoderConfig.from_dict(raw)
     if not w_path.exists():

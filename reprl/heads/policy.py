@@ -20,7 +20,7 @@ from torch import nn
 
 from reprl.errors import ReprlError
 from reprl.heads.losses import gaussian_nll
-from reprl.utils.files import StagingDir
+from reprl.utils.files import StagingDir, read_json_object
 
 
 @dataclass
@@ -158,7 +158,8 @@ def load_head(path: str | Path) -> tuple[nn.Module, str, dict[str, Any]]:
     from reprl.typed_config import from_dict
 
     p = Path(path)
-    meta = json.loads((p / CONFIG).read_text()) if (p / CONFIG).exists() else {}
+    what = f"a saved policy's {CONFIG} is the JSON object reprl eval and reprl heads train write"
+    meta = read_json_object(p / CONFIG, what) if (p / CONFIG).exists() else {}
     if meta.get("format") != POLICY_FORMAT:
         raise ReprlError(f"{p} is not a saved policy: it needs config.json with format {POLICY_FORMAT!r} and "
                          f"{WEIGHTS} (what reprl eval and reprl heads train write)")

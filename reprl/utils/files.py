@@ -59,6 +59,20 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2))
 
 
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path`; a file that cannot be read, is not JSON, or holds another kind of value is a
+    one-line error naming `what` the file should be."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ReprlError(f"cannot read {path} ({e.strerror or e}); {what}") from None
+    except ValueError as e:
+        raise ReprlError(f"{path} is not valid JSON ({e}); {what}") from None
+    if not isinstance(data, dict):
+        raise ReprlError(f"{path} holds a JSON {type(data).__name__}, not an object; {what}")
+    return data
+
+
 def normal_mode(path: str | Path) -> None:
     """Give a file the mode a plain `open()` would (0644 under umask 022): some writers create 0600 files."""
     umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
