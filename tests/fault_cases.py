@@ -78,6 +78,9 @@ CASES = [
           "`--overwrite`", ERR, "the encoder and the demos are intact, byte for byte"),
     Fault("config-not-object", "convert, embed, score, eval, reprl.load, load_policy", "an encoder's or policy's "
           "`config.json` that is torn, not JSON, or a JSON list", ERR, "nothing is written"),
+    Fault("eval-outputs", "eval", "a suite `name` with `/` or `..`; `--out` a file, or holding files eval did not "
+          "write; `--cache` a file; a torn cell or embedding cache", ERR + ", before any rendering (a torn cache "
+          "is computed again, with a warning)", "nothing is written outside --out; the user's files are intact"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

@@ -156,3 +156,50 @@ def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path, capsys):
         with pytest.raises(ReprlError, match="config.json"):
             load_policy(folder)
     assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
+
+
+@case("eval-outputs")
+def test_eval_checks_its_outputs_before_rendering_and_reruns_what_it_cannot_read(tmp_path, capsys, monkeypatch):
+    """reprl eval: a suite name that would leave --out, an --out that is a file or holds the user's files, a
+    --cache that is a file: one line each, before anything is rendered, and the user's files intact. A torn cell
+    or embedding cache is computed again (with a warning), not a traceback."""
+    from test_eval import tiny_suite
+
+    import reprl.evaluation.harness as harness
+    import reprl.evaluation.report as report
+
+    monkeypatch.setattr(harness, "ensure_task_data", lambda *a, **k: pytest.fail("rendered before the checks"))
+    suite = tmp_path / "s.yaml"
+    (tmp_path / "file.txt").write_text("mine")
+    mine = tmp_path / "mine" / "s"
+    mine.mkdir(parents=True)
+    (mine / "results.json").write_text('{"mine": 1}')
+    cases = [("../escaped", ["--out", tmp_path / "o"]), ("s", ["--out", tmp_path / "file.txt"]),
+             ("s", ["--out", tmp_path / "mine"]), ("s", ["--out", tmp_path / "o", "--cache", tmp_path / "file.txt"])]
+    for name, args in cases:
+        suite.write_text(f"name: '{name}'\ntasks: [drawer-open]\n")
+        assert cli("eval", "--suite", suite, "--encoder", "random:tiny", *args) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err, err
+    assert "--cache" in err  # the flag the user gave, not --out
+    assert (mine / "results.json").read_text() == '{"mine": 1}' and sorted(p.name for p in mine.iterdir()) == [
+        "results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "mine", "s.yaml"]
+    monkeypatch.undo()
+
+    spec, cache = tiny_suite(tmp_path)
+    spec.heads, spec.seeds = ["bc"], [0]
+    calls = []
+    done = {"demos_used": [], "noisy_episodes": 1, "suboptimal": {}, "transitions": 1, "success": 0.5,
+            "success_final_step": None, "success_max": 0.5, "evaluations": [], "head_loss": {}, "seconds": 0.0}
+    monkeypatch.setattr(harness, "open_suite_envs", lambda *a: None)
+    monkeypatch.setattr(harness, "run_cell", lambda *a, **k: calls.append(1) or done)
+    monkeypatch.setattr(report, "write_report", lambda result, out: None)
+    out = tmp_path / "out"
+    harness.run_suite(spec, {"a": "random:tiny"}, out=out, cache=cache, progress=False)
+    harness.run_suite(spec, {"a": "random:tiny"}, out=out, cache=cache, progress=False)
+    assert len(calls) == 1  # the finished cell is reused
+    next((out / "t" / "cells").iterdir()).write_text('{"success": ')
+    next((cache / "embeddings").rglob("*.npz")).write_bytes(b"")
+    harness.run_suite(spec, {"a": "random:tiny"}, out=out, cache=cache, progress=False)
+    assert len(calls) == 2 and json.loads(next((out / "t" / "cells").iterdir()).read_text())["success"] == 0.5

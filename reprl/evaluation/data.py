@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from reprl.data.reader import expand_urls, iter_videos
 from reprl.encoders.base import Encoder
 from reprl.evaluation.suite import SuiteSpec
 from reprl.utils.files import replacing
+
+log = logging.getLogger("reprl.eval")
 
 
 def task_dir(spec: SuiteSpec, cache: Path, task: str) -> Path:
@@ -51,6 +55,19 @@ def encoder_fingerprint(encoder: Encoder) -> str:
     return h.hexdigest()[:16]
 
 
+def _stored_embeddings(path: Path, n: int) -> list[np.ndarray] | None:
+    """The cached embeddings of a task's `n` videos, or None when there are none; a cache file that cannot be read
+    (torn, or not reprl's) is embedded again and replaced, with a warning."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return [stored[f"e{i}"] for i in range(n)]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("embedding cache %s cannot be read (%s); embedding again", path, type(e).__name__)
+        return None
+
+
 def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fingerprint: str,
                   batch_size: int = 64) -> list[dict[str, Any]]:
     """Episodes of a task with cached frame embeddings: dicts of emb [T+1, D], proprio, actions, success, expert,
@@ -58,15 +75,14 @@ def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fin
     data = task_dir(spec, cache, task)
     path = cache / "embeddings" / fingerprint / f"{task}-{spec.data_key()}.npz"
     videos = list(iter_videos(expand_urls(str(data))))
-    if path.exists():
-        stored = np.load(path)
-        embs = [stored[f"e{i}"] for i in range(len(videos))]
-    else:
+    embs = _stored_embeddings(path, len(videos))
+    if embs is None:
         from reprl.embed.pipeline import embed_video
 
         embs = [embed_video(encoder, v, batch_size).numpy() for v in videos]
+        arrays: dict[str, Any] = {f"e{i}": e for i, e in enumerate(embs)}
         with replacing(path) as tmp:
-            np.savez(tmp, **{f"e{i}": e for i, e in enumerate(embs)})
+            np.savez(tmp, **arrays)
     episodes = []
     for v, emb in zip(videos, embs):
         episodes.append({"key": v.key, "emb": emb, "proprio": v.array("proprio"), "actions": v.array("actions"),

@@ -6,6 +6,7 @@ where it stopped."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -26,6 +27,8 @@ from reprl.sim.metaworld import OLDER_RENDER, RENDER_REVISION
 from reprl.typed_config import to_dict
 from reprl.utils.files import safe_name, write_json
 from reprl.utils.machine import machine_info
+
+log = logging.getLogger("reprl.eval")
 
 
 def older_cells(cells: list[dict[str, Any]]) -> int:
@@ -86,6 +89,37 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: Envs, episodes: list[dict[
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def prepare_outputs(out_dir: Path, cache_dir: Path) -> None:
+    """Refuse, in one line, a results folder that is a file or holds what reprl eval did not write (a rerun adds to
+    its own results), and a --cache that cannot be written; mark a new results folder as reprl eval's."""
+    from reprl.utils.files import MARKER, check_output, check_writable
+
+    if (out_dir / "cells").is_dir() and not (out_dir / MARKER).exists():  # a run from before the marker existed
+        write_json(out_dir / MARKER, {"command": "eval"})
+    check_output(out_dir, "eval", overwrite=True, flag="--out", force_flag=None)
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise ReprlError(f"--cache {cache_dir} is a file; give a folder for the rendered data and embeddings")
+    check_writable(cache_dir / "data", "--cache")
+    if not (out_dir / MARKER).exists():
+        write_json(out_dir / MARKER, {"command": "eval"})
+
+
+def read_cell(path: Path) -> dict[str, Any] | None:
+    """A finished cell, or None when there is none; a cell file that cannot be read (torn, edited) is run again,
+    with a warning."""
+    if not path.exists():
+        return None
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log.warning("cell %s cannot be read (%s); running it again", path, type(e).__name__)
+        return None
+    if not isinstance(cell, dict) or not isinstance(cell.get("success"), (int, float)):
+        log.warning("cell %s is not a finished cell; running it again", path)
+        return None
+    return cell
+
+
 def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "eval/results",
               cache: str | Path = "eval/cache", device: str = "cpu", rerun: bool = False,
               progress: bool = True) -> dict[str, Any]:
@@ -96,6 +130,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     # Rendered data and embeddings are keyed by their data settings (and the encoder's fingerprint), not by the
     # suite's name: suites that differ only in heads or head settings share one render.
     out_dir, cache_dir = Path(out) / spec.name, Path(cache)
+    prepare_outputs(out_dir, cache_dir)  # before anything is rendered
     cells: list[dict[str, Any]] = []
     keys, legacy = {kind: spec.cell_key(kind) for kind in spec.heads}, spec.cell_key()  # legacy: older cells' key
     data = {task: str(ensure_task_data(spec, cache_dir, task, progress)) for task in spec.tasks}
@@ -112,8 +147,8 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                             path = out_dir / "cells" / f"{safe_name(label)}__{task}__d{n}__s{seed}__{kind}.json"
                             key = {"encoder": label, "source": source, "fingerprint": fp, "task": task, "demos": n,
                                    "seed": seed, "head": kind, "suite_key": keys[kind]}
-                            if path.exists() and not rerun:
-                                old = json.loads(path.read_text())
+                            old = read_cell(path) if not rerun else None
+                            if old is not None:
                                 same = all(old.get(k) == v for k, v in key.items() if k != "suite_key")
                                 current = (key["suite_key"],) if head_revision(kind) else (key["suite_key"], legacy)
                                 if same and old.get("suite_key") in current:

@@ -15,6 +15,7 @@ from reprl.heads.registry import RWRConfig as RWRSpec
 from reprl.heads.trail import TRAILConfig
 from reprl.sim.tasks import check_camera, task_name
 from reprl.typed_config import from_dict, read_yaml, to_dict
+from reprl.utils.files import safe_name
 
 
 @dataclass
@@ -72,6 +73,12 @@ class SuiteSpec:
             raise ReprlError(f"unknown head(s) {bad}; choose from {', '.join(HEADS)}")
         for h in self.heads:
             head_config(h, self.head_config(h))  # ranges of every used head's settings
+        for key, example in (("tasks", "[drawer-open]"), ("demos", "[10]"), ("seeds", "[0]"), ("heads", "[bc]")):
+            if not getattr(self, key):
+                raise ReprlError(f"{key} is an empty list: give at least one (e.g. {key}: {example})")
+        if safe_name(self.name) != self.name:
+            raise ReprlError(f"name {self.name!r} names the results folder under --out: use only letters, digits, "
+                             "'_', '-' and '.', without '..' or '/'")
         if max(self.demos) > self.data.expert_episodes:
             raise ReprlError(f"demos {self.demos} need at least {max(self.demos)} expert episodes per task "
                              f"(data.expert_episodes is {self.data.expert_episodes})")
@@ -127,5 +134,7 @@ class SuiteSpec:
 
 def load_suite(path: str | Path) -> SuiteSpec:
     data = read_yaml(path)  # a suite may extend another; its name is its own (or its file's), never the base's
-    data["name"] = read_yaml(path, extends=False).get("name", Path(path).stem)
+    if not data:
+        raise ReprlError(f"suite {path} is empty: give at least its tasks (see eval/suites/*.yaml)")
+    data["name"] = read_yaml(path, extends=False).get("name", safe_name(Path(path).stem))  # a file name: made safe
     return from_dict(SuiteSpec, data, "suite")
