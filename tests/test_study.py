@@ -65,3 +65,30 @@ def test_pretrain_without_a_bar_prints_plain_progress_lines(tmp_path, capsys):
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
     assert lines and lines[-1].startswith("step 4/4 (100%)  loss ") and "steps/s  ETA 0s" in lines[-1]
     assert TextProgress(every=2).every == 2
+
+
+def test_study_model_picks_the_best_finite_score_and_refuses_bad_input_in_one_line(tmp_path):
+    """tools/study_model.py (the study's export step): an encoder whose VOC is NaN is never picked as the best; a
+    missing or malformed results file, and an unknown encoder key, end in one line, not a traceback."""
+    import json
+    import subprocess
+    import sys
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "tools/study_model.py", *map(str, args)], capture_output=True, text=True)
+        return p.returncode, p.stdout.strip(), p.stderr.strip()
+
+    results = tmp_path / "results"
+    (results / "reward_quality").mkdir(parents=True)
+    scores = {"random": {"voc_other": {"mean": 0.9}}, "liv": {"voc_other": {"mean": float("nan")}},
+              "vip": {"voc_other": {"mean": 0.8, "lo": 0.7, "hi": 0.9}}, "r3m": {"voc_other": {"mean": 0.5}}}
+    (results / "reward_quality" / "results.json").write_text(json.dumps({"scores": scores}))
+    assert run("best", results) == (0, "vip", "")
+    bad = [("best", tmp_path / "nosuch"), ("card", results, "vipp", "study_vip", tmp_path),
+           ("card", results, "vip", "study_vip", tmp_path / "nosuch")]
+    for args in bad:
+        code, _, err = run(*args)
+        assert code == 1 and len(err.splitlines()) == 1 and err.startswith("study_model: "), err
+    (results / "reward_quality" / "results.json").write_text("[1]")
+    code, _, err = run("best", results)
+    assert code == 1 and "not an object" in err and len(err.splitlines()) == 1

@@ -12,28 +12,55 @@ on and how it scored. Standard library only: runs with any python3.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 METRIC = "voc_other"  # what "best" means: value-order correlation with a goal from other successful episodes
 
 
+def _read(path: Path, what: str) -> dict:
+    """The JSON object in `path`, or a one-line exit naming the file and what should have written it."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise SystemExit(f"study_model: cannot read {path} ({e.strerror}); {what}") from None
+    except ValueError as e:
+        raise SystemExit(f"study_model: {path} is not valid JSON ({e}); {what}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"study_model: {path} holds a JSON {type(data).__name__}, not an object; {what}")
+    return data
+
+
 def _scores(results: Path) -> dict:
-    return json.loads((results / "reward_quality" / "results.json").read_text())
+    data = _read(results / "reward_quality" / "results.json", "run the study's scoring step (reprl score --report)")
+    if not isinstance(data.get("scores"), dict):
+        raise SystemExit(f"study_model: {results}/reward_quality/results.json has no scores; rerun reprl score")
+    return data
+
+
+def _mean(entry: object) -> float | None:
+    """The metric's mean, or None where the encoder has no finite one (not scored, NaN, infinite)."""
+    value = entry.get(METRIC, {}).get("mean") if isinstance(entry, dict) else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def best(results: Path) -> str:
     scores = _scores(results)["scores"]
-    trained = {k: v[METRIC]["mean"] for k, v in scores.items() if k != "random"}
+    trained = {k: m for k, v in scores.items() if k != "random" and (m := _mean(v)) is not None}
     if not trained:
-        raise SystemExit(f"study_model: no trained encoder scored in {results}/reward_quality/results.json")
+        raise SystemExit(f"study_model: no trained encoder has a finite {METRIC} in "
+                         f"{results}/reward_quality/results.json")
     return max(trained, key=lambda k: trained[k])
 
 
 def card(results: Path, key: str, preset: str, corpus: Path) -> dict:
     scored = _scores(results)
-    train = json.loads((corpus / "index.json").read_text())
-    pretrain = json.loads((results / f"pretrain_{preset}.json").read_text())
+    if key not in scored["scores"]:
+        raise SystemExit(f"study_model: no encoder {key!r} in {results}/reward_quality/results.json; scored: "
+                         f"{', '.join(sorted(scored['scores']))}")
+    train = _read(corpus / "index.json", "give the training corpus folder (reprl render writes its index.json)")
+    pretrain = _read(results / f"pretrain_{preset}.json", f"run the study's pretraining of {preset} first")
     metrics = {m: {"mean": round(v["mean"], 4), "ci95": [round(v["lo"], 4), round(v["hi"], 4)]}
                for m, v in scored["scores"][key].items()}
     return {
