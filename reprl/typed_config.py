@@ -265,6 +265,14 @@ def merge_variants(base: dict[str, Any], update: dict[str, Any], variants: Mappi
     return merge(base, update)
 
 
+def _yaml_problem(e: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (line and column, counted from 1)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def read_yaml(path: str | Path, variants: Mapping[str, str] | None = None, extends: bool = True,
               _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML file's mapping. With `extends: OTHER.yaml` at its top level, the file holds only what differs from
@@ -279,7 +287,7 @@ def read_yaml(path: str | Path, variants: Mapping[str, str] | None = None, exten
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ReprlError(f"{p} is not valid YAML: {e}") from None
+        raise ReprlError(f"{p} is not valid YAML{named}: {_yaml_problem(e)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ReprlError(f"cannot read {p}{named}: {e}") from None
     if not isinstance(data, dict):

@@ -224,3 +224,15 @@ def test_print_config_checks_what_a_run_would_check(capsys):
         main(["pretrain", "--config", "configs/pretrain/study_r3m.yaml", "--print-config"])
     assert exit_.value.code == 0
     assert "objective:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, where", [("tasks: [a, b\n", "line 2, column 1"),
+                                         ("a: 1\n  b: 2\n", "line 2, column 4")])
+def test_invalid_yaml_is_one_line_with_its_place(tmp_path, text, where):
+    """A YAML syntax error is one line that says what is wrong and where (PyYAML's own text spans several)."""
+    from reprl.typed_config import read_yaml
+
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ReprlError) as e:
+        read_yaml(tmp_path / "bad.yaml")
+    assert "\n" not in str(e.value) and "is not valid YAML" in str(e.value) and where in str(e.value)
