@@ -136,7 +136,7 @@ def test_bad_videos_goals_and_checkpoints(encoder_dir, tmp_path, capsys):
         ([VIDEO, "--goal-text", "open the drawer"], "no text tower"),
         ([VIDEO, "--goal", str(tmp_path / "nope.png")], "goal image not found"),
         ([VIDEO, "--goal-frame", "first"], "--goal-frame takes"),
-        ([VIDEO, "--goal-frame", "1000"], "outside the video"),
+        ([VIDEO, "--goal-frame", "1000"], "outside the input's 97 frames"),
         ([VIDEO, "--goal-frame", "3", "--goal-text", "x"], "give one goal"),
         ([VIDEO, "--precision", "16"], "needs a CUDA device"),
     ]
@@ -154,6 +154,17 @@ def test_bad_videos_goals_and_checkpoints(encoder_dir, tmp_path, capsys):
     (bad / "model.safetensors").write_bytes(b"xx")
     assert cli("embed", VIDEO, "--encoder", str(bad), "--out", str(tmp_path / "o")) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_a_goal_frame_outside_a_video_of_known_length_is_refused_before_embedding(encoder_dir, tmp_path, monkeypatch,
+                                                                                   capsys):
+    import reprl.embed.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_embed_one", lambda *a: pytest.fail("embedded before the goal frame was checked"))
+    for frame in ("97", "-98"):
+        assert cli("embed", VIDEO, "--encoder", encoder_dir, "--goal-frame", frame, "--out", str(tmp_path / "o")) == 2
+        assert "outside the input's 97 frames" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_existing_output_is_kept_and_a_failure_leaves_it_intact(encoder_dir, tmp_path, monkeypatch, capsys):

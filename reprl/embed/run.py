@@ -163,12 +163,17 @@ def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     with autocast(torch.device(opts.device), opts.precision):
         pass  # checks the precision setting before any work
     goal = parse_goal(opts, encoder)
+    single = None if kind in ("shards", "videos") else next(sources)
+    if single is not None and goal.kind == "frame" and single.count is not None \
+            and not -single.count <= goal.frame < single.count:  # known up front: refused before embedding
+        raise ReprlError(f"--goal-frame {goal.frame} is outside the input's {single.count} frames (0 to "
+                         f"{single.count - 1}, or -1 to -{single.count} from the end)")
     with StagingDir(opts.out, opts.overwrite, "embed", inputs, opts.force_overwrite) as out:
         summary = _summary_base(opts, encoder, goal, kind)
-        if kind in ("shards", "videos"):  # one result per video
+        if single is None:  # one result per video
             summary.update(_run_shards(encoder, sources, goal, opts, out))
         else:
-            summary.update(_run_single(encoder, next(sources), goal, opts, out))
+            summary.update(_run_single(encoder, single, goal, opts, out))
         summary["timing"]["total_s"] = round(time.perf_counter() - t0, 3)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
