@@ -64,6 +64,10 @@ def test_pretrain_without_a_bar_prints_plain_progress_lines(tmp_path, capsys):
     pretrain(tiny(tmp_path, "--trainer.max_steps", "4"))  # progress false: lines instead of a bar
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
     assert lines and lines[-1].startswith("step 4/4 (100%)  loss ") and "steps/s  ETA 0s" in lines[-1]
+    # the default, a bar, is drawn only on a terminal: with stderr redirected (here, captured) the lines come instead
+    pretrain(tiny(tmp_path, "--trainer.max_steps", "4", "--trainer.progress", "true", "--run_dir",
+                  str(tmp_path / "run2")))
+    assert any(x.startswith("step 4/4 (100%)") for x in capsys.readouterr().out.splitlines())
     assert TextProgress(every=2).every == 2
 
 

@@ -69,7 +69,7 @@ class TrainerSection:
     keep_checkpoints: int = 3  # most recent checkpoints kept
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
     loggers: str = "csv,tensorboard"  # comma-separated: csv, tensorboard, wandb
-    progress: bool = True  # a redrawing progress bar; false: a plain line every 5% of the run (logs, scripts)
+    progress: bool = True  # a redrawing bar on a terminal, else a plain line every 5% (as with false: logs, scripts)
     select: Literal["last", "best"] = "last"  # encoder/ = the last step, or the validation of highest held-out VOC
 
 

@@ -16,6 +16,7 @@ Run folder layout:
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,10 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
                                  auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every,
                                  save_top_k=-1, save_last=True)
     callbacks = [checkpoint, ExportEncoder(run_dir / "encoders", t.keep_checkpoints, run_dir / "checkpoints")]
-    if not t.progress:  # no redrawing bar (logs, scripts): a plain line every 5% instead
+    # The bar only on a terminal: redirected to a log (nohup, scripts) it writes nothing there for the whole run,
+    # so there, as with progress false, a plain line every 5% instead.
+    bar = t.progress and sys.stderr.isatty()
+    if not bar:
         callbacks.append(TextProgress())
     if t.select == "best":
         callbacks.append(KeepBest(run_dir / "best"))
@@ -206,7 +210,7 @@ def _trainer(cfg: PretrainConfig, run_dir: Path) -> Any:
     has_val = bool(validation_source(cfg.data))
     return L.Trainer(
         **trainer_settings(cfg), log_every_n_steps=t.log_every, callbacks=callbacks,
-        logger=loggers or False, plugins=[AtomicCheckpointIO()], enable_progress_bar=t.progress,
+        logger=loggers or False, plugins=[AtomicCheckpointIO()], enable_progress_bar=bar,
         default_root_dir=str(run_dir), limit_val_batches=1.0 if has_val else 0,
         val_check_interval=t.val_every if has_val else None, check_val_every_n_epoch=None,
     )
