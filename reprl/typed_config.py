@@ -316,7 +316,10 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
 
 
 def dump_yaml(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """`cfg` as YAML, written to a temporary name and renamed (a full disk never leaves half a config)."""
+    from reprl.utils.files import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 __all__ = ["from_dict", "to_dict", "load_config", "parse_overrides", "dump_yaml", "read_yaml", "merge_variants",

@@ -46,8 +46,9 @@ CASES = [
           + " naming `--resume last` and `--overwrite true`", "the earlier run is intact, byte for byte"),
     Fault("pretrain-resume-logs", "pretrain", "`--resume last` after an earlier run",
           "training continues from the checkpoint", "`logs/metrics.csv` keeps the earlier rows; new rows are appended"),
-    Fault("pretrain-bad-inputs", "pretrain", "missing training shards, `--optim.lr -1`, a torn checkpoint for "
-          "`--resume`", ERR + ", before the model is built", "no run folder is left behind"),
+    Fault("pretrain-bad-inputs", "pretrain", "missing training shards, `--optim.lr -1`, a torn or foreign checkpoint "
+          "for `--resume`, bad trainer settings (`--trainer.devices 0`, `--trainer.precision bogus`, a negative "
+          "seed), `--data.val_max_frames 1`", ERR + ", before the model is built", "no run folder is left behind"),
     Fault("nan-guard-batchnorm", "pretrain", "a step with a non-finite loss", "the step is skipped and counted",
           "batch-norm running statistics are restored to their values before the step"),
     Fault("pretrain-diverges", "pretrain", "a diverging learning rate", ERR + " naming the last good checkpoint",
@@ -81,6 +82,9 @@ CASES = [
     Fault("eval-outputs", "eval", "a suite `name` with `/` or `..`; `--out` a file, or holding files eval did not "
           "write; `--cache` a file; a torn cell or embedding cache", ERR + ", before any rendering (a torn cache "
           "is computed again, with a warning)", "nothing is written outside --out; the user's files are intact"),
+    Fault("pretrain-run-dir", "pretrain", "`--resume` into a non-empty folder that is not a run; `--overwrite "
+          "true` of a run that holds the run's own inputs; a checkpoint of another model size", ERR,
+          "the folder and the inputs are intact"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

@@ -66,13 +66,51 @@ def test_resume_appends_to_the_logs(finished_run, tmp_path):
     (["--resume", "TORN"], "torn or not a training checkpoint"),
     (["--data.other_goal", "2"], "--data.other_goal is a share of the tuples: give a value from 0 to 1, got 2"),
     (["--objective.name", "r3m", "--data.other_goal", "0.5"], "--data.other_goal needs tuples with a goal frame"),
+    (["--resume", "FOREIGN"], "not a reprl pretrain checkpoint"),
+    (["--resume", "ZIP"], "not a readable training checkpoint"),
+    (["--trainer.num_nodes", "0"], "--trainer.num_nodes and --trainer.devices must be at least 1"),
+    (["--trainer.devices", "0"], "--trainer.num_nodes and --trainer.devices must be at least 1"),
+    (["--trainer.accelerator", "bogus"], "--trainer.accelerator 'bogus': choose one of"),
+    (["--trainer.strategy", "bogus"], "--trainer.strategy 'bogus'"),
+    (["--trainer.precision", "bogus"], "--trainer.precision 'bogus': choose one of"),
+    (["--trainer.seed", "-1"], "--trainer.seed must lie in [0, 2**32)"),
+    (["--encoder.embed_dim", "-3"], "--encoder.embed_dim must be at least 1"),
+    (["--encoder.pretrained", "/no/such.pt"], "no such file"),
+    (["--data.val_max_frames", "1"], "--data.val_max_frames at least 2"),
 ])
 def test_bad_inputs_leave_no_run_folder(bad, message, finished_run, tmp_path, capsys):
+    import zipfile
+
     torn = tmp_path / "torn.ckpt"
     torn.write_bytes((finished_run / "checkpoints" / "last.ckpt").read_bytes()[:5000])
-    bad = [str(torn) if b == "TORN" else b for b in bad]
+    torch.save({"a": torch.zeros(2)}, tmp_path / "foreign.ckpt")  # a torch file, but not a training checkpoint
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as z:
+        z.writestr("x.txt", "not torch")
+    paths = {"TORN": torn, "FOREIGN": tmp_path / "foreign.ckpt", "ZIP": tmp_path / "plain.zip"}
+    bad = [str(paths.get(b, b)) for b in bad]
     err = one_line_error(capsys, "pretrain", *tiny_args(tmp_path / "run", *bad))
     assert message in err and not (tmp_path / "run").exists()
+
+
+@case("pretrain-run-dir")
+def test_run_dir_of_someone_else_or_holding_the_inputs_is_never_taken(finished_run, tmp_path, capsys):
+    """A non-empty run_dir that is not a pretrain run is neither resumed into nor deleted; --overwrite true never
+    deletes what the run reads (here its --encoder.init); a checkpoint of another model size is one line."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("mine")
+    ckpt = str(finished_run / "checkpoints" / "last.ckpt")
+    err = one_line_error(capsys, "pretrain", *tiny_args(mine, "--resume", ckpt))
+    assert "not a reprl pretrain run" in err and sorted(p.name for p in mine.iterdir()) == ["config.yaml"]
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = tree(run)
+    err = one_line_error(capsys, "pretrain", *tiny_args(run, "--overwrite", "true", "--encoder.init",
+                                                         str(run / "encoder"), "--encoder.embed_dim", "null"))
+    assert "would delete" in err and "encoder.init" in err and tree(run) == before
+    err = one_line_error(capsys, "pretrain", *tiny_args(tmp_path / "other", "--resume", ckpt,
+                                                         "--encoder.embed_dim", "16"))
+    assert "trained with other settings" in err and "shapes differ" in err
 
 
 @case("out-unwritable")

@@ -40,8 +40,14 @@ class ResNetEncoder(Encoder):
         p = Path(path)
         if not p.is_file():
             raise ReprlError(f"pretrained weights not found: {p}")
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many types; its text may suggest weights_only=False
+            raise ReprlError(f"cannot read pretrained weights {p}: not a state dict of tensors saved by torch "
+                             f"({type(e).__name__}); save the backbone's state_dict and pass that file") from None
         state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise ReprlError(f"pretrained weights {p} hold a {type(state).__name__}, not a state dict")
         state = {k.removeprefix("module.").removeprefix("convnet."): v for k, v in state.items()}
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = self.convnet.load_state_dict(state, strict=False)

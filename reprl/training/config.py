@@ -125,6 +125,32 @@ def import_plugins(modules: list[str]) -> None:
                              "(on PYTHONPATH or installed)") from None
 
 
+def check_trainer(t: TrainerSection) -> None:
+    """Hardware and seed settings Lightning would refuse only after the model is built, in one line each."""
+    from typing import get_args
+
+    from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from reprl.errors import ReprlError
+
+    accelerators = ["auto", "gpu", *AcceleratorRegistry]
+    if t.accelerator not in accelerators:
+        raise ReprlError(f"--trainer.accelerator {t.accelerator!r}: choose one of {', '.join(accelerators)}")
+    if t.strategy != "auto" and t.strategy not in StrategyRegistry:
+        raise ReprlError(f"--trainer.strategy {t.strategy!r}: choose auto or a Lightning strategy (ddp, fsdp, "
+                         "deepspeed, ...)")
+    precisions = ["auto", *get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS)]
+    if str(t.precision) not in precisions:
+        raise ReprlError(f"--trainer.precision {t.precision!r}: choose one of {', '.join(precisions)}")
+    if t.num_nodes < 1 or t.devices in (0, "0", ""):
+        raise ReprlError(f"--trainer.num_nodes and --trainer.devices must be at least 1 (devices may be auto), got "
+                         f"{t.num_nodes} and {t.devices!r}")
+    if not 0 <= t.seed < 2**32:
+        raise ReprlError(f"--trainer.seed must lie in [0, 2**32), got {t.seed}")
+
+
 def check_config(cfg: PretrainConfig) -> None:
     """Values that parse but cannot train, refused before anything is built or written."""
     from reprl.errors import ReprlError
@@ -144,6 +170,14 @@ def check_config(cfg: PretrainConfig) -> None:
     for key, value in nonneg.items():
         if value < 0:
             raise ReprlError(f"--{key} must be >= 0, got {value}")
+    check_trainer(cfg.trainer)
+    if cfg.encoder.embed_dim is not None and cfg.encoder.embed_dim < 1:
+        raise ReprlError(f"--encoder.embed_dim must be at least 1, got {cfg.encoder.embed_dim}")
+    if cfg.encoder.pretrained and not Path(cfg.encoder.pretrained).expanduser().is_file():
+        raise ReprlError(f"--encoder.pretrained {cfg.encoder.pretrained}: no such file; give a local weights file")
+    if cfg.data.val_videos < 1 or cfg.data.val_max_frames < 2:
+        raise ReprlError(f"--data.val_videos must be at least 1 and --data.val_max_frames at least 2 (a value order "
+                         f"needs two frames), got {cfg.data.val_videos} and {cfg.data.val_max_frames}")
     if not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
         raise ReprlError(f"--optim.betas must lie in [0, 1), got {list(cfg.optim.betas)}")
     cls = objective_class(cfg.objective.name)

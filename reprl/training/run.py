@@ -66,10 +66,44 @@ def resolve_resume(cfg: PretrainConfig) -> str | None:
     if not path.exists():
         raise ReprlError(f"cannot resume: {path} does not exist" + (" (no checkpoint has been written in "
                          f"{cfg.run_dir} yet)" if cfg.resume == "last" else ""))
+    intact = f"pass an intact one, e.g. another {Path(cfg.run_dir) / 'checkpoints'}/step-*.ckpt"
     if not zipfile.is_zipfile(path):
         raise ReprlError(f"cannot resume from {path}: it is torn or not a training checkpoint (an interrupted copy?); "
-                         f"pass an intact one, e.g. another {Path(cfg.run_dir) / 'checkpoints'}/step-*.ckpt")
+                         f"{intact}")
+    ckpt = _resume_state(path, intact)
+    if not isinstance(ckpt.get("state_dict"), dict) or "pytorch-lightning_version" not in ckpt:
+        raise ReprlError(f"cannot resume from {path}: it is not a reprl pretrain checkpoint (no training state in "
+                         f"it); {intact}")
     return str(path)
+
+
+def _resume_state(path: Path | str, intact: str) -> dict[str, Any]:
+    """A training checkpoint's contents, read with the safe loader (memory-mapped: no copy of the weights)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for files that are not its checkpoints
+        raise ReprlError(f"cannot resume from {path}: not a readable training checkpoint "
+                         f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__}); {intact}") from None
+    if not isinstance(ckpt, dict):
+        raise ReprlError(f"cannot resume from {path}: not a training checkpoint; {intact}")
+    return ckpt
+
+
+def check_resume_fits(module: torch.nn.Module, path: str) -> None:
+    """The checkpoint's weights have the names and shapes of the model this config builds (another encoder size
+    or objective would fail inside Lightning with a long trace)."""
+    state = _resume_state(path, "resume from a checkpoint of this configuration")["state_dict"]
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    unexpected = [k for k in state if k not in own]
+    if missing or shapes or unexpected:
+        detail = "; ".join(x for x in (f"shapes differ: {', '.join(shapes[:3])}" if shapes else "",
+                                      f"missing: {', '.join(missing[:3])}" if missing else "",
+                                      f"not in this model: {', '.join(unexpected[:3])}" if unexpected else "") if x)
+        raise ReprlError(f"cannot resume from {path}: it was trained with other settings ({detail}); resume with the "
+                         "run's own config.yaml (--config RUN/config.yaml --resume last)")
 
 
 def check_inputs(cfg: PretrainConfig) -> None:
@@ -87,6 +121,22 @@ def check_inputs(cfg: PretrainConfig) -> None:
         check_source(cfg.encoder.init)
 
 
+def read_paths(cfg: PretrainConfig) -> list[tuple[str, str]]:
+    """The local files and folders a run reads (setting, path): what --overwrite must not delete."""
+    from reprl.data.reader import expand_urls
+    from reprl.encoders.io import source_paths
+
+    found = []
+    for what, spec in (("data.train", cfg.data.train), ("data.val", cfg.data.val)):
+        if spec:
+            found += [(what, u) for u in expand_urls(spec) if "://" not in u and Path(u).exists()]
+    if cfg.encoder.init:
+        found += [("encoder.init", str(p)) for p in source_paths(cfg.encoder.init)]
+    if cfg.encoder.pretrained:
+        found.append(("encoder.pretrained", str(cfg.encoder.pretrained)))
+    return found
+
+
 def launched_as_rank_zero() -> bool:
     """Whether this process is the global rank 0 of its launch (torchrun, SLURM, Lightning's own launcher, a
     plain single process), from the environment, before any Trainer exists."""
@@ -101,14 +151,21 @@ def prepare_run_dir(cfg: PretrainConfig) -> bool:
     """Make run_dir (marked as pretrain's); returns whether this run created it. A run_dir holding anything is
     only reused by --resume, or started over by --overwrite when it is pretrain's own."""
     run_dir = Path(cfg.run_dir)
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.resume:
-        if not cfg.overwrite:
-            raise ReprlError(f"run_dir {run_dir} already holds a run; pass --resume last to continue it, --overwrite "
-                             "true to start over (deleting it), or choose another --run_dir")
-        if output_command(run_dir) != "pretrain":
-            raise ReprlError(f"run_dir {run_dir} is not a reprl pretrain run folder (no {MARKER}), so --overwrite "
-                             "will not delete it; choose another --run_dir")
-        shutil.rmtree(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ReprlError(f"run_dir {run_dir} is a file, not a folder; choose another --run_dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if output_command(run_dir) != "pretrain":  # neither resumed into nor deleted: it is not a run of ours
+            raise ReprlError(f"run_dir {run_dir} holds files that are not a reprl pretrain run (no {MARKER}), so this "
+                             "run neither writes into it nor deletes it; choose another --run_dir")
+        if not cfg.resume:
+            if not cfg.overwrite:
+                raise ReprlError(f"run_dir {run_dir} already holds a run; pass --resume last to continue it, "
+                                 "--overwrite true to start over (deleting it), or choose another --run_dir")
+            for what, path in read_paths(cfg):
+                if Path(path).resolve().is_relative_to(run_dir.resolve()):
+                    raise ReprlError(f"--overwrite true would delete {path}, which this run reads ({what}); copy it "
+                                     "out of the run folder first, or choose another --run_dir")
+            shutil.rmtree(run_dir)
     created = not run_dir.exists()
     check_writable(run_dir, "--run_dir")
     try:
@@ -289,6 +346,8 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
         for path in (cfg.data.train, cfg.data.val):
             if path and (note := older_render(path)):
                 print(f"note: {note}", flush=True)
+    if resume:
+        check_resume_fits(module, resume)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
     except DivergedError as e:
