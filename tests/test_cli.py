@@ -39,6 +39,20 @@ def test_stream_command_prints_what_it_read(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "roles start, goal, s0, s1, s2" in out and "batch 1:" in out and "read 6 tuples" in out
     assert grid.stat().st_size > 1000
+    # a later --grid replaces its own picture; a user's file, a folder, another format, or bad counts: one line,
+    # before any shard is read, and the file is kept
+    assert run_cli("stream", TRAIN_SHARDS, "--batches", "1", "--batch-size", "2", "--image-size", "32",
+                   "--grid", str(grid)) == 0
+    (tmp_path / "mine.png").write_bytes(b"mine")
+    (tmp_path / "dir.png").mkdir()
+    for bad in (["--grid", str(tmp_path / "mine.png")], ["--grid", str(tmp_path / "dir.png")],
+                ["--grid", str(tmp_path / "g.xyz")], ["--grid", str(tmp_path / "mine.png" / "x.png")],
+                ["--workers", "-1"], ["--seed", "-1"]):
+        assert run_cli("stream", str(tmp_path / "no_shards_read"), *bad) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--" in err and "not found" not in err, err
+    assert (tmp_path / "mine.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "mine.png", "tuples.png"]
 
 
 def test_console_script_help_is_fast_and_lists_commands():

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 HELP = "stream training tuples from shards and print them"
 
@@ -40,8 +41,45 @@ def save_grid(batch, path: str, max_rows: int = 8) -> None:
         if batch.text[r]:
             axes[r][0].text(0, -0.35, batch.text[r][:60], transform=axes[r][0].transAxes, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    from reprl.utils.files import replacing
+
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=90, metadata={"Software": GRID_MARK})
     plt.close(fig)
+
+
+GRID_MARK = "reprl stream --grid"  # in the PNG's metadata: a later --grid may replace this picture, no other file
+
+
+def check_options(opts: Any) -> None:
+    """Counts and the --grid path, refused in one line before any shard is read."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from reprl.errors import ReprlError
+    from reprl.utils.files import check_writable
+
+    if opts.batches < 1 or opts.batch_size < 1 or opts.workers < 0 or opts.seed < 0:
+        raise ReprlError(f"--batches and --batch-size must be at least 1, --workers and --seed at least 0; got "
+                         f"{opts.batches}, {opts.batch_size}, {opts.workers}, {opts.seed}")
+    if not opts.grid:
+        return
+    grid = Path(opts.grid)
+    if grid.suffix.lower() != ".png":
+        raise ReprlError(f"--grid {grid}: give a .png file name for the picture")
+    if grid.is_dir():
+        raise ReprlError(f"--grid {grid} is a folder; give a .png file name for the picture")
+    if grid.exists():
+        try:
+            with Image.open(grid) as im:
+                ours = im.info.get("Software") == GRID_MARK
+        except OSError:
+            ours = False
+        if not ours:
+            raise ReprlError(f"--grid {grid} exists and is not a picture of reprl stream, so it will not be "
+                             "replaced; choose another --grid")
+    check_writable(grid, "--grid")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -53,6 +91,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from reprl.options import StreamOptions, from_args, tuple_settings
 
     opts = from_args(StreamOptions, args)
+    check_options(opts)
     cfg = StreamConfig(mode=opts.mode, image_size=opts.image_size, batch_size=opts.batch_size, seed=opts.seed,
                        **tuple_settings(opts))
     stream = TupleStream(opts.shards, cfg, batches_per_epoch=opts.batches)
