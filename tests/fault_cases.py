@@ -85,6 +85,9 @@ CASES = [
     Fault("pretrain-run-dir", "pretrain", "`--resume` into a non-empty folder that is not a run; `--overwrite "
           "true` of a run that holds the run's own inputs; a checkpoint of another model size", ERR,
           "the folder and the inputs are intact"),
+    Fault("bench-outputs", "bench", "`--repeats 0`, `--warmup 0`, `--mode bogus`, `--cache` a file, `--json` a "
+          "folder or a file bench did not write", ERR + ", before anything is rendered or timed",
+          "the user's file is kept"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

@@ -203,3 +203,28 @@ def test_eval_checks_its_outputs_before_rendering_and_reruns_what_it_cannot_read
     next((cache / "embeddings").rglob("*.npz")).write_bytes(b"")
     harness.run_suite(spec, {"a": "random:tiny"}, out=out, cache=cache, progress=False)
     assert len(calls) == 2 and json.loads(next((out / "t" / "cells").iterdir()).read_text())["success"] == 0.5
+
+
+@case("bench-outputs")
+def test_bench_checks_counts_and_json_before_running(tmp_path, capsys, monkeypatch):
+    """reprl bench: zero counts, an unknown mode, a --cache file, a --json folder or a --json file it did not write
+    are one line each before anything is rendered or timed; the user's file is kept. Two corpora with the same
+    folder name get their own frame copies."""
+    import reprl.bench.data as bench_data
+
+    monkeypatch.setattr(bench_data, "ensure_corpus", lambda cfg: pytest.fail("ran before the checks"))
+    (tmp_path / "mine.json").write_text('{"mine": 1}')
+    (tmp_path / "jdir").mkdir()
+    base = ["bench", "data", "--shards", HELDOUT_SHARDS, "--cache", str(tmp_path / "c")]
+    for bad in (["--repeats", "0"], ["--batches", "0"], ["--mode", "bogus"], ["--cache", str(tmp_path / "mine.json")],
+                ["--json", str(tmp_path / "jdir")], ["--json", str(tmp_path / "mine.json")],
+                ["--json", str(tmp_path / "mine.json" / "x.json")]):
+        assert cli(*base, *bad) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for bad in (["train", "--warmup", "0"], ["train", "--steps", "0"], ["eval", "--env-workers", "-1"]):
+        assert cli("bench", *bad) == 2, bad
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert (tmp_path / "mine.json").read_text() == '{"mine": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jdir", "mine.json"]
+    assert bench_data.frames_dir("c", "a/shards") != bench_data.frames_dir("c", "b/shards")

@@ -138,13 +138,24 @@ def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: in
             "peak_rss_mb_per_worker": max(mem) if mem else None}
 
 
+def frames_dir(cache: str | Path, shards: str) -> Path:
+    """Where the per-frame JPEG copy of `shards` goes: named by the shards' content digest (or, without one, their
+    absolute path), so two corpora with the same folder name never share frames."""
+    import zlib
+
+    from reprl.data.shards import corpus_digest
+
+    key = corpus_digest(shards) or str(Path(shards).resolve())
+    return Path(cache) / f"frames_{Path(shards).name}-{zlib.crc32(key.encode()):08x}"
+
+
 def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
     if cfg.frame_index or cfg.ingest:
         from reprl.bench.frameindex import bench_sections
 
         return bench_sections(cfg)
     shards = ensure_corpus(cfg)
-    manifest = export_frame_folders(shards, Path(cfg.cache) / f"frames_{Path(shards).name}")
+    manifest = export_frame_folders(shards, frames_dir(cfg.cache, shards))
     from reprl.data.shards import read_index
     from reprl.utils.machine import usable_cores
 

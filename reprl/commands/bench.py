@@ -12,6 +12,7 @@ library versions).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from reprl.cli import precision
 
@@ -50,6 +51,46 @@ BENCHES = {  # what -> (module, config class, run function, format function)
 }
 
 
+AT_LEAST_ONE = ("batches", "repeats", "steps", "warmup", "batch_size", "image_size", "frame_size", "envs", "horizon",
+                "max_frames", "render_episodes", "tuples_per_video")
+
+
+def check_bench(cfg: Any, json_path: str | None) -> None:
+    """Counts, choices and output paths of a benchmark, refused in one line before anything is rendered or timed."""
+    import json
+    from pathlib import Path
+
+    from reprl.errors import ReprlError
+    from reprl.utils.files import check_writable
+
+    for name in AT_LEAST_ONE:
+        value = getattr(cfg, name, None)
+        if value is not None and value < 1:
+            raise ReprlError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if getattr(cfg, "mode", "vip") not in ("vip", "liv", "r3m"):
+        raise ReprlError(f"--mode {cfg.mode!r}: choose vip, liv or r3m")
+    workers = getattr(cfg, "workers", None)  # data: a list of counts; eval: one count or None
+    if any(n < 0 for n in (workers if isinstance(workers, tuple) else () if workers is None else (workers,))):
+        raise ReprlError(f"--workers must be >= 0, got {workers}")
+    cache = getattr(cfg, "cache", None)
+    if cache and Path(cache).exists() and not Path(cache).is_dir():
+        raise ReprlError(f"--cache {cache} is a file; give a folder for the rendered corpus and frames")
+    if json_path:
+        path = Path(json_path)
+        if path.is_dir():
+            raise ReprlError(f"--json {path} is a folder; give the name of a JSON file to write")
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+                ours = isinstance(data, dict) and "machine" in data
+            except (OSError, ValueError, TypeError):
+                ours = False
+            if not ours:
+                raise ReprlError(f"--json {path} exists and is not a result of reprl bench, so it will not be "
+                                 "replaced; choose another --json")
+        check_writable(path, "--json")
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import importlib
 
@@ -57,7 +98,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     module, cfg_name, run_name, fmt_name = BENCHES[args.what]
     mod = importlib.import_module(module)
-    result = getattr(mod, run_name)(from_args(getattr(mod, cfg_name), args))
+    cfg = from_args(getattr(mod, cfg_name), args)
+    check_bench(cfg, args.json)
+    result = getattr(mod, run_name)(cfg)
     print(getattr(mod, fmt_name)(result))
     if args.json:
         from reprl.utils.files import write_json
