@@ -88,6 +88,9 @@ CASES = [
     Fault("bench-outputs", "bench", "`--repeats 0`, `--warmup 0`, `--mode bogus`, `--cache` a file, `--json` a "
           "folder or a file bench did not write", ERR + ", before anything is rendered or timed",
           "the user's file is kept"),
+    Fault("render-vs-shards", "render, shards", "`--overwrite` of the other command's output; render's `--seed -1`, "
+          "`--max-steps 0`, `--quality 500`, `--noise nan`", ERR + ", before any environment is built",
+          "the other command's output is intact"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

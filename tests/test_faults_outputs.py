@@ -228,3 +228,30 @@ def test_bench_checks_counts_and_json_before_running(tmp_path, capsys, monkeypat
     assert (tmp_path / "mine.json").read_text() == '{"mine": 1}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jdir", "mine.json"]
     assert bench_data.frames_dir("c", "a/shards") != bench_data.frames_dir("c", "b/shards")
+
+
+@case("render-vs-shards")
+def test_render_and_shards_replace_only_their_own_outputs_and_render_checks_its_numbers(tmp_path, capsys):
+    """`reprl render --overwrite` never replaces a `reprl shards` output (and the other way round), and render's
+    numbers (seed, horizon, quality, noise) are one line each before any environment is built."""
+    import shutil
+
+    from conftest import TRAIN_SHARDS, VIDEO
+    from test_faults import tree
+
+    rendered = tmp_path / "rendered"
+    shutil.copytree(TRAIN_SHARDS, rendered)  # a reprl render output
+    assert cli("shards", VIDEO, "--out", tmp_path / "ingested") == 0
+    before = {p: tree(p) for p in (rendered, tmp_path / "ingested")}
+    capsys.readouterr()
+    assert cli("shards", VIDEO, "--out", rendered, "--overwrite") == 2
+    assert "not an output of reprl shards" in capsys.readouterr().err
+    render = ["render", "--tasks", "reach", "--episodes", "1", "--size", "16", "--max-steps", "3"]
+    assert cli(*render, "--out", tmp_path / "ingested", "--overwrite") == 2
+    assert "not an output of reprl render" in capsys.readouterr().err
+    assert {p: tree(p) for p in before} == before
+    for bad in (["--seed", "-1"], ["--max-steps", "0"], ["--quality", "500"], ["--noise", "nan"]):
+        assert cli(*render, "--out", tmp_path / "new", *bad) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "new").exists()

@@ -82,11 +82,12 @@ class ShardWriter:
     """Rolls tar shards into a staging folder; `finish()` writes index.json and swaps it into place."""
 
     def __init__(self, out_dir: str | Path, opts: ShardOptions, prefix: str = "shard",
-                 inputs: Iterable[str | Path] = ()) -> None:
+                 inputs: Iterable[str | Path] = (), command: str = "shards") -> None:
         self.out = Path(out_dir)
         self.opts = opts
         self.prefix = prefix
-        self._stage = StagingDir(self.out, opts.overwrite, "shards", inputs, opts.force_overwrite)
+        # `command`: shards or render (render's index.json records how it rendered): each replaces only its own
+        self._stage = StagingDir(self.out, opts.overwrite, command, inputs, opts.force_overwrite)
         self.staging = self._stage.dir
         self.shards: list[dict[str, Any]] = []
         self.videos = self.frames = self.captions = 0

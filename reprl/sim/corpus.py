@@ -7,6 +7,7 @@ evaluation tasks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,14 @@ def render_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True)
 
     if cfg.episodes < 1 or cfg.size < 16 or cfg.frame_every < 1 or cfg.early_stop_steps < 1:
         raise ReprlError("need episodes >= 1, size >= 16, frame_every >= 1 and early_stop_steps >= 1")
+    if cfg.max_steps < 1 or cfg.workers < 1 or cfg.max_videos_per_shard < 1 or not 0 <= cfg.seed < 2**31:
+        raise ReprlError(f"need max_steps, workers and max_videos_per_shard >= 1 and seed in [0, 2**31), got "
+                         f"{cfg.max_steps}, {cfg.workers}, {cfg.max_videos_per_shard} and {cfg.seed}")
+    if not 1 <= cfg.quality <= 100 or not math.isfinite(cfg.noise) or cfg.noise < 0:
+        raise ReprlError(f"need quality from 1 to 100 and a finite noise >= 0, got {cfg.quality} and {cfg.noise}")
+    if cfg.stop_after_success is not None and cfg.stop_after_success < 0:
+        raise ReprlError(f"stop_after_success must be >= 0 (or -1 on the command line: the full horizon), got "
+                         f"{cfg.stop_after_success}")
     shares = (cfg.noisy_fraction, cfg.random_fraction, cfg.early_fraction)
     if min(shares) < 0 or sum(shares) > 1:
         raise ReprlError(f"noisy, random and early fractions must be >= 0 and sum to at most 1, got {shares}")
@@ -116,7 +125,7 @@ def render_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True)
                         workers=cfg.workers, overwrite=cfg.overwrite, min_frames=1)
     tasks = resolve_tasks(cfg.tasks)
     succeeded = 0
-    with ShardWriter(out_dir, opts) as writer:
+    with ShardWriter(out_dir, opts, command="render") as writer:
         results = ordered_map(_render_job, jobs, cfg.workers)
         for videos in tqdm(results, total=len(jobs), desc="render", unit="episode", disable=not progress):
             succeeded += bool(videos[0].meta["succeeded"])

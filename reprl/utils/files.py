@@ -116,6 +116,7 @@ def check_output(out: str | Path, command: str | None = None, inputs: Iterable[s
 
 
 # Commands whose outputs always hold a file that names them need no extra marker: (file, key it holds).
+# ("shards" also stands for "render" where index.json has a render section: see output_command.)
 SIGNATURES = {"shards": ("index.json", "format"), "embed": ("summary.json", "reprl_version"),
               "score": ("results.json", "scores"), "eval": ("results.json", "cells"),
               "heads train": ("config.json", "actor")}
@@ -139,6 +140,8 @@ def output_command(folder: str | Path) -> str | None:
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and key in data:
+            if command == "shards" and "render" in data:  # reprl render writes shards that record their render
+                return "render"
             return data[key] if command is None else command
     return None
 
@@ -203,7 +206,7 @@ class StagingDir:
         except OSError as e:
             raise ReprlError(f"cannot write {self.out}: {e.strerror or e}; choose an --out in a folder you can "
                              "write to") from None
-        if command is not None and command not in SIGNATURES:
+        if command is not None and command not in SIGNATURES and command != "render":  # render: its index.json
             (self.dir / MARKER).write_text(json.dumps({"command": command}) + "\n")
 
     def keep_others(self, own: Iterable[str]) -> None:
