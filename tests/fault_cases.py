@@ -56,7 +56,8 @@ CASES = [
     Fault("nonfinite-weights", "embed, score, eval, convert, reprl.load", "an encoder with NaN/inf weights", ERR,
           "no metric is computed from it"),
     Fault("nonfinite-embeddings", "embed", "finite weights that embed to NaN/inf", ERR, "no metric is reported"),
-    Fault("shards-bad-options", "shards", "`--resize -5`, `--every 0`, `--workers 0`", ERR, "nothing is written"),
+    Fault("shards-bad-options", "shards", "`--resize -5`, `--every 0`, `--workers 0`, `--fps nan`, `--clip-seconds "
+          "inf`, `--resize 100000`", ERR, "nothing is written"),
     Fault("shard-globs", "embed, pretrain, score", "shards given as a glob `'shards/*.tar'`",
           "the matching shards are read (naturally sorted); no match names the glob and brace syntax", "-"),
     Fault("eval-bad-encoder", "eval", "an `--encoder` that does not exist", ERR + ", before any rendering",

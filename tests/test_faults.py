@@ -218,7 +218,8 @@ def test_nonfinite_embeddings_are_an_error_not_a_metric(encoder_dir, tmp_path, c
 
 
 @case("shards-bad-options")
-@pytest.mark.parametrize("option", [["--resize", "-5"], ["--every", "0"], ["--workers", "0"]])
+@pytest.mark.parametrize("option", [["--resize", "-5"], ["--every", "0"], ["--workers", "0"], ["--clip-seconds", "inf"],
+                                    ["--fps", "nan"], ["--max-shard-mb", "nan"], ["--resize", "100000"]])
 def test_shards_bad_options(option, tmp_path, capsys):
     make_frame_folder(tmp_path / "frames" / "v1", 4)
     err = one_line_error(capsys, "shards", tmp_path / "frames", "--out", tmp_path / "o", *option)

@@ -36,10 +36,16 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     if not 1 <= args.quality <= 100:
         raise ReprlError("--quality must be between 1 and 100")
-    for name in ("resize", "every", "workers", "max_shard_mb", "max_videos_per_shard", "fps"):
-        value, least = getattr(args, name), 0 if name == "resize" else 1e-9
-        if value is not None and value < least:
+    import math
+
+    for name in ("resize", "every", "workers", "max_shard_mb", "max_videos_per_shard", "fps", "clip_seconds"):
+        value, least = getattr(args, name, None), 0 if name == "resize" else 1e-9
+        if value is not None and not (math.isfinite(value) and value >= least):  # NaN and inf fail here too
             flag = "--" + name.replace("_", "-")
-            raise ReprlError(f"{flag} must be {'>= 0 (0 keeps the size)' if name == 'resize' else '> 0'}, got {value}")
+            bound = ">= 0 (0 keeps the size)" if name == "resize" else "> 0"
+            raise ReprlError(f"{flag} must be a finite number {bound}, got {value}")
+    if args.resize and args.resize > 8192:
+        raise ReprlError(f"--resize {args.resize}: frames of more than 8192 pixels a side are not supported; give a "
+                         "smaller size (0 keeps the source size)")
     write_shards(args.inputs, args.out, from_args(ShardOptions, args))
     return 0
