@@ -135,6 +135,32 @@ def test_unknown_camera_names_the_ones_there_are(tmp_path):
         write_shards([root], tmp_path / "out", ShardOptions(cameras="side"), progress=False)
 
 
+@pytest.mark.parametrize("damage", ["no data_path", "bad template", "bad line", "no index", "features list",
+                                    "chunks 0", "outside"])
+def test_malformed_metadata_is_one_line_naming_the_dataset(tmp_path, damage):
+    root = make_v2(tmp_path / "ds")
+    info_path, episodes = root / "meta" / "info.json", root / "meta" / "episodes.jsonl"
+    meta = json.loads(info_path.read_text())
+    if damage == "no data_path":
+        del meta["data_path"]
+    elif damage == "bad template":
+        meta["video_path"] = "{nope}"
+    elif damage == "features list":
+        meta["features"] = list(meta["features"])
+    elif damage == "chunks 0":
+        meta["chunks_size"] = 0
+    elif damage == "outside":
+        meta["video_path"] = "../../elsewhere/{video_key}_{episode_index}.mp4"
+    elif damage == "bad line":
+        episodes.write_text(episodes.read_text() + "\n{torn")
+    elif damage == "no index":
+        episodes.write_text(json.dumps({"tasks": ["x"], "length": 3}))
+    info_path.write_text(json.dumps(meta))
+    with pytest.raises(ReprlError, match=str(root)) as e:
+        write_shards([root], tmp_path / "out", ShardOptions(), progress=False)
+    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
+
+
 def test_reading_a_dataset_written_by_lerobot_itself():
     pytest.skip("lerobot is not installed: its package pins torch<2.11 and installing it would replace the "
                 "project's torch 2.14 (`pip install --dry-run lerobot`); the layouts are built by hand above")

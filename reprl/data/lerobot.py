@@ -127,12 +127,24 @@ def lerobot_sources(root: Path, cameras: str | None = None) -> list[VideoSource]
         info = json.loads((root / "meta" / "info.json").read_text())
         version = str(info.get("codebase_version", ""))
         fps, features = float(info["fps"]), info["features"]
-    except (ValueError, KeyError, TypeError) as e:
+        if not isinstance(features, dict):
+            raise TypeError(f"features is a {type(features).__name__}, not a mapping")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ReprlError(f"{root}/meta/info.json is not a LeRobot info file ({e!r})") from None
     if not version.startswith(("v2", "v3")):
         raise ReprlError(f"{root}: LeRobot dataset version {version or '?'} is not supported (v2.x and v3.0 are)")
     cams = _pick_cameras(features, cameras, root)
-    episodes = (_v3_episodes if version.startswith("v3") else _v2_episodes)(root, info, cams)
+    try:
+        episodes = (_v3_episodes if version.startswith("v3") else _v2_episodes)(root, info, cams)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, ZeroDivisionError) as e:
+        raise ReprlError(f"{root}: its LeRobot episode metadata is malformed ({type(e).__name__}: {e}); check "
+                         "meta/info.json (data_path, video_path, chunks_size) and the episode records") from None
+    inside = root.resolve()
+    for ep in episodes:  # templates and keys come from the dataset's files: never read outside it
+        for path in [ep["data"], *(v[0] for v in ep["videos"].values())]:
+            if not Path(path).resolve().is_relative_to(inside):
+                raise ReprlError(f"{root}: episode {ep['episode']} points outside the dataset ({path}); check "
+                                 "meta/info.json's data_path and video_path")
     columns = tuple(c for c in ARRAY_COLUMNS if c in features)
     sources = []
     for ep in episodes:
