@@ -85,3 +85,38 @@ def test_mixed_quality_corpus_jobs():
     assert len({j[2] for j in jobs}) == 10  # every episode its own seed
     with pytest.raises(ReprlError, match="sum to at most 1"):
         render_corpus(CorpusConfig(noisy_fraction=0.5, random_fraction=0.6), "unused")
+
+
+def test_npz_shapes_rgba_refused_and_one_number_of_proprio_per_frame_accepted(tmp_path, capsys, encoder_dir):
+    """RGBA images are one line before any embedding; a 1-D proprio (one number per frame) is a 1-wide vector."""
+    rgba = episodes_npz(tmp_path / "rgba.npz")
+    data = dict(np.load(rgba))
+    data["images"] = np.zeros((*data["images"].shape[:3], 4), np.uint8)
+    np.savez(rgba, **data)
+    code, out = train(capsys, "--demos", rgba, "--encoder", encoder_dir, "--out", tmp_path / "p")
+    assert code == 2 and "uint8 RGB" in out.err and len(out.err.strip().splitlines()) == 1
+    flat = episodes_npz(tmp_path / "flat.npz")
+    data = dict(np.load(flat))
+    data["proprio"] = data["proprio"][:, 0]
+    np.savez(flat, **data)
+    code, out = train(capsys, "--demos", flat, "--encoder", encoder_dir, "--out", tmp_path / "q", "--steps", 2,
+                      "--batch-size", 4)
+    assert code == 0, out.err
+    assert load_policy(tmp_path / "q").head.dims["proprio_dim"] == 1
+
+
+def test_a_policy_folder_among_named_models_is_not_an_encoder(tmp_path, capsys, encoder_dir, monkeypatch):
+    """`reprl list --pretrained` and reprl.load by name skip policy folders that share a models folder."""
+    from reprl.encoders.io import named_models
+
+    demos = episodes_npz(tmp_path / "eps.npz")
+    models = tmp_path / "models"
+    code, _ = train(capsys, "--demos", demos, "--encoder", encoder_dir, "--out", models / "policy", "--steps", 2,
+                    "--batch-size", 4)
+    assert code == 0
+    save_encoder(reprl.load(encoder_dir), models / "enc")
+    monkeypatch.setenv("REPRL_MODELS", str(models))
+    assert "policy" not in named_models() and "enc" in named_models()
+    with pytest.raises(SystemExit) as e:
+        main(["list", "--pretrained"])
+    assert e.value.code == 0 and "enc " in capsys.readouterr().out

@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _pretrained() -> None:
     from reprl.encoders.io import load_dir, models_dirs, named_models
     from reprl.encoders.pretrained import cache_dir, describe_pretrained
+    from reprl.errors import ReprlError
 
     released, local = describe_pretrained(), named_models()
     w = max([14, *(len(r["name"]) for r in released), *(len(n) for n in local)])  # columns fit the longest name
@@ -28,7 +29,11 @@ def _pretrained() -> None:
     for r in released:
         print(f"{r['name']:{w}s} {r['size']:>8s} {r['cached']:6s}  {r['source']:{src}s} {r['description']}")
     for name, folder in local.items():
-        c = load_dir(folder).config
+        try:
+            c = load_dir(folder).config
+        except ReprlError as e:  # one unreadable folder does not hide the others
+            print(f"{name:{w}s} {'?':>8s} {'local':6s}  {str(folder):{src}s} not a loadable encoder ({e})")
+            continue
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
         steps, what = c.training.get("steps", "?"), c.training.get("objective") or c.training.get("preset") or c.source
         print(f"{name:{w}s} {size:>5.0f} MB {'local':6s}  {str(folder):{src}s} {c.name} {c.embed_dim}-d "

@@ -158,9 +158,18 @@ def named_models() -> dict[str, Path]:
     for base in models_dirs():
         if base.is_dir():
             for d in sorted(base.iterdir()):
-                if (d / CONFIG).is_file():
+                if (d / CONFIG).is_file() and not _is_policy(d / CONFIG):
                     found.setdefault(d.name, d)
     return found
+
+
+def _is_policy(config: Path) -> bool:
+    """A policy folder (reprl heads train, reprl eval) also holds config.json; it is not an encoder."""
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and str(data.get("format", "")).startswith("reprl-policy")
 
 
 def random_like(source: str, seed: int = 0) -> Encoder:

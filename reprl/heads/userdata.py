@@ -37,10 +37,15 @@ def _npz_episodes(path: Path) -> list[dict[str, Any]]:
                          f"actions [N, A] (optional: proprio, episode, expert, reward); it has {', '.join(z.files)}")
     images, actions = z["images"], np.asarray(z["actions"], np.float32)
     n = len(images)
-    if images.ndim != 4 or images.dtype != np.uint8 or len(actions) != n or actions.ndim != 2:
-        raise ReprlError(f"{path}: images must be uint8 [N, H, W, 3] and actions [N, A] with the same N; got "
+    channels = images.shape[1] if images.ndim == 4 and images.shape[1] in (1, 3) else images.shape[-1]
+    if images.ndim != 4 or images.dtype != np.uint8 or channels != 3 or len(actions) != n or actions.ndim != 2:
+        raise ReprlError(f"{path}: images must be uint8 RGB [N, H, W, 3] and actions [N, A] with the same N; got "
                          f"{images.dtype} {images.shape} and {actions.shape}")
     get = {k: np.asarray(z[k]) for k in ("proprio", "episode", "expert", "reward") if k in z.files}
+    if "proprio" in get and get["proprio"].ndim == 1:
+        get["proprio"] = get["proprio"][:, None]  # one number per frame: a 1-wide proprio vector
+    if "proprio" in get and get["proprio"].ndim != 2:
+        raise ReprlError(f"{path}: proprio must be [N, P] (or [N]), got {get['proprio'].shape}")
     for k, v in get.items():
         if len(v) != n:
             raise ReprlError(f"{path}: '{k}' has {len(v)} rows for {n} frames")
