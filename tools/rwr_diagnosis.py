@@ -1,7 +1,8 @@
 """Where RWR's weight goes on an eval suite's training data: per encoder, task, seed and tau, the effective sample
 size of the weights, the share of the total weight on expert transitions against their share of the data, and
-the mean encoder reward of expert and non-expert transitions. Reads the suite's cached render and embeddings
-(run `reprl eval` on the suite first; nothing is rendered or written).
+the mean encoder reward of expert and non-expert transitions. Reads the suite's cached render (run `reprl eval` on
+the suite first: nothing is rendered here). Frames are embedded once per encoder and the embeddings kept under
+--cache, as `reprl eval` keeps them.
 
   python tools/rwr_diagnosis.py --suite eval/suites/study_downstream.yaml --cache eval/cache \
       --encoder random=random:study-vip --encoder vip=study-vip --tau 0.1 --tau 1
@@ -30,11 +31,22 @@ def main() -> None:
     args = p.parse_args()
     spec = load_suite(args.suite)
     rwr = spec.head_config("rwr")
+    from reprl.errors import ReprlError
+    from reprl.evaluation.data import task_dir
+    from reprl.evaluation.harness import parse_encoders
+
+    try:
+        encoders = parse_encoders(args.encoder)  # LABEL=SOURCE, or SOURCE labelled by itself
+        missing = [t for t in spec.tasks if not (task_dir(spec, Path(args.cache), t) / "index.json").exists()]
+        if missing:
+            raise ReprlError(f"no render of {', '.join(missing)} under --cache {args.cache}: run reprl eval --suite "
+                             f"{args.suite} first")
+    except ReprlError as e:
+        raise SystemExit(f"rwr_diagnosis: {e}") from None
     print("| encoder | task | seed | tau | ESS / n | expert share of weight | expert share of data | "
           "mean reward, expert | mean reward, other |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for item in args.encoder:
-        label, source = item.split("=", 1)
+    for label, source in encoders.items():
         encoder = reprl.load(source)
         fp = encoder_fingerprint(encoder)
         for task in spec.tasks:
