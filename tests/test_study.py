@@ -96,3 +96,14 @@ def test_study_model_picks_the_best_finite_score_and_refuses_bad_input_in_one_li
     (results / "reward_quality" / "results.json").write_text("[1]")
     code, _, err = run("best", results)
     assert code == 1 and "not an object" in err and len(err.splitlines()) == 1
+
+
+def test_rwr_diagnosis_without_a_render_says_what_to_run(tmp_path):
+    """tools/rwr_diagnosis.py before `reprl eval` rendered the suite: one line naming the command, no table."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "tools/rwr_diagnosis.py", "--suite", "eval/suites/study_downstream.yaml",
+                        "--cache", str(tmp_path), "--encoder", "tiny", "--tau", "1"], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stdout == "" and "run reprl eval --suite" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
