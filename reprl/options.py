@@ -263,7 +263,7 @@ class StreamOptions(TupleSettings):
     shuffle_buffer: int = 32  # tuples held for shuffling before batching (a quick look needs few)
     workers: int = 0  # data-loader worker processes
     seed: int = 0  # seed of the sampling and the crops
-    grid: str | None = None  # save a PNG of the first batch's tuples here
+    grid: str | None = None  # save a PNG of the first batch here (new, or replacing an earlier one of reprl stream)
 
     def __post_init__(self) -> None:
         self.check_tuple_settings(lambda name: "--" + name.replace("_", "-"), self.mode)

@@ -28,6 +28,7 @@ render "$OUT/corpus/heldout" --tasks pretrain --episodes 1 --seed 100
 render "$OUT/corpus/heldout_eval" --tasks eval --episodes 24 --cameras corner,corner2 --noise 1.0 --noisy-fraction 0.3333 --seed 200
 
 step "3. Stream training tuples (LIV mode: start, goal, t, t+1 and the caption's frame)"
+rm -f "$OUT/tuples.png"  # the demo's own picture from an earlier run (older versions did not mark it as stream's)
 $REPRL stream "$OUT/corpus/train" --mode liv --batches 2 --batch-size 8 --image-size 112 --grid "$OUT/tuples.png"
 
 step "4. Pretrain VIP (a small CNN, 64 px) on the CPU: configs/pretrain/demo.yaml"
