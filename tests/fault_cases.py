@@ -92,6 +92,8 @@ CASES = [
     Fault("render-vs-shards", "render, shards", "`--overwrite` of the other command's output; render's `--seed -1`, "
           "`--max-steps 0`, `--quality 500`, `--noise nan`", ERR + ", before any environment is built",
           "the other command's output is intact"),
+    Fault("pretrain-interrupted", "pretrain", "Ctrl-C during training", "exit 130 and a line naming the last "
+          "checkpoint and `--resume last`", "the run folder and its checkpoints are kept"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

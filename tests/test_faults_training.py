@@ -162,3 +162,21 @@ def test_diverging_run_keeps_only_finite_checkpoints(tmp_path, capsys):
         assert not nonfinite(torch.load(ckpt, weights_only=True)["state_dict"]), ckpt.name
     for export in (run / "encoders").glob("step-*") if run.exists() else []:
         assert not nonfinite(load_file(export / "model.safetensors")), export.name
+
+
+@case("pretrain-interrupted")
+def test_ctrl_c_says_interrupted_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during training (Lightning turns it into exit status 1, silently): exit 130, one line naming the
+    checkpoint to resume from, and the run folder kept."""
+    from reprl.training.progress import TextProgress
+
+    def ctrl_c(self, trainer, *args):
+        if trainer.global_step >= 3:  # after the checkpoint of step 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TextProgress, "on_train_batch_end", ctrl_c)
+    assert cli("pretrain", *tiny_args(tmp_path / "run", "--trainer.max_steps", "6")) == 130
+    err = capsys.readouterr().err
+    assert "pretrain: interrupted at step 3" in err and "last.ckpt (step 2" in err and "--resume last" in err
+    assert "reprl pretrain: interrupted" in err
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()

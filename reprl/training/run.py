@@ -352,6 +352,12 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
     except DivergedError as e:
         raise ReprlError(f"{e} {kept_checkpoint(run_dir)}") from None
+    except SystemExit:  # Lightning turns Ctrl-C into exit status 1 with no word to the user
+        if not trainer.interrupted:
+            raise
+        print(f"pretrain: interrupted at step {trainer.global_step}. {kept_checkpoint(run_dir)} Continue it with "
+              "--resume last.", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt from None
     if nonfinite(encoder.state_dict()) or module._bad_in_row:
         raise ReprlError(f"training ended diverging (non-finite weights or {module._bad_in_row} non-finite losses in "
                          f"a row), so no encoder was exported. {kept_checkpoint(run_dir)} Lower the learning rate "
