@@ -19,9 +19,13 @@ SimilarityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def values(embeddings: torch.Tensor, goal: torch.Tensor, similarity: SimilarityFn) -> torch.Tensor:
-    """[T, D] embeddings and a goal embedding [D] (or [1, D]) -> values [T]."""
+    """[T, D] embeddings and a goal embedding [D] (or [1, D]) -> values [T]. Several goals [K, D] are one goal only
+    once averaged (goal_from_embeddings): they are refused here rather than paired with the frames row by row."""
     if goal.dim() == 1:
         goal = goal[None]
+    if goal.dim() != 2 or goal.shape[0] != 1:
+        raise ReprlError(f"values take one goal embedding [D] or [1, D], got {tuple(goal.shape)}; average several "
+                         "goals first (reprl.rewards.goal_from_embeddings)")
     if goal.shape[-1] != embeddings.shape[-1]:
         raise ReprlError(f"goal embedding has {goal.shape[-1]} dims, frames have {embeddings.shape[-1]}")
     return similarity(embeddings, goal)
@@ -60,6 +64,8 @@ def voc(vals: Any) -> float:
     v = np.asarray(torch.as_tensor(vals).detach().cpu(), dtype=np.float64)
     if len(v) < 2:
         raise ReprlError("VOC needs at least 2 frames")
+    if not np.isfinite(v).all():
+        raise ReprlError("VOC of values that are not all finite (NaN or inf) has no meaning; check the embeddings")
     return spearman(v, np.arange(len(v)))
 
 
@@ -68,6 +74,8 @@ def bump_rate(vals: Any) -> float:
     v = torch.as_tensor(vals).detach().cpu().double()
     if len(v) < 2:
         raise ReprlError("the bump rate needs at least 2 frames")
+    if not bool(torch.isfinite(v).all()):
+        raise ReprlError("the bump rate of values that are not all finite (NaN or inf) has no meaning")
     return float((rewards(v) < 0).double().mean())
 
 
@@ -101,6 +109,8 @@ def goal_from_text(encoder: Any, text: str) -> torch.Tensor:
 def goal_from_frame(embeddings: torch.Tensor, index: int) -> torch.Tensor:
     """Goal embedding = the embedding of frame `index` (negative counts from the end: -1 is the last frame)."""
     n = embeddings.shape[0]
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise ReprlError(f"goal frame must be a whole frame index, got {index!r}")
     if not -n <= index < n:
         raise ReprlError(f"goal frame {index} is outside the video's {n} frames")
     return embeddings[index]
@@ -132,6 +142,10 @@ def resolve_goal(encoder: Any, *, image: Any = None, images: Any = None, text: s
         if text is not None:
             return goal_from_text(encoder, text)
         if embedding is not None:
+            embedding = torch.as_tensor(np.asarray(embedding, dtype=np.float32) if not isinstance(
+                embedding, torch.Tensor) else embedding)
+            if not bool(torch.isfinite(embedding).all()):
+                raise ReprlError("the goal embedding holds NaN or inf values")
             if embedding.shape[-1] != getattr(encoder, "embed_dim", embedding.shape[-1]):
                 raise ReprlError(f"goal embedding has {embedding.shape[-1]} dims, the encoder embeds to "
                                  f"{encoder.embed_dim}")

@@ -79,17 +79,23 @@ class _Scorer:
             return obs[self.image_key]
         if isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and obs.ndim >= 3:
             return obs
-        frames = render()
-        if frames is None:
-            raise ReprlError("the observation is not an image and env.render() returned None: make the env with "
-                             "render_mode='rgb_array' or pass image_key")
+        hint = "make the env with render_mode='rgb_array' or pass image_key"
+        try:
+            frames = render()
+        except Exception as e:  # noqa: BLE001 - envs raise anything for a render mode they lack
+            raise ReprlError(f"the observation is not an image and env.render() failed ({type(e).__name__}: "
+                             f"{str(e)[:80]}): {hint}") from None
+        if frames is None or (isinstance(frames, (list, tuple)) and any(f is None for f in frames)):
+            raise ReprlError(f"the observation is not an image and env.render() returned None: {hint}")
         return np.stack(frames) if isinstance(frames, (list, tuple)) else frames
 
-    def values(self, images: Any, layout: str = "BHWC") -> np.ndarray:
-        """Values of env frames, which gymnasium gives channels-last (H, W, 3), one image or a batch."""
+    def values(self, images: Any, layout: str = "auto") -> np.ndarray:
+        """Values of env frames: gymnasium gives them channels-last (H, W, 3), some envs channels-first; one image
+        or a batch (or a stack of recent frames)."""
+        if self.goal is None:
+            raise ReprlError("no goal yet: call reset() first (it sets the goal from goal= or options={'goal': ...})")
         with torch.inference_mode():
             emb = self.encoder(images, layout=layout)
-            assert self.goal is not None, "reset() sets the goal or raises before any frame is scored"
             return values(emb, self.goal.to(emb.device), self.encoder.similarity).double().cpu().numpy()
 
     def reward(self, env_reward: Any, shaped: np.ndarray | float) -> Any:
@@ -112,7 +118,8 @@ class GoalReward(gym.Wrapper):
         self._value = 0.0
 
     def _value_of(self, obs: Any) -> float:
-        return float(self.scorer.values(self.scorer.frames(obs, self.env.render))[0])  # one image, no batch axis
+        # one image, or a stack of recent frames (FrameStackObservation): the newest frame is the one scored
+        return float(self.scorer.values(self.scorer.frames(obs, self.env.render))[-1])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         self.scorer.set_goal(options)

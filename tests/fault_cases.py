@@ -94,6 +94,9 @@ CASES = [
           "the other command's output is intact"),
     Fault("pretrain-interrupted", "pretrain", "Ctrl-C during training", "exit 130 and a line naming the last "
           "checkpoint and `--resume last`", "the run folder and its checkpoints are kept"),
+    Fault("api-inputs", "reprl.load, rewards, GoalReward, load_policy", "NaN or empty images, a [K, D] goal, NaN "
+          "values, settings for a trained encoder, stacked frames, a torn policy, a relative encoder path",
+          "`ReprlError` in reprl's words, or the right answer (the newest stacked frame is scored)", "-"),
     Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]

@@ -255,3 +255,81 @@ def test_render_and_shards_replace_only_their_own_outputs_and_render_checks_its_
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "new").exists()
+
+
+@case("api-inputs")
+def test_python_api_refuses_what_it_would_get_wrong(tmp_path, monkeypatch):
+    """reprl.load, the rewards, the GoalReward wrapper and load_policy: inputs that gave a silent wrong answer (NaN
+    images, a [K, D] goal paired row by row, settings ignored for a trained encoder, the oldest of stacked frames
+    scored) or a raw torch error now give a ReprlError or the right answer."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import reprl
+    from reprl.errors import ReprlError
+    from reprl.heads import load_policy
+    from reprl.heads.policy import HeadConfig, Policy, PolicyHead
+    from reprl.rewards import bump_rate, goal_from_frame, resolve_goal, values, voc
+    from reprl.wrappers import GoalReward
+
+    enc = reprl.load("tiny", image_size=32, embed_dim=8)
+    bad_inputs = [lambda: enc(torch.full((3, 32, 32), float("nan"))), lambda: enc(np.zeros((0, 0, 3), np.uint8)),
+                  lambda: enc(Image.fromarray(np.zeros((32, 32), np.float32))),
+                  lambda: values(torch.zeros(5, 8), torch.zeros(5, 8), enc.similarity),
+                  lambda: voc([1.0, float("nan"), 3.0]), lambda: bump_rate([1.0, float("nan"), 3.0]),
+                  lambda: goal_from_frame(torch.zeros(4, 8), 1.5),
+                  lambda: resolve_goal(enc, embedding=np.full(8, np.nan, np.float32))]
+    for bad in bad_inputs:
+        with pytest.raises(ReprlError):
+            bad()
+    assert resolve_goal(enc, embedding=np.zeros(8, np.float32)).shape == (8,)  # numpy is taken as is
+    saved = tmp_path / "enc"
+    from reprl.encoders.io import save_encoder
+
+    save_encoder(enc, saved)
+    with pytest.raises(ReprlError, match="load it without them"):
+        reprl.load(str(saved), embed_dim=4)
+    with pytest.raises(ReprlError, match="unexpected keyword"):
+        reprl.load("tiny", foo=1)
+
+    class Frames(gym.Env):  # observations are images; the newest of a stack must be the one scored
+        observation_space = gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
+        action_space = gym.spaces.Discrete(2)
+        t = 0
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return np.zeros((32, 32, 3), np.uint8), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.full((32, 32, 3), 60 * self.t, np.uint8), 0.0, False, False, {}
+
+    goal = np.full((32, 32, 3), 255, np.uint8)
+    stacked = GoalReward(gym.wrappers.FrameStackObservation(Frames(), 3), enc, goal=goal)
+    single = GoalReward(Frames(), enc, goal=goal)
+    stacked.reset(seed=0)
+    single.reset(seed=0)
+    for _ in range(3):
+        assert stacked.step(0)[1] == pytest.approx(single.step(0)[1], abs=1e-5)
+    with pytest.raises(ReprlError, match="call reset"):
+        GoalReward(Frames(), enc).step(0)
+
+    head = PolicyHead(8, 4, 4, HeadConfig(hidden=(8,)))
+    Policy(enc, head, "tiny").save(tmp_path / "pol", copy_encoder=True)
+    pol = load_policy(tmp_path / "pol", device="auto")
+    img = np.zeros((32, 32, 3), np.uint8)
+    assert pol.act(img, np.zeros(4)).shape == (4,) and pol.act(img[..., 0], np.zeros(4)).shape == (4,)
+    for bad in (lambda: pol.act(img, np.zeros(3)), lambda: pol.act(img, np.full(4, np.nan)),
+                lambda: pol.select_action(img)):
+        with pytest.raises(ReprlError):
+            bad()
+    (tmp_path / "pol" / "model.safetensors").write_bytes(b"torn")
+    with pytest.raises(ReprlError, match="does not hold this policy's weights"):
+        load_policy(tmp_path / "pol")
+    monkeypatch.chdir(tmp_path)  # a policy saved with a relative encoder path loads from any folder
+    Policy(enc, head, "enc").save(tmp_path / "pol2")
+    monkeypatch.chdir("/")
+    assert load_policy(tmp_path / "pol2").encoder_source == str(saved)

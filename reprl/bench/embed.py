@@ -70,7 +70,9 @@ def run_embed_bench(cfg: EmbedBenchConfig) -> dict[str, Any]:
 
     cfg.device = resolve_device(cfg.device)  # before the video is rendered
     video = ensure_video(cfg)
-    kwargs = {"image_size": cfg.image_size} if cfg.image_size else {}
+    from reprl.encoders.registry import SPECS  # --image-size shapes a new encoder; a trained one keeps its own
+
+    kwargs = {"image_size": cfg.image_size} if cfg.image_size and cfg.encoder in SPECS else {}
     encoder = reprl.load(cfg.encoder, device=cfg.device, **kwargs)
     device = torch.device(cfg.device)
     callers, threads = encoder_callers(device)

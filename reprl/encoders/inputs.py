@@ -43,9 +43,13 @@ def _fix_channels(x: torch.Tensor) -> torch.Tensor:
 
 
 def _pil_to_tensor(img: Any) -> torch.Tensor:
-    from reprl.data.video import to_rgb8
+    from reprl.data.video import DecodeError, to_rgb8
 
-    return torch.from_numpy(np.array(to_rgb8(img))).permute(2, 0, 1)  # a writable copy
+    try:
+        rgb = to_rgb8(img)
+    except DecodeError as e:
+        raise ReprlError(f"PIL image of mode {img.mode!r}: {e}") from None
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # a writable copy
 
 
 def _one(item: Any, layout: str) -> torch.Tensor:
@@ -65,6 +69,9 @@ def _one(item: Any, layout: str) -> torch.Tensor:
         raise ReprlError(f"expected images with 3 or 4 dimensions, got shape {tuple(item.shape)}")
     if _layout(tuple(item.shape), layout) == "BHWC":
         item = item.permute(0, 3, 1, 2)
+    if item.shape[1] not in (1, 3, 4) or item.shape[2] < 1 or item.shape[3] < 1:
+        raise ReprlError(f"images must have 1, 3 or 4 channels and a height and width of at least 1 pixel, got "
+                         f"[B, C, H, W] = {list(item.shape)}")
     return _fix_channels(item)
 
 
@@ -74,6 +81,8 @@ def check_dtype(x: torch.Tensor) -> torch.Tensor:
     if not x.is_floating_point():
         raise ReprlError(f"images of dtype {x.dtype} are not supported: pass uint8 in [0, 255] or float in [0, 1]")
     if x.numel():
+        if bool(torch.isnan(x).any()):
+            raise ReprlError("the images hold NaN values; pass finite pixels (uint8 in [0, 255] or float in [0, 1])")
         lo, hi = float(x.amin()), float(x.amax())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ReprlError(f"float images must be in [0, 1] (these span [{lo:.3g}, {hi:.3g}]); pass uint8 images "

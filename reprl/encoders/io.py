@@ -182,8 +182,12 @@ def random_like(source: str, seed: int = 0) -> Encoder:
 
 
 def resolve(source: str | Path, **overrides: Any) -> Encoder:
-    """Build (not freeze) the encoder a source names."""
+    """Build (not freeze) the encoder a source names. `overrides` (image_size, embed_dim, ...) shape a new encoder
+    of an architecture name; a trained encoder keeps its own, so they are refused there rather than ignored."""
     text = str(source)
+    if overrides and not (text in SPECS and not Path(text).expanduser().exists()):
+        raise ReprlError(f"{', '.join(sorted(overrides))}: settings of a new encoder of an architecture name "
+                         f"({', '.join(SPECS)}); {text!r} is a trained encoder with its own, so load it without them")
     if text.startswith("random:"):
         return random_like(text[len("random:"):])
     if text.startswith("hf://"):
@@ -209,7 +213,10 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
     if text in SPECS:
         log.warning("%s is an architecture name: random init, no trained weights (for released weights use one "
                     "of %s)", text, ", ".join(RELEASES))
-        return build_encoder(text, **overrides)
+        try:
+            return build_encoder(text, **overrides)
+        except TypeError as e:
+            raise ReprlError(f"{text}: {e} (settings: image_size, embed_dim, params, ...)") from None
     raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
                      f"hf:// repo, random:SOURCE, a pretrained name ({', '.join(RELEASES)}), a model name "
                      f"({', '.join(models) or 'none found in ' + ', '.join(map(str, models_dirs()))}) or a "
@@ -254,5 +261,5 @@ def load_encoder(source: str | Path, device: str | torch.device = "cpu", freeze:
     """An encoder ready to use: on `device`, and frozen in eval mode unless freeze=False (fine-tuning)."""
     from reprl.utils.machine import resolve_device
 
-    encoder = resolve(source, **overrides).to(resolve_device(device, "device") if isinstance(device, str) else device)
+    encoder = resolve(source, **overrides).to(resolve_device(str(device), "device"))
     return encoder.freeze() if freeze else encoder

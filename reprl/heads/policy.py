@@ -57,6 +57,10 @@ class PolicyHead(nn.Module):
         if self.dims["proprio_dim"]:
             if proprio is None:
                 raise ReprlError("this head was trained with proprioception: pass proprio")
+            if proprio.shape[-1] != self.dims["proprio_dim"] or proprio.shape[0] != emb.shape[0]:
+                raise ReprlError(f"proprio must be [{self.dims['proprio_dim']}] per image ([B, "
+                                 f"{self.dims['proprio_dim']}] for B images); got {list(proprio.shape)} for "
+                                 f"{emb.shape[0]} image(s)")
             return torch.cat([emb, proprio.to(emb.dtype)], dim=-1)
         return emb
 
@@ -90,12 +94,18 @@ class Policy(nn.Module):
         if proprio is not None:
             p = torch.as_tensor(np.asarray(proprio, dtype=np.float32), device=emb.device)
             p = p[None] if p.dim() == 1 else p
+            if not bool(torch.isfinite(p).all()):
+                raise ReprlError("proprio holds NaN or inf values")
         out = self.head.to(emb.device)(emb, p).clamp(-1, 1).float().cpu().numpy()
         return out[0] if _single(image) else out
 
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
         """LeRobot-style: {'observation.image' (or 'image' / 'pixels'), 'observation.state' (or 'proprio' /
         'state')} -> action(s)."""
+        if not isinstance(observation, dict):
+            raise ReprlError(f"select_action takes a dict observation ({{'observation.image': ..., "
+                             f"'observation.state': ...}}), got a {type(observation).__name__}; for an image and "
+                             "proprio, call act(image, proprio)")
         image = _first(observation, ("observation.image", "image", "pixels"), "image")
         proprio = _first(observation, ("observation.state", "proprio", "state"), None)
         return self.act(image, proprio)
@@ -120,11 +130,20 @@ def _single(image: Any) -> bool:
     if hasattr(image, "convert") and hasattr(image, "size"):
         return True
     shape = getattr(image, "shape", None)
-    return shape is not None and len(shape) == 3
+    return shape is not None and len(shape) in (2, 3)  # a colour image, or one greyscale image [H, W]
 
 
 POLICY_FORMAT = "reprl-policy/1"
 CONFIG, WEIGHTS, ENCODER_DIR = "config.json", "model.safetensors", "encoder"
+
+
+def absolute_source(source: str) -> str:
+    """An encoder source with a local path made absolute (also after random:); names and hf:// stay as they are."""
+    prefix = ""
+    while source.startswith("random:"):
+        prefix, source = prefix + "random:", source[len("random:"):]
+    path = Path(source).expanduser()
+    return prefix + (str(path.resolve()) if source and path.exists() else source)
 
 
 def save_head(head: nn.Module, out: str | Path, encoder_source: str, kind: str = "bc", encoder: Any = None,
@@ -136,6 +155,7 @@ def save_head(head: nn.Module, out: str | Path, encoder_source: str, kind: str =
     from reprl.encoders.io import save_encoder
 
     out = Path(out)
+    encoder_source = absolute_source(encoder_source)  # a relative path would not load from another folder
     with StagingDir(out) as staging:
         actor_config = dataclasses.asdict(head.cfg)  # type: ignore[call-overload]  # every actor's cfg is a dataclass
         meta = {"format": POLICY_FORMAT, "head": kind, "actor": type(head).__name__,
@@ -169,7 +189,15 @@ def load_head(path: str | Path) -> tuple[nn.Module, str, dict[str, Any]]:
     cls, cfg_cls = actors[meta["actor"]]
     d = meta["dims"]
     head = cls(d["embed_dim"], d["proprio_dim"], d["action_dim"], from_dict(cfg_cls, meta["actor_config"], "actor"))
-    head.load_state_dict(load_file(str(p / WEIGHTS)))
+    from safetensors import SafetensorError
+
+    try:
+        head.load_state_dict(load_file(str(p / WEIGHTS)))
+    except FileNotFoundError:
+        raise ReprlError(f"{p} has {CONFIG} but no {WEIGHTS}: the policy folder is incomplete") from None
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ReprlError(f"{p / WEIGHTS} does not hold this policy's weights (torn, or not the head {CONFIG} "
+                         f"describes): {str(e).splitlines()[0][:120]}") from None
     source = str(p / meta["encoder"]) if meta.get("encoder_copied") else meta["encoder"]
     return head.eval(), source, meta
 
@@ -178,9 +206,16 @@ def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None) -> P
     """A saved policy with its frozen encoder (its copy in the folder, or the source recorded at training,
     unless one is given)."""
     import reprl
+    from reprl.utils.machine import resolve_device
 
+    device = resolve_device(device, "device")
     head, source, meta = load_head(path)
-    encoder = encoder or reprl.load(source, device=device)
+    if encoder is None:
+        try:
+            encoder = reprl.load(source, device=device)
+        except ReprlError as e:
+            raise ReprlError(f"the encoder this policy was trained with ({source!r}, as recorded in {path}) cannot "
+                             f"be loaded ({e}); pass it yourself: load_policy(path, encoder=reprl.load(...))") from None
     dims = cast(dict[str, int], head.dims)  # every actor class (PolicyHead, TrailActor) sets dims
     if encoder.embed_dim != dims["embed_dim"]:
         raise ReprlError(f"the head expects {dims['embed_dim']}-d embeddings, the encoder gives "
