@@ -57,11 +57,10 @@ AT_LEAST_ONE = ("batches", "repeats", "steps", "warmup", "batch_size", "image_si
 
 def check_bench(cfg: Any, json_path: str | None) -> None:
     """Counts, choices and output paths of a benchmark, refused in one line before anything is rendered or timed."""
-    import json
     from pathlib import Path
 
     from reprl.errors import ReprlError
-    from reprl.utils.files import check_writable
+    from reprl.utils.files import check_output_file, json_has
 
     for name in AT_LEAST_ONE:
         value = getattr(cfg, name, None)
@@ -76,19 +75,7 @@ def check_bench(cfg: Any, json_path: str | None) -> None:
     if cache and Path(cache).exists() and not Path(cache).is_dir():
         raise ReprlError(f"--cache {cache} is a file; give a folder for the rendered corpus and frames")
     if json_path:
-        path = Path(json_path)
-        if path.is_dir():
-            raise ReprlError(f"--json {path} is a folder; give the name of a JSON file to write")
-        if path.exists():
-            try:
-                data = json.loads(path.read_text())
-                ours = isinstance(data, dict) and "machine" in data
-            except (OSError, ValueError, TypeError):
-                ours = False
-            if not ours:
-                raise ReprlError(f"--json {path} exists and is not a result of reprl bench, so it will not be "
-                                 "replaced; choose another --json")
-        check_writable(path, "--json")
+        check_output_file(json_path, "--json", lambda p: json_has(p, "machine"), "bench")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

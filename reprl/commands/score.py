@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check(opts: ScoreOptions) -> None:
     """Settings and output paths, refused before any encoder is loaded."""
     from reprl.errors import ReprlError
-    from reprl.utils.files import check_output, check_writable
+    from reprl.utils.files import check_output, check_output_file, check_writable, json_has
     from reprl.utils.machine import resolve_device
 
     if opts.videos < 1 or opts.max_frames < 3:
@@ -52,27 +52,13 @@ def _check(opts: ScoreOptions) -> None:
     if opts.report:  # replaces an earlier report of reprl score, never another folder or the shards
         check_output(opts.report, "score", shards, overwrite=True, flag="--report", force_flag=None)
     if opts.json:
-        path = Path(opts.json)
-        if path.is_dir():
-            raise ReprlError(f"--json {path} is a folder; give the name of a JSON file to write")
-        if opts.report and path.resolve() == Path(opts.report).resolve():
+        if opts.report and Path(opts.json).resolve() == Path(opts.report).resolve():
             raise ReprlError("--json and --report name the same path; give the JSON file another name")
-        if path.exists() and not _is_score_json(path):
-            raise ReprlError(f"--json {path} exists and is not a result of reprl score, so it will not be "
-                             "replaced; choose another --json")
-        check_writable(path, "--json")
+        check_output_file(opts.json, "--json", lambda p: json_has(p, "scores", "settings"), "score")
     if opts.cache:
         if Path(opts.cache).exists() and not Path(opts.cache).is_dir():
             raise ReprlError(f"--cache {opts.cache} is a file; give a folder to keep the scores in")
         check_writable(Path(opts.cache) / "x", "--cache")
-
-
-def _is_score_json(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "scores" in data and "settings" in data
 
 
 METRICS_VERSION = 2  # bump when a metric's definition changes, so --cache never reuses stale scores

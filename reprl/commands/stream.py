@@ -58,28 +58,24 @@ def check_options(opts: Any) -> None:
     from PIL import Image
 
     from reprl.errors import ReprlError
-    from reprl.utils.files import check_writable
+    from reprl.utils.files import check_output_file
 
     if opts.batches < 1 or opts.batch_size < 1 or opts.workers < 0 or opts.seed < 0:
         raise ReprlError(f"--batches and --batch-size must be at least 1, --workers and --seed at least 0; got "
                          f"{opts.batches}, {opts.batch_size}, {opts.workers}, {opts.seed}")
     if not opts.grid:
         return
-    grid = Path(opts.grid)
-    if grid.suffix.lower() != ".png":
-        raise ReprlError(f"--grid {grid}: give a .png file name for the picture")
-    if grid.is_dir():
-        raise ReprlError(f"--grid {grid} is a folder; give a .png file name for the picture")
-    if grid.exists():
+    if Path(opts.grid).suffix.lower() != ".png":
+        raise ReprlError(f"--grid {opts.grid}: give a .png file name for the picture")
+
+    def ours(path: Path) -> bool:
         try:
-            with Image.open(grid) as im:
-                ours = im.info.get("Software") == GRID_MARK
+            with Image.open(path) as im:
+                return im.info.get("Software") == GRID_MARK
         except OSError:
-            ours = False
-        if not ours:
-            raise ReprlError(f"--grid {grid} exists and is not a picture of reprl stream, so it will not be "
-                             "replaced; choose another --grid")
-    check_writable(grid, "--grid")
+            return False
+
+    check_output_file(opts.grid, "--grid", ours, "stream")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,27 @@ def check_output(out: str | Path, command: str | None = None, inputs: Iterable[s
 SIGNATURES = {"shards": ("index.json", "format"), "embed": ("summary.json", "reprl_version"),
               "score": ("results.json", "scores"), "eval": ("results.json", "cells"),
               "heads train": ("config.json", "actor")}
+
+
+def json_has(path: str | Path, *keys: str) -> bool:
+    """Whether `path` holds a JSON object with every one of `keys` (how a command knows a result file as its own)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(k in data for k in keys)
+
+
+def check_output_file(path: str | Path, flag: str, ours: Callable[[Path], bool], command: str) -> None:
+    """Refuse, before any work, an output file named by `flag` that is a folder, an existing file that `ours` does
+    not recognise as an earlier output of reprl `command`, or a path that cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ReprlError(f"{flag} {path} is a folder; give a file name to write")
+    if path.exists() and not ours(path):
+        raise ReprlError(f"{flag} {path} exists and is not a result of reprl {command}, so it will not be replaced; "
+                         f"choose another {flag}")
+    check_writable(path, flag)
 
 
 def check_writable(out: str | Path, flag: str = "--out") -> None:
