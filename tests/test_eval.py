@@ -326,3 +326,34 @@ def test_a_suite_extends_another_and_keeps_its_own_name(tmp_path):
     assert (spec.name, spec.rollouts, spec.tasks, spec.head) == ("more", 30, parent.tasks, parent.head)
     (tmp_path / "named.yaml").write_text(f"extends: {base}\nname: mine\n")
     assert load_suite(tmp_path / "named.yaml").name == "mine"
+
+
+def test_a_second_encoder_keeps_the_first_in_the_tables(tmp_path, monkeypatch):
+    """Evaluating one more encoder into the same results folder adds its rows: the earlier encoder's current cells
+    stay in results.json and table.md (they were dropped from both before); cells a changed suite no longer
+    matches are left out."""
+    spec, cache = tiny_suite(tmp_path)
+    spec.heads, spec.seeds = ["bc"], [0]
+    done = {"demos_used": [], "noisy_episodes": 1, "suboptimal": {}, "transitions": 1, "success": 0.5,
+            "success_final_step": None, "success_max": 0.5, "evaluations": [], "head_loss": {}, "seconds": 0.0}
+    calls = []
+    monkeypatch.setattr(harness, "open_suite_envs", lambda *a: None)
+    monkeypatch.setattr(harness, "run_cell", lambda *a, **k: calls.append(a[1]) or done)
+    out = tmp_path / "out"
+    harness.run_suite(spec, {"first": "random:tiny"}, out=out, cache=cache, progress=False)
+    result = harness.run_suite(spec, {"second": "random:tiny"}, out=out, cache=cache, progress=False)
+    assert len(calls) == 2, "the first encoder's cell is not run again"
+    assert list(result["encoders"]) == ["first", "second"] and [c["encoder"] for c in result["cells"]] == [
+        "first", "second"]
+    saved = json.loads((out / "t" / "results.json").read_text())
+    assert list(saved["encoders"]) == ["first", "second"] and len(saved["cells"]) == 2
+    table = (out / "t" / "table.md").read_text()
+    assert "| first | bc |" in table and "| second | bc |" in table
+    # the previous order is kept when the first encoder is evaluated again
+    result = harness.run_suite(spec, {"first": "random:tiny"}, out=out, cache=cache, progress=False)
+    assert list(result["encoders"]) == ["first", "second"] and len(calls) == 2
+    # a changed setting makes the first encoder's cell stale: it is not in the new tables
+    spec.horizon = 4
+    result = harness.run_suite(spec, {"second": "random:tiny"}, out=out, cache=cache, progress=False)
+    assert list(result["encoders"]) == ["second"] and len(result["cells"]) == 1 and len(calls) == 3
+    assert "| first |" not in (out / "t" / "table.md").read_text()

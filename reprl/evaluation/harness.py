@@ -120,10 +120,45 @@ def read_cell(path: Path) -> dict[str, Any] | None:
     return cell
 
 
+def earlier_cells(out_dir: Path, spec: SuiteSpec, keys: dict[str, str], legacy: str,
+                  skip: set[str]) -> list[dict[str, Any]]:
+    """Finished cells of encoders an earlier run of this suite evaluated (labels not in `skip`) that are still
+    current: the suite's tasks, demos, seeds and heads, keyed with today's settings. They stay in results.json and
+    the tables, so evaluating one more encoder does not drop the earlier ones from them."""
+    found = []
+    for path in sorted((out_dir / "cells").glob("*.json")):
+        cell = read_cell(path)
+        if cell is None or cell.get("encoder") in skip or cell.get("head") not in keys:
+            continue
+        kind = cell["head"]
+        current = (keys[kind],) if head_revision(kind) else (keys[kind], legacy)
+        if (cell.get("suite_key") in current and cell.get("task") in spec.tasks and cell.get("demos") in spec.demos
+                and cell.get("seed") in spec.seeds and isinstance(cell.get("source"), str)):
+            found.append(cell)
+    return found
+
+
+def table_encoders(out_dir: Path, earlier: list[dict[str, Any]], encoders: dict[str, str]) -> dict[str, str]:
+    """Every encoder of the tables: those of the previous results.json in its order, then any other earlier ones,
+    then this run's."""
+    sources = {c["encoder"]: c["source"] for c in earlier} | encoders
+    previous: list[str] = []
+    try:
+        listed = json.loads((out_dir / "results.json").read_text()).get("encoders", {})
+        previous = [label for label in listed if isinstance(label, str)]
+    except (OSError, ValueError, AttributeError):
+        pass
+    order = [label for label in previous if label in sources]
+    order += [label for label in sorted({c["encoder"] for c in earlier}) if label not in order]
+    order += [label for label in encoders if label not in order]
+    return {label: sources[label] for label in order}
+
+
 def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "eval/results",
               cache: str | Path = "eval/cache", device: str = "cpu", rerun: bool = False,
               progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a suite; returns all cells and writes results.json, table.md and success.png."""
+    """Run (or resume) a suite; returns all cells and writes results.json, table.md and success.png. Cells of
+    encoders that earlier runs into the same folder evaluated stay in them while they are current."""
     import reprl
     from reprl.evaluation.report import write_report
 
@@ -175,10 +210,16 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
             finally:
                 if pool is not None:
                     pool.close()
+    earlier = earlier_cells(out_dir, spec, keys, legacy, skip=set(encoders))
+    if earlier:
+        print(f"the tables also keep {len(earlier)} cells of "
+              f"{', '.join(sorted({c['encoder'] for c in earlier}))} from earlier runs of this suite", flush=True)
+    table = table_encoders(out_dir, earlier, encoders)
+    cells = sorted(earlier, key=lambda c: list(table).index(c["encoder"])) + cells
     if older := older_cells(cells):
         print(f"note: {older} of {len(cells)} cells were rolled out before render revision {RENDER_REVISION} "
               f"({OLDER_RENDER}); --rerun recomputes them", flush=True)
-    result = {"suite": asdict(spec), "encoders": encoders, "cells": cells, "data": data}
+    result = {"suite": asdict(spec), "encoders": table, "cells": cells, "data": data}
     write_json(out_dir / "results.json", result)
     write_report(result, out_dir)
     return result
