@@ -7,7 +7,9 @@
 The image is read from the observation (an image observation, or `image_key` of a dict observation) or,
 failing that, rendered (render_mode="rgb_array"). S is the encoder's own similarity (reprl.rewards.values).
 The goal is an image, a list / batch of images (their mean embedding), a text (language-capable encoders) or
-an embedding ([D], or [K, D] averaged); set at construction or per episode with reset(options={"goal": ...}).
+an embedding ([D], or [K, D] averaged); set at construction or with reset(options={"goal": ...}). A goal given to
+reset() replaces the current one until another reset() gives one (resets without a goal, and a vector env's
+autoresets, keep it).
 info["goal_value"] carries S(o; g) of the returned observation and info["goal_reward"] the shaped term.
 Vector envs (gymnasium.vector, autoreset NEXT_STEP or DISABLED) embed all sub-envs' frames in one call.
 """

@@ -178,6 +178,15 @@ def test_random_init_is_never_silent(caplog):
         enc = reprl.load("tiny")
     assert "tiny is an architecture name: random init" in caplog.text
     assert enc.config.random_init and enc.config.label == "tiny (random init)"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="reprl"):  # asked for by name: random init is what was meant
+        same = reprl.load("random:tiny")
+    assert caplog.text == "" and same.config.source == "random init like tiny"
+    torch.manual_seed(0)
+    for a, b in zip(same.state_dict().values(), reprl.encoders.io.build_encoder("tiny").state_dict().values()):
+        torch.testing.assert_close(a, b)  # the same weights as before the warning was dropped for it
+    with pytest.raises(ReprlError, match="the encoder source is empty"):
+        reprl.load(" ")
 
 
 @pytest.mark.slow

@@ -100,6 +100,8 @@ def test_goal_forms_image_images_text_embedding_and_per_reset_goals():
     assert info["goal_value"] == pytest.approx(-math.sqrt(3) * 0.4)
     _, info = env.reset(options={"goal": "dark"})
     assert info["goal_value"] == pytest.approx(0.0)
+    _, info = env.reset()  # a reset without a goal keeps the last one given (as the docstring and README say)
+    assert info["goal_value"] == pytest.approx(0.0)
 
 
 def test_frames_are_rendered_when_the_observation_is_not_an_image():

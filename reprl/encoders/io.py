@@ -175,7 +175,11 @@ def _is_policy(config: Path) -> bool:
 def random_like(source: str, seed: int = 0) -> Encoder:
     """`source`'s architecture, preprocessing and similarity at random init (seed `seed`): the baseline a
     trained encoder should beat."""
-    config = resolve(source).config
+    text = str(source)
+    if text in SPECS and not Path(text).expanduser().exists():  # random init already: no "no weights" warning
+        config = build_encoder(text).config
+    else:
+        config = resolve(text).config
     config.source = f"random init like {source}"
     torch.manual_seed(seed)
     return build_from_config(config)
@@ -185,6 +189,9 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
     """Build (not freeze) the encoder a source names. `overrides` (image_size, embed_dim, ...) shape a new encoder
     of an architecture name; a trained encoder keeps its own, so they are refused there rather than ignored."""
     text = str(source)
+    if not text.strip():
+        raise ReprlError("the encoder source is empty: give an exported encoder folder, a checkpoint, a pretrained "
+                         "or model name, hf://REPO or random:SOURCE (reprl list shows the names)")
     if overrides and not (text in SPECS and not Path(text).expanduser().exists()):
         raise ReprlError(f"{', '.join(sorted(overrides))}: settings of a new encoder of an architecture name "
                          f"({', '.join(SPECS)}); {text!r} is a trained encoder with its own, so load it without them")
@@ -223,13 +230,19 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
                      f"registered architecture ({', '.join(SPECS)})")
 
 
+def split_random(source: str | Path) -> tuple[str, str]:
+    """("random:" repeated as often as `source` starts with it, the source after them)."""
+    text, prefix = str(source), ""
+    while text.startswith("random:"):
+        prefix, text = prefix + "random:", text[len("random:"):]
+    return prefix, text
+
+
 def source_paths(source: str | Path) -> list[Path]:
     """The local files or folders `source` reads its weights from, resolved as `resolve` would (random:, a path,
     a pretrained release's cache folder, a named model's folder, the hub's cache for hf://): what an output
     folder must never replace."""
-    text = str(source)
-    while text.startswith("random:"):
-        text = text[len("random:"):]
+    text = split_random(source)[1]
     if text.startswith("hf://"):
         try:
             from huggingface_hub.constants import HF_HUB_CACHE

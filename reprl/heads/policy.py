@@ -139,9 +139,9 @@ CONFIG, WEIGHTS, ENCODER_DIR = "config.json", "model.safetensors", "encoder"
 
 def absolute_source(source: str) -> str:
     """An encoder source with a local path made absolute (also after random:); names and hf:// stay as they are."""
-    prefix = ""
-    while source.startswith("random:"):
-        prefix, source = prefix + "random:", source[len("random:"):]
+    from reprl.encoders.io import split_random
+
+    prefix, source = split_random(source)
     path = Path(source).expanduser()
     return prefix + (str(path.resolve()) if source and path.exists() else source)
 
