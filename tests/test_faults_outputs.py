@@ -333,3 +333,28 @@ def test_python_api_refuses_what_it_would_get_wrong(tmp_path, monkeypatch):
     Policy(enc, head, "enc").save(tmp_path / "pol2")
     monkeypatch.chdir("/")
     assert load_policy(tmp_path / "pol2").encoder_source == str(saved)
+
+
+def test_bench_data_renders_another_corpus_for_other_render_settings(tmp_path, monkeypatch):
+    """reprl bench data: --render-tasks or --render-episodes changed between runs renders a new corpus instead of
+    reusing the one rendered for the earlier settings."""
+    import reprl.bench.data as bench_data
+    import reprl.sim.corpus as corpus
+    from reprl.options import DataBenchConfig
+
+    rendered = []
+
+    def fake_render(cfg, out, progress):
+        rendered.append((cfg.tasks, cfg.episodes))
+        out.mkdir(parents=True)
+        (out / "index.json").write_text("{}")
+
+    monkeypatch.setattr(corpus, "render_corpus", fake_render)
+    base = DataBenchConfig(cache=str(tmp_path), render_tasks="drawer-open", render_episodes=2)
+    first = bench_data.ensure_corpus(base)
+    assert bench_data.ensure_corpus(base) == first and len(rendered) == 1  # the same settings reuse it
+    more = bench_data.ensure_corpus(DataBenchConfig(cache=str(tmp_path), render_tasks="drawer-open",
+                                                    render_episodes=3))
+    other = bench_data.ensure_corpus(DataBenchConfig(cache=str(tmp_path), render_tasks="button-press-topdown",
+                                                     render_episodes=2))
+    assert len({first, more, other}) == 3 and rendered[1:] == [("drawer-open", 3), ("button-press-topdown", 2)]

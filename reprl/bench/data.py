@@ -7,6 +7,7 @@ Every figure is the median of `repeats` runs taken in this one process, so ratio
 from __future__ import annotations
 
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from reprl.utils.timing import StageTimer, median_spread
 def ensure_corpus(cfg: DataBenchConfig) -> str:
     if cfg.shards:
         return cfg.shards
-    out = Path(cfg.cache) / f"data_corpus_{cfg.frame_size}"
+    key = f"{cfg.render_tasks}|{cfg.render_episodes}"  # another task list or episode count is another corpus
+    out = Path(cfg.cache) / f"data_corpus_{cfg.frame_size}-{zlib.crc32(key.encode()):08x}"
     if not (out / "index.json").exists():
         from reprl.sim.corpus import CorpusConfig, default_workers, render_corpus
 
@@ -141,8 +143,6 @@ def bench_workers(shards: str, manifest: Path, cfg: DataBenchConfig, workers: in
 def frames_dir(cache: str | Path, shards: str) -> Path:
     """Where the per-frame JPEG copy of `shards` goes: named by the shards' content digest (or, without one, their
     absolute path), so two corpora with the same folder name never share frames."""
-    import zlib
-
     from reprl.data.shards import corpus_digest
 
     key = corpus_digest(shards) or str(Path(shards).resolve())
