@@ -151,7 +151,10 @@ def resolve_goal(encoder: Any, *, image: Any = None, images: Any = None, text: s
                                  f"{encoder.embed_dim}")
             return embedding if embedding.dim() == 1 else goal_from_embeddings(embedding)
         if video is None:
-            raise ReprlError("a frame goal needs the video's embeddings")
+            if frame is None:
+                raise ReprlError("no goal given: pass one of image=, images=, text=, embedding=, or frame= with "
+                                 "video= (the video's embeddings)")
+            raise ReprlError("a frame goal needs the video's embeddings: pass video= as well")
         return goal_from_frame(video, -1 if frame is None else frame)
 
 

@@ -101,6 +101,8 @@ def test_resolve_goal_makes_every_kind_of_goal():
         resolve_goal(enc, image=frames[0].numpy(), frame=0, video=emb)
     with pytest.raises(ReprlError, match="needs the video's embeddings"):
         resolve_goal(enc, frame=0)
+    with pytest.raises(ReprlError, match="^no goal given: pass one of image="):
+        resolve_goal(enc)
     with pytest.raises(ReprlError, match="empty list"):
         resolve_goal(enc, images=[])
 
