@@ -236,3 +236,26 @@ def test_invalid_yaml_is_one_line_with_its_place(tmp_path, text, where):
     with pytest.raises(ReprlError) as e:
         read_yaml(tmp_path / "bad.yaml")
     assert "\n" not in str(e.value) and "is not valid YAML" in str(e.value) and where in str(e.value)
+
+
+def test_every_pretraining_preset_resolves(capsys):
+    """Every preset under configs/pretrain/ passes the checks a run makes (extends chains included), and a lever
+    preset carries its lever: study_tiny_long_g0995 is study_tiny_long with gamma 0.995 and its own run folder."""
+    from pathlib import Path
+
+    import yaml
+
+    from reprl.cli import main
+
+    resolved = {}
+    for preset in sorted(Path("configs/pretrain").glob("*.yaml")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["pretrain", "--config", str(preset), "--print-config"])
+        assert exit_.value.code == 0, preset
+        resolved[preset.stem] = yaml.safe_load(capsys.readouterr().out)
+    assert len(resolved) >= 10
+    long, g0995 = resolved["study_tiny_long"], resolved["study_tiny_long_g0995"]
+    assert long["objective"]["gamma"] == 0.98 and g0995["objective"]["gamma"] == 0.995
+    assert g0995["run_dir"] == "study_out/runs/study_tiny_long_g0995" and g0995["trainer"] == long["trainer"]
+    assert {k: v for k, v in g0995["objective"].items() if k != "gamma"} == {
+        k: v for k, v in long["objective"].items() if k != "gamma"}
