@@ -3,7 +3,7 @@
 Run folder layout:
     config.yaml                 the resolved configuration
     checkpoints/step-*.ckpt     Lightning checkpoints (last K kept) + last.ckpt, for resuming
-    encoders/step-*/            the encoder exported at every checkpoint (config.json + model.safetensors)
+    encoders/step-*/            the encoder exported at each checkpoint (last K kept; config.json + model.safetensors)
     encoder/                    the final encoder: what `reprl.load` and `reprl embed` take (the last step's, or
                                 with trainer.select best the copy of best/)
     best/                       with trainer.select best: the encoder of the highest held-out VOC so far, and
