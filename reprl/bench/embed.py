@@ -70,9 +70,9 @@ def run_embed_bench(cfg: EmbedBenchConfig) -> dict[str, Any]:
 
     cfg.device = resolve_device(cfg.device)  # before the video is rendered
     video = ensure_video(cfg)
-    from reprl.encoders.registry import SPECS  # --image-size shapes a new encoder; a trained one keeps its own
+    from reprl.encoders.io import is_architecture_name  # --image-size shapes a new encoder, not a trained one
 
-    kwargs = {"image_size": cfg.image_size} if cfg.image_size and cfg.encoder in SPECS else {}
+    kwargs = {"image_size": cfg.image_size} if cfg.image_size and is_architecture_name(cfg.encoder) else {}
     encoder = reprl.load(cfg.encoder, device=cfg.device, **kwargs)
     device = torch.device(cfg.device)
     callers, threads = encoder_callers(device)

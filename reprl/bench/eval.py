@@ -45,13 +45,14 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
     import torch
 
     import reprl
-    from reprl.encoders.registry import SPECS  # --image-size shapes a new encoder; a trained one keeps its own
+    from reprl.encoders.io import is_architecture_name  # --image-size shapes a new encoder, not a trained one
     from reprl.evaluation.rollout import default_env_workers, open_envs
     from reprl.heads.policy import HeadConfig, Policy, PolicyHead
     from reprl.sim.metaworld import PROPRIO_DIM
     from reprl.utils.machine import usable_cores
 
-    kwargs: dict[str, Any] = {"image_size": cfg.image_size} if cfg.image_size and cfg.encoder in SPECS else {}
+    new_encoder = cfg.image_size and is_architecture_name(cfg.encoder)
+    kwargs: dict[str, Any] = {"image_size": cfg.image_size} if new_encoder else {}
     encoder = reprl.load(cfg.encoder, **kwargs)
     torch.manual_seed(0)
     act = Policy(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()), cfg.encoder).act

@@ -172,11 +172,18 @@ def _is_policy(config: Path) -> bool:
     return isinstance(data, dict) and str(data.get("format", "")).startswith("reprl-policy")
 
 
+def is_architecture_name(source: str | Path) -> bool:
+    """`source` names a registered architecture (a new, randomly initialised encoder), not a local path that
+    happens to share the name: the only sources that take settings such as image_size."""
+    text = str(source)
+    return text in SPECS and not Path(text).expanduser().exists()
+
+
 def random_like(source: str, seed: int = 0) -> Encoder:
     """`source`'s architecture, preprocessing and similarity at random init (seed `seed`): the baseline a
     trained encoder should beat."""
     text = str(source)
-    if text in SPECS and not Path(text).expanduser().exists():  # random init already: no "no weights" warning
+    if is_architecture_name(text):  # random init already: no "no weights" warning
         config = build_encoder(text).config
     else:
         config = resolve(text).config
@@ -192,7 +199,7 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
     if not text.strip():
         raise ReprlError("the encoder source is empty: give an exported encoder folder, a checkpoint, a pretrained "
                          "or model name, hf://REPO or random:SOURCE (reprl list shows the names)")
-    if overrides and not (text in SPECS and not Path(text).expanduser().exists()):
+    if overrides and not is_architecture_name(text):
         raise ReprlError(f"{', '.join(sorted(overrides))}: settings of a new encoder of an architecture name "
                          f"({', '.join(SPECS)}); {text!r} is a trained encoder with its own, so load it without them")
     if text.startswith("random:"):
@@ -264,7 +271,7 @@ def check_source(source: str | Path) -> None:
     """Fail early (before rendering or other long work) on a source that `resolve` would refuse: local folders
     and files are read once (missing, torn, mismatched or non-finite weights); names and hf:// pass."""
     text = str(source).removeprefix("random:")
-    if text.startswith("hf://") or (text in SPECS and not Path(text).expanduser().exists()):
+    if text.startswith("hf://") or is_architecture_name(text):
         return
     resolve(text)
 

@@ -120,20 +120,28 @@ def read_cell(path: Path) -> dict[str, Any] | None:
     return cell
 
 
+def current_keys(kind: str, keys: dict[str, str], legacy: str) -> tuple[str, ...]:
+    """The suite keys under which a finished cell of head `kind` is still valid: its per-head key, and the key
+    cells had before keys were per head unless the head's training changed since (its revision is above 0)."""
+    return (keys[kind],) if head_revision(kind) else (keys[kind], legacy)
+
+
 def earlier_cells(out_dir: Path, spec: SuiteSpec, keys: dict[str, str], legacy: str,
-                  skip: set[str]) -> list[dict[str, Any]]:
+                  skip: set[str], seen: set[Path]) -> list[dict[str, Any]]:
     """Finished cells of encoders an earlier run of this suite evaluated (labels not in `skip`) that are still
     current: the suite's tasks, demos, seeds and heads, keyed with today's settings. They stay in results.json and
-    the tables, so evaluating one more encoder does not drop the earlier ones from them."""
+    the tables, so evaluating one more encoder does not drop the earlier ones from them. `seen`: the cell files
+    this run already read or wrote, not read again."""
     found = []
     for path in sorted((out_dir / "cells").glob("*.json")):
+        if path in seen:
+            continue
         cell = read_cell(path)
         if cell is None or cell.get("encoder") in skip or cell.get("head") not in keys:
             continue
-        kind = cell["head"]
-        current = (keys[kind],) if head_revision(kind) else (keys[kind], legacy)
-        if (cell.get("suite_key") in current and cell.get("task") in spec.tasks and cell.get("demos") in spec.demos
-                and cell.get("seed") in spec.seeds and isinstance(cell.get("source"), str)):
+        if (cell.get("suite_key") in current_keys(cell["head"], keys, legacy) and cell.get("task") in spec.tasks
+                and cell.get("demos") in spec.demos and cell.get("seed") in spec.seeds
+                and isinstance(cell.get("source"), str)):
             found.append(cell)
     return found
 
@@ -167,6 +175,7 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     out_dir, cache_dir = Path(out) / spec.name, Path(cache)
     prepare_outputs(out_dir, cache_dir)  # before anything is rendered
     cells: list[dict[str, Any]] = []
+    seen: set[Path] = set()  # this run's cell files
     keys, legacy = {kind: spec.cell_key(kind) for kind in spec.heads}, spec.cell_key()  # legacy: older cells' key
     data = {task: str(ensure_task_data(spec, cache_dir, task, progress)) for task in spec.tasks}
     for label, source in encoders.items():
@@ -180,13 +189,13 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
                     for seed in spec.seeds:
                         for kind in spec.heads:
                             path = out_dir / "cells" / f"{safe_name(label)}__{task}__d{n}__s{seed}__{kind}.json"
+                            seen.add(path)
                             key = {"encoder": label, "source": source, "fingerprint": fp, "task": task, "demos": n,
                                    "seed": seed, "head": kind, "suite_key": keys[kind]}
                             old = read_cell(path) if not rerun else None
                             if old is not None:
                                 same = all(old.get(k) == v for k, v in key.items() if k != "suite_key")
-                                current = (key["suite_key"],) if head_revision(kind) else (key["suite_key"], legacy)
-                                if same and old.get("suite_key") in current:
+                                if same and old.get("suite_key") in current_keys(kind, keys, legacy):
                                     if old["suite_key"] != key["suite_key"]:  # an older cell: key it per head
                                         old["suite_key"] = key["suite_key"]
                                         write_json(path, old)
@@ -210,12 +219,13 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
             finally:
                 if pool is not None:
                     pool.close()
-    earlier = earlier_cells(out_dir, spec, keys, legacy, skip=set(encoders))
+    earlier = earlier_cells(out_dir, spec, keys, legacy, skip=set(encoders), seen=seen)
     if earlier:
         print(f"the tables also keep {len(earlier)} cells of "
               f"{', '.join(sorted({c['encoder'] for c in earlier}))} from earlier runs of this suite", flush=True)
     table = table_encoders(out_dir, earlier, encoders)
-    cells = sorted(earlier, key=lambda c: list(table).index(c["encoder"])) + cells
+    rank = {label: i for i, label in enumerate(table)}
+    cells = sorted(earlier, key=lambda c: rank[c["encoder"]]) + cells
     if older := older_cells(cells):
         print(f"note: {older} of {len(cells)} cells were rolled out before render revision {RENDER_REVISION} "
               f"({OLDER_RENDER}); --rerun recomputes them", flush=True)
