@@ -55,6 +55,8 @@ class ScoreVideo:
     near: int | None  # position in `frames` of the frame at `near` of the way to the first success
     state: np.ndarray | None  # [n, state_dim] MetaWorld state at each kept frame
     camera: str = ""  # goals and success AUCs compare videos of the same task AND camera
+    expert: bool | None = None  # the scripted expert without noise (renders mark it); None when unknown
+    reward: np.ndarray | None = None  # [n] the shards' per-step reward at each kept frame, where they carry one
 
 
 def _near_frame(video: Any, steps: np.ndarray, near: float) -> int | None:
@@ -79,12 +81,27 @@ def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: 
         near_idx = _near_frame(video, steps, near)
         idx = sorted(set(even_indices(len(video), max_frames)) | ({near_idx} if near_idx is not None else set()))
         state = video.array("state")[steps[idx]] if "state" in video.arrays else None
+        expert = video.meta.get("expert")
         out.append(ScoreVideo(key=video.key, task=str(video.meta.get("task", "")),
                               succeeded=bool(video.meta.get("succeeded", True)),
                               frames=center_square(video.decode(idx), image_size),
                               near=idx.index(near_idx) if near_idx is not None else None, state=state,
-                              camera=str(video.meta.get("camera", ""))))
+                              camera=str(video.meta.get("camera", "")),
+                              expert=None if expert is None else bool(expert),
+                              reward=_reward_at(video, steps[idx])))
     return out
+
+
+def _reward_at(video: Any, steps: np.ndarray) -> np.ndarray | None:
+    """The reward received on arriving at each frame (reward[k] follows step k, so the frame at simulator step
+    s > 0 has reward[s - 1]; the first frame, before any step, takes the first reward), or None when the shards
+    carry no per-step reward of the right length."""
+    if "reward" not in video.arrays:
+        return None
+    reward = np.asarray(video.array("reward"), dtype=np.float64)
+    if len(reward) == 0 or int(steps.max(initial=0)) > len(reward):
+        return None
+    return reward[np.maximum(steps.astype(np.int64) - 1, 0)]
 
 
 @dataclass
@@ -104,6 +121,7 @@ class Record:
     emb: np.ndarray
     state: np.ndarray | None
     camera: str = ""
+    expert: bool | None = None
 
 
 def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | None, similarity: Any) -> Record:
@@ -114,7 +132,7 @@ def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | Non
                   final=float(vo[-1]) if vo is not None else None,
                   summed=float(vo[-1] - vo[0]) if vo is not None else None,
                   near_value=float(vo[v.near]) if vo is not None and v.near is not None else None,
-                  curve=vo, emb=emb.numpy(), state=v.state, camera=v.camera)
+                  curve=vo, emb=emb.numpy(), state=v.state, camera=v.camera, expert=v.expert)
 
 
 def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
@@ -310,6 +328,38 @@ def score_records(records: list[Record], n_boot: int = 1000, seed: int = 0,
     else:
         out.update({m: percentile_interval(float("nan"), []) for m in probes})
     return {m: out[m] for m in metrics}
+
+
+EXPERT, OTHER_BEHAVIOUR = "expert episodes", "other behaviours"  # breakdown groups besides the tasks
+
+
+def voc_breakdown(items: list[tuple[str, bool | None, float]], n_boot: int = 1000,
+                  seed: int = 0) -> dict[str, dict[str, float]]:
+    """Mean VOC with its 95% bootstrap interval over videos within groups: each task, and, where the videos say
+    whether the scripted expert made them, the expert episodes and the other behaviours (e.g. a noisy expert)
+    apart. items: (task, expert or None, VOC) of each successful video. Shows where an encoder's VOC is lost.
+    Each group: mean, lo, hi, n (resamples kept) and videos (its size)."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for task, _, value in items:
+        groups[task].append(value)
+    for _, expert, value in items:
+        if expert is not None:
+            groups[EXPERT if expert else OTHER_BEHAVIOUR].append(value)
+    return {g: {**bootstrap_ci(vals, lambda xs: float(np.mean(xs)), n_boot=n_boot, seed=seed), "videos": len(vals)}
+            for g, vals in sorted(groups.items(), key=lambda kv: (kv[0] in (EXPERT, OTHER_BEHAVIOUR), kv[0]))}
+
+
+def record_breakdown(records: list[Record], n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """voc_breakdown of an encoder's VOC with the other-episodes goal, over successful videos."""
+    return voc_breakdown([(r.task, r.expert, r.voc_other) for r in records if r.succeeded and r.voc_other is not None],
+                         n_boot, seed)
+
+
+def reward_breakdown(videos: list[ScoreVideo], n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, float]] | None:
+    """The same breakdown for the shards' own per-step reward read as a value curve (VOC of reward over time), a
+    privileged reference: a simulator's shaped reward knows the state. None when the videos carry no reward."""
+    items = [(v.task, v.expert, voc(v.reward)) for v in videos if v.succeeded and v.reward is not None]
+    return voc_breakdown(items, n_boot, seed) if items else None
 
 
 def example_curves(videos: list[ScoreVideo], records: list[Record], per_task: int = 2) -> list[tuple[str, np.ndarray]]:

@@ -16,7 +16,10 @@ from reprl.scoring import (
     make_record,
     probe_r2_counts,
     probe_stats,
+    record_breakdown,
+    reward_breakdown,
     score_records,
+    voc_breakdown,
 )
 from reprl.stats import auc, bootstrap_ci, format_ci
 
@@ -283,7 +286,67 @@ def test_score_command_writes_report(tmp_path, capsys):
     assert (out / "metrics.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
     table = (out / "table.md").read_text()
     assert "near-miss AUC" in table and "Encoders: `a` = `random:tiny`, `b` = `random:tiny`" in table
+    assert set(result["breakdown"]) == {"a", "b"} and result["breakdown"]["a"] == result["breakdown"]["b"]
+    groups = result["breakdown"]["a"]
+    assert sum(groups[t]["videos"] for t in result["data"]["tasks"]) == sum(
+        c["succeeded"] for c in result["data"]["tasks"].values())  # each successful video in its task's group
+    reference = result["reward_reference"]  # the test shards are MetaWorld renders: they carry the reward
+    assert reference is not None and set(reference) >= set(result["data"]["tasks"])
+    assert "| group | a | b | shards' reward (privileged) |" in table
     assert "VOC, goal = other episodes" in capsys.readouterr().out
+
+
+def test_voc_breakdown_by_task_and_behaviour_on_hand_values():
+    items = [("a", True, 1.0), ("a", False, 0.5), ("b", True, 0.8), ("b", True, 0.6), ("b", None, 0.1)]
+    out = voc_breakdown(items, n_boot=50)
+    assert list(out) == ["a", "b", "expert episodes", "other behaviours"]  # tasks, then the behaviours
+    assert out["a"]["mean"] == pytest.approx(0.75) and out["a"]["videos"] == 2
+    assert out["b"]["mean"] == pytest.approx(0.5) and out["b"]["videos"] == 3  # (0.8 + 0.6 + 0.1) / 3
+    assert out["expert episodes"]["mean"] == pytest.approx(0.8) and out["expert episodes"]["videos"] == 3
+    assert out["other behaviours"]["mean"] == 0.5 and out["other behaviours"]["videos"] == 1  # unknown: in neither
+    assert out["b"]["lo"] >= 0.1 and out["b"]["hi"] <= 0.8 + 1e-12  # a mean of resampled videos stays inside them
+    assert list(voc_breakdown([("a", None, 1.0)], n_boot=10)) == ["a"]  # no behaviour groups when none is known
+
+
+def test_breakdown_of_records_uses_successful_videos_and_the_other_episodes_goal():
+    ok, failed = _rec("a", True, 0.0), _rec("a", False, 0.0)  # voc_other 0.5 and -0.5
+    ok.expert = True
+    out = record_breakdown([ok, failed], n_boot=10)
+    assert out["a"] == {**out["a"], "mean": 0.5, "videos": 1} and out["expert episodes"]["mean"] == 0.5
+    assert "other behaviours" not in out
+
+
+def test_reward_reference_reads_the_shards_reward_as_a_value_curve():
+    def video(task: str, reward: list[float] | None, expert: bool | None = True, ok: bool = True) -> ScoreVideo:
+        v = _video(task, ok, 4)
+        v.expert, v.reward = expert, None if reward is None else np.asarray(reward)
+        return v
+
+    rising, falling = video("a", [0.0, 1.0, 2.0, 3.0]), video("a", [3.0, 2.0, 1.0, 0.0], expert=False)
+    noisy = video("b", [0.0, 2.0, 1.0, 3.0])  # Spearman 0.8, as in the record test above
+    out = reward_breakdown([rising, falling, noisy, video("b", [9.0, 0.0, 0.0, 0.0], ok=False), video("b", None)],
+                           n_boot=20)
+    assert out is not None
+    assert out["a"]["mean"] == 0.0 and out["b"]["mean"] == pytest.approx(0.8) and out["b"]["videos"] == 1
+    assert out["expert episodes"]["mean"] == pytest.approx(0.9) and out["other behaviours"]["mean"] == -1.0
+    assert reward_breakdown([video("a", None)]) is None  # shards without a reward: no reference
+
+
+def test_reward_at_each_frame_is_the_reward_on_arriving_there():
+    from reprl.scoring import _reward_at
+
+    class Video:
+        arrays = {"reward": None}
+
+        @staticmethod
+        def array(name: str) -> np.ndarray:
+            return np.array([10.0, 11.0, 12.0, 13.0, 14.0])  # reward[k] follows step k
+
+    # frames at simulator steps 0 (before any step), 2 and 5 -> the first reward, reward[1], reward[4]
+    assert _reward_at(Video(), np.array([0, 2, 5])).tolist() == [10.0, 11.0, 14.0]
+    assert _reward_at(Video(), np.array([0, 6])) is None  # a step past the recorded rewards: not this reward
+    Video.arrays = {}
+    assert _reward_at(Video(), np.array([0, 2])) is None
 
 
 def test_score_rejects_bad_settings(capsys):

@@ -7,7 +7,10 @@ figure with its 95% bootstrap interval over videos (resampled within each task):
   of the OTHER successful episodes of its task (what a user has);
 - failure AUC: the final value, and the summed reward, separating successful from failed episodes;
 - near-miss AUC: final frames of successful episodes vs their frames at 90% of the way to the first success;
-- linear probe R^2: embedding -> hand and object position, on tasks the probe was not fitted on.
+- linear probe R^2: embedding -> hand and object position, on tasks the probe was not fitted on;
+- a second table: VOC (other-episodes goal) per task and, where renders mark them, for the scripted expert's
+  episodes apart from the other behaviours; beside it the same for the shards' own per-step reward read as a
+  value curve, where the shards carry one (a privileged reference: a simulator's shaped reward knows the state).
 Metrics that need fields the shards do not carry (success flags, state) are shown as '-'. Definitions:
 docs/results.md. --encoder takes [LABEL=]SOURCE; `random:SOURCE` is SOURCE's architecture and
 preprocessing at random init (seed --seed), the baseline a trained encoder should beat.
@@ -61,7 +64,7 @@ def _check(opts: ScoreOptions) -> None:
         check_writable(Path(opts.cache) / "x", "--cache")
 
 
-METRICS_VERSION = 2  # bump when a metric's definition changes, so --cache never reuses stale scores
+METRICS_VERSION = 3  # bump when a metric's definition changes, so --cache never reuses stale scores
 
 
 def _cache_path(opts: ScoreOptions, label: str, enc: Any, size: int) -> Path | None:
@@ -93,8 +96,10 @@ def _cached(path: Path | None) -> dict[str, Any] | None:
     try:
         saved = json.loads(path.read_text())
         saved["curves"] = [(name, np.asarray(c, dtype=float)) for name, c in saved["curves"]]
-        if not isinstance(saved["scores"], dict) or not isinstance(saved["data"], dict):
-            raise TypeError("scores or data is not a mapping")
+        if not all(isinstance(saved[k], dict) for k in ("scores", "data", "breakdown")):
+            raise TypeError("scores, data or breakdown is not a mapping")
+        if saved["reference"] is not None and not isinstance(saved["reference"], dict):
+            raise TypeError("reference is not a mapping")
     except (OSError, ValueError, TypeError, KeyError) as e:
         print(f"warning: --cache entry {path} cannot be read ({type(e).__name__}); scoring again", file=sys.stderr)
         return None
@@ -114,9 +119,17 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     import reprl
     from reprl.encoders.io import random_like
     from reprl.evaluation.harness import parse_encoders
-    from reprl.evaluation.score_report import table_lines, write_score_report
+    from reprl.evaluation.score_report import breakdown_lines, table_lines, write_score_report
     from reprl.options import ScoreOptions, from_args
-    from reprl.scoring import dataset_summary, embed_records, example_curves, load_videos, score_records
+    from reprl.scoring import (
+        dataset_summary,
+        embed_records,
+        example_curves,
+        load_videos,
+        record_breakdown,
+        reward_breakdown,
+        score_records,
+    )
     from reprl.sim.corpus import older_render
     from reprl.utils.files import write_json
     from reprl.utils.machine import machine_info
@@ -130,7 +143,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     encoders = {label: (random_like(src[len("random:"):], opts.seed).freeze() if src.startswith("random:")
                         else reprl.load(src)).to(opts.device) for label, src in sources.items()}
     title = opts.title or Path(opts.shards.rstrip("/")).name
-    scores, data, cache, curves = {}, None, {}, {}
+    scores, data, cache, curves, breakdown = {}, None, {}, {}, {}
+    reference = None
     for label, enc in encoders.items():
         size = enc.config.image_size
         path = _cache_path(opts, label, enc, size)  # hashes the weights and reads the index: once per encoder
@@ -145,18 +159,23 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                   file=sys.stderr)
             records = embed_records(enc, cache[size])
             saved = {"data": dataset_summary(cache[size]), "curves": example_curves(cache[size], records),
-                     "scores": score_records(records, n_boot=opts.boot, seed=opts.seed)}
+                     "scores": score_records(records, n_boot=opts.boot, seed=opts.seed),
+                     "breakdown": record_breakdown(records, n_boot=opts.boot, seed=opts.seed),
+                     "reference": reward_breakdown(cache[size], n_boot=opts.boot, seed=opts.seed)}
             _store(path, saved)
         data, scores[label], curves[label] = saved["data"], saved["scores"], saved["curves"]
+        breakdown[label], reference = saved["breakdown"], saved["reference"]  # the reference: same for every encoder
     names = {k: f"{k} (random init)" if encoders[k].config.random_init and not sources[k].startswith("random:")
              else k for k in scores}  # random init is never silent
     result = {"title": title, "shards": opts.shards, "scores": scores, "names": names,
-              "sources": sources, "data": data,
+              "sources": sources, "data": data, "breakdown": breakdown, "reward_reference": reference,
               "settings": {"n_boot": opts.boot, "max_frames": opts.max_frames, "near": opts.near, "seed": opts.seed},
               "machine": machine_info()}  # the machine this report was made on
     assert data is not None
     print(f"{opts.shards}: {data['videos']} videos; mean [95% bootstrap interval over videos]")
     print("\n".join(table_lines(scores, names)))
+    print("\nVOC, goal = other episodes, by group (successful videos):")
+    print("\n".join(breakdown_lines(breakdown, names, reference)))
     if opts.report:
         write_score_report(opts.report, result, curves, inputs=[opts.shards] if Path(opts.shards).exists() else [])
         print(f"report: {opts.report}/table.md, metrics.png (metrics), curves.png (value curves)")

@@ -31,6 +31,24 @@ def table_lines(scores: dict[str, dict[str, dict[str, float]]], names: dict[str,
     return lines
 
 
+REFERENCE = "shards' reward (privileged)"
+
+
+def breakdown_lines(breakdown: dict[str, dict[str, dict[str, float]]], names: dict[str, str],
+                    reference: dict[str, dict[str, float]] | None = None) -> list[str]:
+    """Markdown table of VOC by group (tasks, then expert episodes and other behaviours): one row per group,
+    one column per encoder, and a last column for the shards' own reward where there is one."""
+    columns = {names[e]: breakdown[e] for e in breakdown}
+    if reference is not None:
+        columns[REFERENCE] = reference
+    groups = list(dict.fromkeys(g for b in columns.values() for g in b))
+    lines = ["| group | " + " | ".join(columns) + " |", "|" + " --- |" * (len(columns) + 1)]
+    for g in groups:
+        cells = [f"{format_ci(b[g])} (n {b[g]['videos']})" if g in b else "-" for b in columns.values()]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot(scores: dict[str, dict[str, dict[str, float]]], names: dict[str, str], path: Path, title: str) -> None:
     """One panel per metric, a bar per encoder, error bars = the 95% bootstrap interval over videos."""
     import matplotlib
@@ -124,6 +142,12 @@ def write_score_report(out_dir: str | Path, result: dict[str, Any],
                  "Each cell: value on all videos [95% bootstrap interval over videos, resampled within each task, "
                  f"{result['settings']['n_boot']} resamples].", "",
                  *table_lines(result["scores"], result["names"]), "",
+                 *(["VOC with goal = other episodes, by group (successful videos only), mean [95% bootstrap "
+                    "interval over the group's videos] (n videos). The last column, where the shards carry a "
+                    "per-step reward, is the VOC of that reward over time: a privileged reference (a "
+                    "simulator's shaped reward reads the state), not an encoder.", "",
+                    *breakdown_lines(result["breakdown"], result["names"], result.get("reward_reference")), ""]
+                   if result.get("breakdown") else []),
                  "Encoders: " + ", ".join(f"`{result['names'][e]}` = `{result.get('sources', {}).get(e, e)}`"
                                           for e in result["scores"]), ""]
         write_text_atomic(out / "table.md", "\n".join(lines))
