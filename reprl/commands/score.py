@@ -158,10 +158,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"{label}: embedding {len(cache[size])} videos, then {opts.boot} bootstrap resamples ...",
                   file=sys.stderr)
             records = embed_records(enc, cache[size])
+            if reference is None:  # the same for every encoder (the shards' reward): computed once per run
+                reference = reward_breakdown(cache[size], n_boot=opts.boot, seed=opts.seed)
             saved = {"data": dataset_summary(cache[size]), "curves": example_curves(cache[size], records),
                      "scores": score_records(records, n_boot=opts.boot, seed=opts.seed),
                      "breakdown": record_breakdown(records, n_boot=opts.boot, seed=opts.seed),
-                     "reference": reward_breakdown(cache[size], n_boot=opts.boot, seed=opts.seed)}
+                     "reference": reference}
             _store(path, saved)
         data, scores[label], curves[label] = saved["data"], saved["scores"], saved["curves"]
         breakdown[label], reference = saved["breakdown"], saved["reference"]  # the reference: same for every encoder
