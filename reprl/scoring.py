@@ -84,7 +84,7 @@ def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: 
         expert = video.meta.get("expert")
         out.append(ScoreVideo(key=video.key, task=str(video.meta.get("task", "")),
                               succeeded=bool(video.meta.get("succeeded", True)),
-                              frames=center_square(video.decode(idx), image_size),
+                              frames=center_square(video.decode(idx, channels_last=True), image_size),
                               near=idx.index(near_idx) if near_idx is not None else None, state=state,
                               camera=str(video.meta.get("camera", "")),
                               expert=None if expert is None else bool(expert),

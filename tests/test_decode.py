@@ -84,6 +84,27 @@ def test_full_decode_is_the_same_as_torchvision():
 
 
 def test_bad_jpeg_raises_value_error_in_both_paths():
+    good = jpeg(np.zeros((32, 48, 3), np.uint8))
     for k in (8, 4):
         with pytest.raises(ValueError, match="undecodable"):
             decode_frames([b"not a jpeg"], k)
+        with pytest.raises(ValueError, match="undecodable"):
+            decode_frames([good, b"not a jpeg"], k)
+
+
+def test_frames_are_decoded_in_place_and_must_share_one_size():
+    """Frames decoded into one array equal one-by-one decoding, at full and reduced scale; a video whose frames
+    differ in size is refused whichever frame is larger (a larger later frame must not overrun the array)."""
+    import simplejpeg
+
+    rng = np.random.default_rng(1)
+    data = [jpeg(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)) for _ in range(3)]
+    for k in (8, 4, 2):
+        ref = np.stack([simplejpeg.decode_jpeg(b, colorspace="RGB", min_height=64 * k // 8, min_width=96 * k // 8)
+                        for b in data])
+        assert torch.equal(decode_frames(data, k), torch.from_numpy(ref).permute(0, 3, 1, 2))
+    small, large = jpeg(np.zeros((32, 48, 3), np.uint8)), jpeg(np.zeros((64, 96, 3), np.uint8))
+    for frames in ([small, large], [large, small]):
+        for k in (8, 4):
+            with pytest.raises(ValueError, match="different sizes"):
+                decode_frames(frames, k)

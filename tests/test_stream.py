@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 import reprl.data.stream as stream_mod
 from reprl.data.reader import expand_urls, iter_videos
 from reprl.data.sampling import SAMPLING_MODES
-from reprl.data.stream import ClipBatch, StreamConfig, TupleStream
+from reprl.data.stream import ClipBatch, StreamConfig, TupleStream, collate_tuples, stack_images
 from reprl.errors import ReprlError
 
 
@@ -38,6 +38,8 @@ def test_batches_are_named_uint8_tuples(mode):
     assert isinstance(batch, ClipBatch) and batch.roles == SAMPLING_MODES[mode].roles
     for role, frames in batch.frames.items():
         assert frames.shape == (4, 3, 32, 32) and frames.dtype == torch.uint8, role
+        # channels-last from the resize to the model: no transposing copy in the loader
+        assert frames.is_contiguous(memory_format=torch.channels_last) and not frames.is_contiguous(), role
         assert batch.indices[role].shape == (4,)
     assert all(t for t in batch.text), "the MetaWorld corpus has a caption for every video"
     assert (batch.indices["goal"] < batch.length).all()
@@ -249,3 +251,19 @@ def test_other_goal_is_a_share_and_needs_a_goal_frame():
     with pytest.raises(ReprlError, match=r"data.other_goal needs tuples with a goal frame .* set data.other_goal to 0"):
         small("r3m", other_goal=0.5)
     small("liv", other_goal=0.5)  # liv draws a goal frame too (liv_last)
+
+
+def test_collated_frames_keep_each_tuple_in_role_order_in_either_layout():
+    """stack_images gives the same values as torch.stack for channels-last and default-layout images, in
+    channels-last memory; collate_tuples puts frame i of every tuple under role i."""
+    rng = np.random.default_rng(0)
+    ims = [torch.from_numpy(rng.integers(0, 255, (4, 5, 3), dtype=np.uint8)).permute(2, 0, 1) for _ in range(3)]
+    for images in (ims, [im.contiguous() for im in ims]):
+        out = stack_images(images)
+        assert torch.equal(out, torch.stack(images)) and out.is_contiguous(memory_format=torch.channels_last)
+    tuples = [{"frames": torch.stack([ims[k], ims[(k + 1) % 3]]), "indices": {"a": k, "b": k + 1}, "length": 9,
+               "text": "", "key": f"v{k}"} for k in range(3)]
+    batch = collate_tuples(tuples, ("a", "b"))
+    assert torch.equal(batch.frames["a"], torch.stack(ims))
+    assert torch.equal(batch.frames["b"], torch.stack(ims[1:] + ims[:1]))
+    assert batch.indices["b"].tolist() == [1, 2, 3] and batch.goal_from == ["", "", ""]

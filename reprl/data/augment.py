@@ -57,7 +57,10 @@ def crop_resize(frames: torch.Tensor, box: tuple[int, int, int, int], size: int,
 
     frames: uint8 [F, 3, h, w], possibly decoded at reduced scale from a full_hw (H, W) frame: the box is then
     mapped to the reduced grid (scaled by h / H and w / W, rounded, kept inside). The resize runs on a
-    channels-last copy, for which torch's uint8 antialiased resize is several times faster.
+    channels-last copy, for which torch's uint8 antialiased resize is several times faster, and the result
+    stays channels-last (uint8 [F, 3, size, size] whose storage is [F, size, size, 3]): turning it into the
+    default layout would cost as much as the resize at 224 px, and convolutions take channels-last input as
+    fast or faster (docs/benchmarks.md).
     """
     top, left, h, w = box
     if full_hw is not None and tuple(full_hw) != tuple(frames.shape[-2:]):
@@ -66,7 +69,7 @@ def crop_resize(frames: torch.Tensor, box: tuple[int, int, int, int], size: int,
         h = max(1, min(int(round(h * sy)), frames.shape[-2] - top))
         w = max(1, min(int(round(w * sx)), frames.shape[-1] - left))
     x = frames.contiguous(memory_format=torch.channels_last)
-    return TF.resized_crop(x, top, left, h, w, [size, size], antialias=True).contiguous()
+    return TF.resized_crop(x, top, left, h, w, [size, size], antialias=True)
 
 
 def shared_random_crop(frames: torch.Tensor, size: int, rng: np.random.Generator,

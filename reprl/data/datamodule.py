@@ -56,7 +56,7 @@ class HeldoutVideos(Dataset):
                  tasks: tuple[str, ...] = ()) -> None:
         self.videos: list[dict[str, Any]] = []
         for video in heldout_videos(urls, max_videos, tasks):
-            frames = center_square(video.decode(even_indices(len(video), max_frames)), image_size)
+            frames = center_square(video.decode(even_indices(len(video), max_frames), channels_last=True), image_size)
             self.videos.append({"frames": frames, "key": video.key, "text": video.text or "",
                                 "task": video_task(video)})
 

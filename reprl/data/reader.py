@@ -157,13 +157,20 @@ def decode_frames(jpegs: Sequence[bytes | memoryview], eighths: int = 8, channel
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
     min_h, min_w = scaled_min_size(jpegs[0], eighths)
     try:
-        arrays = [simplejpeg.decode_jpeg(b, colorspace="RGB", min_height=min_h, min_width=min_w) for b in jpegs]
+        first = simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB", min_height=min_h, min_width=min_w)
     except ValueError as e:
         raise ValueError(f"undecodable JPEG: {e}") from None
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f"frames of different sizes in one video: {sorted(shapes)}")
-    out = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    size = jpeg_size(jpegs[0])
+    pixels = np.empty((len(jpegs), *first.shape), dtype=np.uint8)
+    pixels[0] = first
+    for i in range(1, len(jpegs)):  # each frame decoded straight into its place (no stacking copy)
+        if jpeg_size(jpegs[i]) != size:
+            raise ValueError(f"frames of different sizes in one video: {size} and {jpeg_size(jpegs[i])}")
+        try:
+            simplejpeg.decode_jpeg(jpegs[i], colorspace="RGB", min_height=min_h, min_width=min_w, buffer=pixels[i])
+        except ValueError as e:
+            raise ValueError(f"undecodable JPEG: {e}") from None
+    out = torch.from_numpy(pixels).permute(0, 3, 1, 2)
     return out if channels_last else out.contiguous()
 
 

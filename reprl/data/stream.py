@@ -52,7 +52,8 @@ class StreamConfig(TupleSettings):
 
 @dataclass
 class ClipBatch:
-    """A batch of training tuples, frames by role (uint8 [B, 3, S, S]); never a positional stack."""
+    """A batch of training tuples, frames by role (uint8 [B, 3, S, S], channels-last memory format); never a
+    positional stack."""
 
     frames: dict[str, torch.Tensor]
     indices: dict[str, torch.Tensor]  # role -> int64 [B], frame index within its video
@@ -80,9 +81,15 @@ class ClipBatch:
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
 
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """[3, S, S] images -> [B, 3, S, S] in channels-last memory format: the crops come channels-last from the
+    resize, and stacking them as they are is a plain copy (torch.stack would transpose every pixel)."""
+    return torch.stack([im.permute(1, 2, 0) for im in images]).permute(0, 3, 1, 2)
+
+
 def collate_tuples(tuples: list[dict[str, Any]], roles: tuple[str, ...]) -> ClipBatch:
     return ClipBatch(
-        frames={r: torch.stack([t["frames"][i] for t in tuples]) for i, r in enumerate(roles)},
+        frames={r: stack_images([t["frames"][i] for t in tuples]) for i, r in enumerate(roles)},
         indices={r: torch.tensor([t["indices"][r] for t in tuples], dtype=torch.long) for r in roles},
         length=torch.tensor([t["length"] for t in tuples], dtype=torch.long),
         text=[t["text"] for t in tuples],
@@ -254,4 +261,9 @@ class TupleStream(IterableDataset):
         frames = decoded if len(used) == len(needed) else decoded.permute(0, 2, 3, 1)[used].permute(0, 3, 1, 2)
         small = crop_resize(frames, box, self.cfg.image_size, full_hw)
         rank = {k: j for j, k in enumerate(used)}
-        return small[[rank[pos[draw[r]]] for r in self.roles]]
+        order = [rank[pos[draw[r]]] for r in self.roles]
+        if order == list(range(small.shape[0])):
+            return small
+        # reordered on the channels-last storage, where a frame is one block (indexing the [F, 3, S, S] view
+        # gathers pixel by pixel, 15-30x slower at 224 px)
+        return small.permute(0, 2, 3, 1).index_select(0, torch.tensor(order)).permute(0, 3, 1, 2)

@@ -96,7 +96,7 @@ def shard_batches(video: Any) -> Any:
     def gen(size: int) -> Iterator[torch.Tensor]:
         for lo, hi in spans(len(video), size):
             try:
-                yield video.decode(range(lo, hi))
+                yield video.decode(range(lo, hi), channels_last=True)  # as the resize and convolutions like it
             except ValueError as e:
                 raise ReprlError(f"video {video.key}: {e}") from None
     return gen
