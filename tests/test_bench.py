@@ -124,6 +124,23 @@ def test_bench_embed_tiny(tmp_path, capsys):
     assert "forward only" in out and "as the pipeline calls it" in out
 
 
+def test_benches_build_architecture_names_at_random_init_without_the_untrained_warning(tmp_path, caplog):
+    """The benches mean random init when they name an architecture (speed does not depend on weights), so the
+    warning reprl.load gives a user who asked for an untrained encoder is not logged; --image-size shapes it;
+    an exported encoder loads with its own size."""
+    import logging
+
+    from reprl.bench import bench_encoder
+
+    with caplog.at_level(logging.WARNING):
+        encoder = bench_encoder("tiny", 40)
+    assert encoder.config.image_size == 40 and not encoder.training
+    assert not any(p.requires_grad for p in encoder.parameters())
+    assert not [r for r in caplog.records if "architecture name" in r.getMessage()]
+    encoder.save_pretrained(tmp_path / "enc")
+    assert bench_encoder(str(tmp_path / "enc"), 64).config.image_size == 40
+
+
 def test_bench_eval_tiny(tmp_path, capsys):
     r = bench(tmp_path, "eval", "--task", "reach", "--frame-size", "32", "--encoder", "tiny", "--image-size", "32",
               "--envs", "2", "--env-workers", "1", "--horizon", "3", "--repeats", "1", "--no-serial")

@@ -63,17 +63,15 @@ def forward_rate(encoder: Any, x: torch.Tensor, batches: int, precision: str, ca
 
 
 def run_embed_bench(cfg: EmbedBenchConfig) -> dict[str, Any]:
-    import reprl
     from reprl.embed.frame_sources import open_sources
     from reprl.embed.pipeline import embed_source, encoder_callers
     from reprl.utils.machine import resolve_device
 
     cfg.device = resolve_device(cfg.device)  # before the video is rendered
     video = ensure_video(cfg)
-    from reprl.encoders.io import is_architecture_name  # --image-size shapes a new encoder, not a trained one
+    from reprl.bench import bench_encoder
 
-    kwargs = {"image_size": cfg.image_size} if cfg.image_size and is_architecture_name(cfg.encoder) else {}
-    encoder = reprl.load(cfg.encoder, device=cfg.device, **kwargs)
+    encoder = bench_encoder(cfg.encoder, cfg.image_size, cfg.device)  # --image-size shapes a new encoder only
     device = torch.device(cfg.device)
     callers, threads = encoder_callers(device)
     pipeline, forward, forward_callers, frames = [], [], [], 0

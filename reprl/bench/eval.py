@@ -44,16 +44,13 @@ def _rate(envs: Any, act: Any, cfg: EvalBenchConfig, groups: int) -> float:
 def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
     import torch
 
-    import reprl
-    from reprl.encoders.io import is_architecture_name  # --image-size shapes a new encoder, not a trained one
+    from reprl.bench import bench_encoder
     from reprl.evaluation.rollout import default_env_workers, open_envs
     from reprl.heads.policy import HeadConfig, Policy, PolicyHead
     from reprl.sim.metaworld import PROPRIO_DIM
     from reprl.utils.machine import usable_cores
 
-    new_encoder = cfg.image_size and is_architecture_name(cfg.encoder)
-    kwargs: dict[str, Any] = {"image_size": cfg.image_size} if new_encoder else {}
-    encoder = reprl.load(cfg.encoder, **kwargs)
+    encoder = bench_encoder(cfg.encoder, cfg.image_size)  # --image-size shapes a new encoder only
     torch.manual_seed(0)
     act = Policy(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()), cfg.encoder).act
     const = lambda frames, proprio: np.full((len(frames), 4), 0.1, np.float32)  # noqa: E731
