@@ -90,8 +90,11 @@ def test_bench_train_runs_what_reprl_pretrain_runs_from_the_same_preset(tmp_path
     monkeypatch.setattr(Encoder, "compile_encode", lambda self: seen[where[0]].append(("compile",)))
     monkeypatch.setattr(VideoDataModule, "__init__", spy_data)
     monkeypatch.setattr(module.PretrainModule, "__init__", spy_module)
-    bench(tmp_path, "train", "--config", str(preset), "--steps", "2", "--warmup", "1", "--repeats", "1",
-          "--device", "cpu")
+    r = bench(tmp_path, "train", "--config", str(preset), "--steps", "2", "--warmup", "1", "--repeats", "1",
+              "--device", "cpu")
+    assert r["trained"] == {"encoder": "tiny", "image_size": 32, "embed_dim": 8, "objective": "vip", "batch_size": 4,
+                            "num_workers": 0}  # the preset's, not the bench's own defaults (resnet18, 64 px, 32)
+    assert "train: vip on tiny at 32 px, batch 4, 0 data worker(s)" in capsys.readouterr().out
     where[0] = "pretrain"
     with pytest.raises(SystemExit) as e:
         main(["pretrain", "--config", str(preset), "--run_dir", str(tmp_path / "run")])

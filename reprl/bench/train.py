@@ -125,7 +125,11 @@ def run_train_bench(cfg: TrainBenchConfig) -> dict[str, Any]:
     ratios = [r["steps_per_s"] / s["steps_per_s"] for r, s in zip(real, synth)]
     pick = lambda runs, k: median_spread([r[k] for r in runs])  # noqa: E731
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "device": gpu or "cpu",
+    pc = pretrain_config(cfg, "")  # what trained: a preset's own encoder, objective and data settings
+    trained = {"encoder": pc.encoder.name, "image_size": pc.encoder.image_size, "embed_dim": pc.encoder.embed_dim,
+               "objective": pc.objective.name, "batch_size": pc.data.batch_size, "num_workers": pc.data.num_workers}
+    return {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "trained": trained,
+            "device": gpu or "cpu",
             "threads": torch.get_num_threads(),
             "real": {k: pick(real, k) for k in ("steps_per_s", "frames_per_s", "data_wait_share")},
             "synthetic": {k: pick(synth, k) for k in ("steps_per_s", "frames_per_s", "data_wait_share")},
@@ -133,14 +137,14 @@ def run_train_bench(cfg: TrainBenchConfig) -> dict[str, Any]:
 
 
 def format_train_bench(r: dict[str, Any]) -> str:
-    c = r["config"]
+    c, t = r["config"], r["trained"]
 
     def f(d: dict[str, Any], scale: float = 1.0, fmt: str = "8.2f") -> str:
         return f"{d['median'] * scale:{fmt}} [{d['min'] * scale:.2f}-{d['max'] * scale:.2f}]"
 
     return "\n".join([
-        f"train: {c['objective']} on {c['encoder']} at {c['image_size']} px, batch {c['batch_size']}, "
-        f"{c['num_workers']} data worker(s), {r['device']}, {r['threads']} torch threads, median [min-max] of "
+        f"train: {t['objective']} on {t['encoder']} at {t['image_size']} px, batch {t['batch_size']}, "
+        f"{t['num_workers']} data worker(s), {r['device']}, {r['threads']} torch threads, median [min-max] of "
         f"{c['repeats']} runs of {c['steps']} steps",
         f"  real loop (streamed shards)   {f(r['real']['steps_per_s'])} steps/s  "
         f"{f(r['real']['frames_per_s'], 1, '8.1f')} frames/s  data wait "
