@@ -1,5 +1,6 @@
 #!/bin/bash
-# before (42aed7a) / after (working tree) on the same idle machine, alternating
+# before (42aed7a) / after (6035e0b) on the same idle machine, alternating. As run on the AMD machine on 2026-12-07:
+# the paths (/work/main, /tmp/wt_before, /work/s27/bench) are that session's; the outputs were copied beside this file.
 set -x
 cd /work/main
 rm -rf /tmp/wt_before; git worktree add -q /tmp/wt_before 42aed7a
