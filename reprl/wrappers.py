@@ -5,7 +5,9 @@
     env = GoalReward(env, encoder, goal=demo_last_frames, weight=0.1, add_to_env=True)  # env reward + 0.1 r
 
 The image is read from the observation (an image observation, or `image_key` of a dict observation) or,
-failing that, rendered (render_mode="rgb_array"). S is the encoder's own similarity (reprl.rewards.values).
+failing that, rendered (render_mode="rgb_array"). Greyscale frames (a uint8 (H, W) observation space, also
+under FrameStackObservation) are read as images, one per frame.
+S is the encoder's own similarity (reprl.rewards.values).
 The goal is an image, a list / batch of images (their mean embedding), a text (language-capable encoders) or
 an embedding ([D], or [K, D] averaged); set at construction or with reset(options={"goal": ...}). A goal given to
 reset() replaces the current one until another reset() gives one (resets without a goal, and a vector env's
@@ -51,6 +53,25 @@ def goal_embedding(encoder: Encoder, goal: Any) -> torch.Tensor:
     return resolve_goal(encoder, image=arr).float()
 
 
+def frame_is_greyscale(env: Any, space: Any, image_key: str | None) -> bool:
+    """Whether one frame of the env's image observation is a 2-D uint8 (H, W) greyscale image: read from the
+    observation space (obs[image_key] for dict observations), or, under gymnasium's FrameStackObservation,
+    from the space of the observations it stacks (a stack of greyscale frames is (K, H, W), the same shape
+    as one channels-first RGB frame, so shapes alone cannot tell them apart)."""
+    stacker = getattr(getattr(gym, "wrappers", None), "FrameStackObservation", None)
+    inner = env
+    while isinstance(inner, (gym.Wrapper, VectorWrapper)):
+        if stacker is not None and isinstance(inner, stacker):
+            if inner.observation_space == space:  # no wrapper above the stack changed what it returns
+                space = inner.env.observation_space
+            break
+        inner = inner.env
+    if image_key is not None:
+        space = space.spaces.get(image_key) if isinstance(space, gym.spaces.Dict) else None
+    shape = getattr(space, "shape", None)
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and shape is not None and len(shape) == 2
+
+
 def _without_goal(options: dict[str, Any] | None) -> dict[str, Any] | None:
     """The reset options the wrapped env sees: ours ('goal') removed."""
     return None if options is None else {k: v for k, v in options.items() if k != "goal"} or None
@@ -65,6 +86,7 @@ class _Scorer:
             raise ReprlError(f"mode must be one of {MODES}, got {mode!r}")
         self.encoder, self.mode, self.weight, self.add_to_env = encoder, mode, float(weight), bool(add_to_env)
         self.image_key = image_key
+        self.greyscale = False  # set by the wrapper from the env's spaces (frame_is_greyscale)
         self.goal = None if goal is None else goal_embedding(encoder, goal)
 
     def set_goal(self, options: dict[str, Any] | None) -> None:
@@ -74,11 +96,16 @@ class _Scorer:
             goal_embedding(self.encoder, None)  # raises the "needs a goal" error
 
     def frames(self, obs: Any, render: Any) -> Any:
-        """Images of the observation: obs[image_key], the observation itself if it is an image, or a render."""
+        """Images of the observation: obs[image_key], the observation itself if it is an image, or a render.
+        Greyscale frames (a single frame of shape (H, W), possibly stacked or batched before it) get a channel
+        axis, so a stack of K greyscale frames is read as K images, not as one K-channel image."""
         if self.image_key is not None:
             if not isinstance(obs, dict) or self.image_key not in obs:
                 raise ReprlError(f"image_key {self.image_key!r} is not a key of the observation")
-            return obs[self.image_key]
+            frames = obs[self.image_key]
+            return frames[..., None] if self.greyscale and isinstance(frames, np.ndarray) else frames
+        if isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and self.greyscale:
+            return obs[..., None]
         if isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and obs.ndim >= 3:
             return obs
         hint = "make the env with render_mode='rgb_array' or pass image_key"
@@ -117,6 +144,7 @@ class GoalReward(gym.Wrapper):
                  add_to_env: bool = False, image_key: str | None = None) -> None:
         super().__init__(env)
         self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key)
+        self.scorer.greyscale = frame_is_greyscale(env, env.observation_space, image_key)
         self._value = 0.0
 
     def _value_of(self, obs: Any) -> float:
@@ -149,6 +177,7 @@ class GoalRewardVector(VectorWrapper):
         if autoreset not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
             raise ReprlError(f"GoalReward supports vector envs with autoreset NEXT_STEP or DISABLED, not {autoreset}")
         self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key)
+        self.scorer.greyscale = frame_is_greyscale(env, env.single_observation_space, image_key)
         self._values = np.zeros(env.num_envs)
         self._restarted = np.zeros(env.num_envs, dtype=bool)
 

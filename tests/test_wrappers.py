@@ -140,6 +140,50 @@ def test_wrapper_works_with_a_real_reprl_encoder():
     assert type(twin) is GoalReward and twin.reset()[1]["goal_value"] == pytest.approx(info["goal_value"])
 
 
+class GreyBrightness(Brightness):
+    """Brightness with greyscale (8, 8) frames and no renderer (or a dict observation holding them)."""
+
+    def __init__(self, start=0, as_dict=False):
+        super().__init__(start=start)
+        self.render_mode, self.as_dict = None, as_dict
+        frame = gym.spaces.Box(0, 255, (8, 8), np.uint8)
+        self.observation_space = gym.spaces.Dict({"pixels": frame}) if as_dict else frame
+
+    def _obs(self):
+        frame = np.full((8, 8), self.p, np.uint8)
+        return {"pixels": frame} if self.as_dict else frame
+
+    def render(self):
+        raise RuntimeError("no render mode")
+
+
+def test_greyscale_frames_single_stacked_batched_and_in_a_dict_score_as_their_rgb_twins():
+    """A greyscale frame is one image (it was sent to env.render()); a stack of 4 greyscale frames is 4 images
+    whose newest is scored (it was read as one RGBA image of the 3 oldest); a vector env's greyscale frames are
+    one image per sub-env (they were read as one multi-channel image). Each matches the RGB env's values."""
+    enc = reprl.load("tiny", image_size=16)
+    goal = np.full((8, 8, 3), 255, np.uint8)
+    rgb = GoalReward(Brightness(start=0), enc, goal=goal)
+    cases = {"single": GoalReward(GreyBrightness(start=0), enc, goal=goal),
+             "dict": GoalReward(GreyBrightness(start=0, as_dict=True), enc, goal=goal, image_key="pixels"),
+             "stack": GoalReward(gym.wrappers.FrameStackObservation(GreyBrightness(start=0), 4), enc, goal=goal),
+             "stack, another wrapper above": GoalReward(
+                 gym.wrappers.TimeLimit(gym.wrappers.FrameStackObservation(GreyBrightness(start=0), 4), 50), enc,
+                 goal=goal)}
+    want = [rgb.reset()[1]["goal_value"]] + [rgb.step(a)[1] for a in (51, 102)]
+    assert want[1] > 0 and want[2] > 0, "brighter frames are closer to the white goal"
+    for name, env in cases.items():
+        got = [env.reset()[1]["goal_value"]] + [env.step(a)[1] for a in (51, 102)]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+    grey = GoalReward(gym.vector.SyncVectorEnv([lambda: GreyBrightness(start=0), lambda: GreyBrightness(start=204)]),
+                      enc, goal=goal)
+    colour = GoalReward(gym.vector.SyncVectorEnv([lambda: Brightness(start=0), lambda: Brightness(start=204)]),
+                        enc, goal=goal)
+    np.testing.assert_allclose(grey.reset()[1]["goal_value"], colour.reset()[1]["goal_value"], rtol=1e-5)
+    np.testing.assert_allclose(grey.step(np.array([51, 0]))[1], colour.step(np.array([51, 0]))[1], rtol=1e-5,
+                               atol=1e-6)
+
+
 @pytest.mark.slow
 def test_rewards_rise_along_a_metaworld_expert_episode():
     """Goal = the last frame of a scripted expert's episode; replaying it, the values climb to that goal."""
