@@ -29,6 +29,7 @@ from reprl.errors import ReprlError
 try:
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+    from gymnasium.wrappers import FrameStackObservation
 except ImportError:  # pragma: no cover - an optional extra
     raise ReprlError("reprl.wrappers needs gymnasium >= 1.0: pip install 'reprl[rl]'") from None
 from reprl.rewards import resolve_goal, values
@@ -57,11 +58,11 @@ def frame_is_greyscale(env: Any, space: Any, image_key: str | None) -> bool:
     """Whether one frame of the env's image observation is a 2-D uint8 (H, W) greyscale image: read from the
     observation space (obs[image_key] for dict observations), or, under gymnasium's FrameStackObservation,
     from the space of the observations it stacks (a stack of greyscale frames is (K, H, W), the same shape
-    as one channels-first RGB frame, so shapes alone cannot tell them apart)."""
-    stacker = getattr(getattr(gym, "wrappers", None), "FrameStackObservation", None)
+    as one channels-first RGB frame, so shapes alone cannot tell them apart). A vector env's sub-environments
+    are not looked into: `space` is then their single observation space."""
     inner = env
-    while isinstance(inner, (gym.Wrapper, VectorWrapper)):
-        if stacker is not None and isinstance(inner, stacker):
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, FrameStackObservation):
             if inner.observation_space == space:  # no wrapper above the stack changed what it returns
                 space = inner.env.observation_space
             break
@@ -81,12 +82,12 @@ class _Scorer:
     """What single and vector wrappers share: the goal, the frame source and one batched value call."""
 
     def __init__(self, encoder: Encoder, goal: Any, mode: str, weight: float, add_to_env: bool,
-                 image_key: str | None) -> None:
+                 image_key: str | None, greyscale: bool = False) -> None:
         if mode not in MODES:
             raise ReprlError(f"mode must be one of {MODES}, got {mode!r}")
         self.encoder, self.mode, self.weight, self.add_to_env = encoder, mode, float(weight), bool(add_to_env)
         self.image_key = image_key
-        self.greyscale = False  # set by the wrapper from the env's spaces (frame_is_greyscale)
+        self.greyscale = greyscale  # one frame is (H, W): see frame_is_greyscale
         self.goal = None if goal is None else goal_embedding(encoder, goal)
 
     def set_goal(self, options: dict[str, Any] | None) -> None:
@@ -103,11 +104,15 @@ class _Scorer:
             if not isinstance(obs, dict) or self.image_key not in obs:
                 raise ReprlError(f"image_key {self.image_key!r} is not a key of the observation")
             frames = obs[self.image_key]
-            return frames[..., None] if self.greyscale and isinstance(frames, np.ndarray) else frames
-        if isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and self.greyscale:
-            return obs[..., None]
-        if isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and obs.ndim >= 3:
-            return obs
+        elif isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and (obs.ndim >= 3 or self.greyscale):
+            frames = obs
+        else:
+            return self.rendered(render)
+        return frames[..., None] if self.greyscale and isinstance(frames, np.ndarray) else frames
+
+    @staticmethod
+    def rendered(render: Any) -> Any:
+        """The env's render, when the observation holds no image."""
         hint = "make the env with render_mode='rgb_array' or pass image_key"
         try:
             frames = render()
@@ -143,8 +148,8 @@ class GoalReward(gym.Wrapper):
     def __init__(self, env: gym.Env, encoder: Encoder, goal: Any = None, mode: str = "diff", weight: float = 1.0,
                  add_to_env: bool = False, image_key: str | None = None) -> None:
         super().__init__(env)
-        self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key)
-        self.scorer.greyscale = frame_is_greyscale(env, env.observation_space, image_key)
+        self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key,
+                              frame_is_greyscale(env, env.observation_space, image_key))
         self._value = 0.0
 
     def _value_of(self, obs: Any) -> float:
@@ -176,8 +181,8 @@ class GoalRewardVector(VectorWrapper):
         autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if autoreset not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
             raise ReprlError(f"GoalReward supports vector envs with autoreset NEXT_STEP or DISABLED, not {autoreset}")
-        self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key)
-        self.scorer.greyscale = frame_is_greyscale(env, env.single_observation_space, image_key)
+        self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key,
+                              frame_is_greyscale(env, env.single_observation_space, image_key))
         self._values = np.zeros(env.num_envs)
         self._restarted = np.zeros(env.num_envs, dtype=bool)
 
