@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from reprl.data.reader import expand_urls, iter_local_tar, iter_videos, parse_sample, scaled_min_size
+from reprl.data.reader import expand_urls, iter_local_tar, iter_videos, jpeg_size, parse_sample, scaled_min_size
 
 
 def corpus_frames(shards: str, limit: int = 400) -> list[bytes]:
@@ -31,7 +31,7 @@ def decode_rate(jpegs: list[bytes], eighths: int = 8) -> tuple[float, float]:
     CPU time (robust on a loaded machine)."""
     import simplejpeg
 
-    min_h, min_w = scaled_min_size(jpegs[0], eighths)
+    min_h, min_w = scaled_min_size(jpeg_size(jpegs[0]), eighths)
     min_side = {"min_height": min_h, "min_width": min_w}
     simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB", **min_side)
     start, cpu = time.perf_counter(), time.thread_time()

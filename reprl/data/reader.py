@@ -137,11 +137,12 @@ def jpeg_size(jpeg: bytes | memoryview) -> tuple[int, int]:
     return height, width
 
 
-def scaled_min_size(jpeg: bytes | memoryview, eighths: int) -> tuple[int, int]:
-    """(min_height, min_width) that make simplejpeg decode `jpeg` at eighths/8 of its size; (0, 0) = full."""
+def scaled_min_size(size: tuple[int, int], eighths: int) -> tuple[int, int]:
+    """(min_height, min_width) that make simplejpeg decode a JPEG of `size` (height, width, from jpeg_size)
+    at eighths/8 of its size; (0, 0) = full."""
     if eighths >= 8:
         return 0, 0
-    height, width = jpeg_size(jpeg)
+    height, width = size
     return -(-height * eighths // 8), -(-width * eighths // 8)
 
 
@@ -155,12 +156,12 @@ def decode_frames(jpegs: Sequence[bytes | memoryview], eighths: int = 8, channel
 
     if not jpegs:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-    min_h, min_w = scaled_min_size(jpegs[0], eighths)
+    size = jpeg_size(jpegs[0])
+    min_h, min_w = scaled_min_size(size, eighths)
     try:
         first = simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB", min_height=min_h, min_width=min_w)
     except ValueError as e:
         raise ValueError(f"undecodable JPEG: {e}") from None
-    size = jpeg_size(jpegs[0])
     pixels = np.empty((len(jpegs), *first.shape), dtype=np.uint8)
     pixels[0] = first
     for i in range(1, len(jpegs)):  # each frame decoded straight into its place (no stacking copy)
