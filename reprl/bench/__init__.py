@@ -11,15 +11,10 @@ def bench_encoder(source: str, image_size: int | None = None, device: str = "cpu
     asked for an untrained encoder; any other source loads as reprl.load would (a trained encoder keeps its own
     size)."""
     import reprl
-    from reprl.encoders.io import is_architecture_name
-    from reprl.encoders.registry import build_encoder
-    from reprl.errors import ReprlError
+    from reprl.encoders.io import build_architecture, is_architecture_name
     from reprl.utils.machine import resolve_device
 
     if not is_architecture_name(source):
         return reprl.load(source, device=device)
-    try:
-        encoder = build_encoder(source, image_size=image_size) if image_size else build_encoder(source)
-    except TypeError as e:
-        raise ReprlError(f"{source}: {e}") from None
+    encoder = build_architecture(source, **({"image_size": image_size} if image_size else {}))
     return encoder.to(resolve_device(device, "device")).freeze()

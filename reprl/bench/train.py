@@ -85,7 +85,10 @@ def pretrain_config(cfg: TrainBenchConfig, run_dir: str) -> Any:
                                    checkpoint_every=10**9, log_every=1))
 
 
-def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
+def _run(base: Any, warmup: int, synthetic: bool) -> dict[str, float]:
+    """One timed run of `base` (pretrain_config's result) in a temporary run folder."""
+    from dataclasses import replace
+
     import lightning as L
 
     from reprl.data.stream import TupleStream
@@ -96,11 +99,11 @@ def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`")  # validation is off on purpose here
     with tempfile.TemporaryDirectory() as tmp:
-        pc = pretrain_config(cfg, tmp)
+        pc = replace(base, run_dir=tmp)
         check_config(pc)
         module = training_module(pc)  # the encoder and module reprl pretrain trains, compiled if the config says
         dm = data_module(pc, module.encoder)  # what reprl pretrain trains on, from the same config
-        timer = _callback(cfg.warmup)
+        timer = _callback(warmup)
         trainer = L.Trainer(**trainer_settings(pc), logger=make_loggers("csv", Path(tmp)), log_every_n_steps=1,
                             enable_checkpointing=False, enable_progress_bar=False, callbacks=[timer],
                             limit_val_batches=0)
@@ -118,14 +121,14 @@ def _run(cfg: TrainBenchConfig, synthetic: bool) -> dict[str, float]:
 
 
 def run_train_bench(cfg: TrainBenchConfig) -> dict[str, Any]:
+    pc = pretrain_config(cfg, "")  # what trains: a preset's own encoder, objective and data settings (read once)
     real, synth = [], []
     for _ in range(cfg.repeats):
-        real.append(_run(cfg, synthetic=False))
-        synth.append(_run(cfg, synthetic=True))
+        real.append(_run(pc, cfg.warmup, synthetic=False))
+        synth.append(_run(pc, cfg.warmup, synthetic=True))
     ratios = [r["steps_per_s"] / s["steps_per_s"] for r, s in zip(real, synth)]
     pick = lambda runs, k: median_spread([r[k] for r in runs])  # noqa: E731
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    pc = pretrain_config(cfg, "")  # what trained: a preset's own encoder, objective and data settings
     trained = {"encoder": pc.encoder.name, "image_size": pc.encoder.image_size, "embed_dim": pc.encoder.embed_dim,
                "objective": pc.objective.name, "batch_size": pc.data.batch_size, "num_workers": pc.data.num_workers}
     return {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "trained": trained,

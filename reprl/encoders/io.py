@@ -227,14 +227,20 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
     if text in SPECS:
         log.warning("%s is an architecture name: random init, no trained weights (for released weights use one "
                     "of %s)", text, ", ".join(RELEASES))
-        try:
-            return build_encoder(text, **overrides)
-        except TypeError as e:
-            raise ReprlError(f"{text}: {e} (settings: image_size, embed_dim, params, ...)") from None
+        return build_architecture(text, **overrides)
     raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
                      f"hf:// repo, random:SOURCE, a pretrained name ({', '.join(RELEASES)}), a model name "
                      f"({', '.join(models) or 'none found in ' + ', '.join(map(str, models_dirs()))}) or a "
                      f"registered architecture ({', '.join(SPECS)})")
+
+
+def build_architecture(name: str, **overrides: Any) -> Encoder:
+    """A new encoder of a registered architecture at random init, shaped by `overrides`; a setting the
+    architecture does not take is a ReprlError naming it."""
+    try:
+        return build_encoder(name, **overrides)
+    except TypeError as e:
+        raise ReprlError(f"{name}: {e} (settings: image_size, embed_dim, params, ...)") from None
 
 
 def split_random(source: str | Path) -> tuple[str, str]:
