@@ -153,6 +153,13 @@ def test_results_from_an_older_renderer_are_pointed_out(tmp_path):
         assert (note is not None) == older, index
         assert note is None or (str(folder) in note and f"render revision {RENDER_REVISION}" in note)
     assert older_render(tmp_path / "missing") is None and older_render("https://host/shard-{0..3}.tar") is None
+    current = tmp_path / "current"  # a ::-joined list: each folder is checked, the note names the older one
+    current.mkdir()
+    (current / "index.json").write_text(json.dumps({"source": "metaworld", "render_revision": RENDER_REVISION}))
+    (folder / "index.json").write_text(json.dumps({"source": "metaworld", "render_revision": RENDER_REVISION - 1}))
+    note = older_render(f"{current}::{folder}")
+    assert note is not None and str(folder) in note and str(current) not in note.replace(str(folder), "")
+    assert older_render(f"{current}::{current}") is None
     cells = [{"render_revision": RENDER_REVISION}, {}, {"render_revision": RENDER_REVISION - 1}, {"machine": {}}]
     assert harness.older_cells(cells) == 2 + (RENDER_REVISION > 1) and harness.older_cells(cells[:1]) == 0
 

@@ -207,6 +207,9 @@ def test_content_digest_ignores_write_time_and_sees_one_changed_frame(tmp_path, 
     c = write_shards([tmp_path / "in"], tmp_path / "c", ShardOptions(), progress=False)
     assert c["content_sha256"] != a["content_sha256"]
     assert corpus_digest(tmp_path / "in") is None and corpus_digest("https://example.com/{0..3}.tar") is None
+    # a ::-joined list of folders (one training set from several renders): every part's digest, in order
+    assert corpus_digest(f"{tmp_path / 'a'}::{tmp_path / 'c'}") == f"{a['content_sha256']}::{c['content_sha256']}"
+    assert corpus_digest(f"{tmp_path / 'a'}::{tmp_path / 'in'}") is None  # one part without a digest
 
 
 def test_shards_are_readable_by_plain_webdataset(train_shards):

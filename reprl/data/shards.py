@@ -280,7 +280,12 @@ def local_index(path: str | Path) -> dict[str, Any] | None:
 
 
 def corpus_digest(path: str | Path) -> str | None:
-    """The content digest of a local shard folder, or None (a URL, a glob, or a folder written before digests)."""
+    """The content digest of a local shard folder, or None (a URL, a glob, or a folder written before digests).
+    A `::`-joined list of folders gives their digests joined the same way (None unless every part has one)."""
+    parts = [p.strip() for p in str(path).split("::") if p.strip()]
+    if len(parts) > 1:
+        digests = [corpus_digest(p) for p in parts]
+        return "::".join(d for d in digests if d) if all(digests) else None
     digest = (local_index(path) or {}).get("content_sha256")
     return digest if isinstance(digest, str) else None
 
