@@ -33,6 +33,11 @@ from reprl.errors import ReprlError
 log = logging.getLogger("reprl.data")
 
 
+def spec_parts(spec: str | os.PathLike[str]) -> list[str]:
+    """The pieces of a `::`-joined data spec ('a::b' -> ['a', 'b']), stripped, empty pieces dropped."""
+    return [p.strip() for p in str(spec).split("::") if p.strip()]
+
+
 def expand_urls(spec: str | Iterable[str]) -> list[str]:
     """Shard URLs from a folder with index.json, a brace pattern, a glob, a `::`-joined list, or a list of
     these."""
@@ -41,10 +46,7 @@ def expand_urls(spec: str | Iterable[str]) -> list[str]:
     if not isinstance(spec, str):
         return [u for item in spec for u in expand_urls(item)]
     urls: list[str] = []
-    for part in spec.split("::"):
-        part = part.strip()
-        if not part:
-            continue
+    for part in spec_parts(spec):
         if os.path.isdir(part):
             from reprl.data.shards import shard_urls
 

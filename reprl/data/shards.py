@@ -282,7 +282,9 @@ def local_index(path: str | Path) -> dict[str, Any] | None:
 def corpus_digest(path: str | Path) -> str | None:
     """The content digest of a local shard folder, or None (a URL, a glob, or a folder written before digests).
     A `::`-joined list of folders gives their digests joined the same way (None unless every part has one)."""
-    parts = [p.strip() for p in str(path).split("::") if p.strip()]
+    from reprl.data.reader import spec_parts
+
+    parts = spec_parts(path)
     if len(parts) > 1:
         digests = [corpus_digest(p) for p in parts]
         return "::".join(d for d in digests if d) if all(digests) else None

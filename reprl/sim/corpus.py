@@ -35,7 +35,9 @@ def older_render(path: str | Path) -> str | None:
     """A one-line note when the shard folder at `path` was rendered from MetaWorld before the current
     RENDER_REVISION (None for current renders, for data that MetaWorld did not render, and for URLs and globs).
     Each folder of a `::`-joined list is checked; the note names the older ones."""
-    parts = [p.strip() for p in str(path).split("::") if p.strip()]
+    from reprl.data.reader import spec_parts
+
+    parts = spec_parts(path)
     if len(parts) > 1:
         notes = [n for n in map(older_render, parts) if n]
         return "; ".join(notes) or None
