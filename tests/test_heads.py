@@ -52,6 +52,23 @@ def test_transition_rewards_use_the_encoder_similarity():
     assert transition_rewards(data, goal, l2).tolist() == pytest.approx([5 - 4, 4 - 0])
 
 
+def test_k_step_rewards_look_k_observations_ahead_within_each_episode():
+    """R_t = S(o_{t+k}) - S(o_t), o_{t+k} stopping at the episode's last observation, never crossing into the
+    next episode; the similarity here is the first coordinate, so values are the numbers below."""
+    ep0, ep1 = [0.0, 1, 3, 6], [10.0, 20, 40]  # observations o_0..o_T of two episodes
+    data = Transitions.from_episodes([{"emb": np.array([[v, 0] for v in ep], np.float32),
+                                       "proprio": np.zeros((len(ep), 1)), "actions": np.zeros((len(ep) - 1, 1))}
+                                      for ep in (ep0, ep1)])
+    first = lambda e, g: e[:, 0]  # noqa: E731
+    goal = torch.zeros(2)
+    assert transition_rewards(data, goal, first).tolist() == [1, 2, 3, 10, 20]
+    assert transition_rewards(data, goal, first, steps=1).tolist() == [1, 2, 3, 10, 20]
+    assert transition_rewards(data, goal, first, steps=2).tolist() == [3 - 0, 6 - 1, 6 - 3, 40 - 10, 40 - 20]
+    assert transition_rewards(data, goal, first, steps=3).tolist() == [6 - 0, 6 - 1, 6 - 3, 40 - 10, 40 - 20]
+    with pytest.raises(ReprlError, match="steps must be >= 1"):
+        transition_rewards(data, goal, first, steps=0)
+
+
 def test_weighted_loss_is_the_weighted_mean_of_per_sample_losses():
     torch.manual_seed(0)
     head = PolicyHead(4, 4, 2, HeadConfig(hidden=(8,))).eval()

@@ -1,11 +1,13 @@
-"""Where RWR's weight goes on an eval suite's training data: per encoder, task, seed and tau, the effective sample
-size of the weights, the share of the total weight on expert transitions against their share of the data, and
-the mean encoder reward of expert and non-expert transitions. Reads the suite's cached render (run `reprl eval` on
+"""Where RWR's weight goes on an eval suite's training data: per encoder, task, seed, tau and reward span, the
+effective sample size of the weights, the share of the total weight on expert transitions against their share of
+the data, and the mean encoder reward of expert and non-expert transitions. The RWR head learns from the one-step
+reward S(o_{t+1}; g) - S(o_t; g); --steps K also shows the K-step reward S(o_{t+K}; g) - S(o_t; g) (a what-if: a
+reward over a longer span is less noisy per step). Reads the suite's cached render (run `reprl eval` on
 the suite first: nothing is rendered here). Frames are embedded once per encoder and the embeddings kept under
 --cache, as `reprl eval` keeps them.
 
   python tools/rwr_diagnosis.py --suite eval/suites/study_downstream.yaml --cache eval/cache \
-      --encoder random=random:study-vip --encoder vip=study-vip --tau 0.1 --tau 1
+      --encoder random=random:study-vip --encoder vip=study-vip --tau 0.1 --tau 1 [--steps 1 --steps 20]
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+import torch
+
 import reprl
 from reprl.evaluation.data import encoder_fingerprint, task_episodes
 from reprl.evaluation.harness import select_training_episodes
 from reprl.evaluation.suite import load_suite
 from reprl.heads.registry import with_reward
-from reprl.heads.train import Transitions, rwr_weights
+from reprl.heads.train import Transitions, rwr_weights, transition_rewards
 
 
 def main() -> None:
@@ -28,7 +33,11 @@ def main() -> None:
     p.add_argument("--cache", default="eval/cache")
     p.add_argument("--encoder", action="append", required=True, help="LABEL=SOURCE")
     p.add_argument("--tau", type=float, action="append", required=True)
+    p.add_argument("--steps", type=int, action="append", help="reward span K (repeat; default 1, what RWR uses)")
     args = p.parse_args()
+    spans = args.steps or [1]
+    if min(spans) < 1:
+        raise SystemExit(f"rwr_diagnosis: --steps must be >= 1, got {min(spans)}")
     spec = load_suite(args.suite)
     rwr = spec.head_config("rwr")
     from reprl.errors import ReprlError
@@ -43,9 +52,9 @@ def main() -> None:
                              f"{args.suite} first")
     except ReprlError as e:
         raise SystemExit(f"rwr_diagnosis: {e}") from None
-    print("| encoder | task | seed | tau | ESS / n | expert share of weight | expert share of data | "
+    print("| encoder | task | seed | reward steps | tau | ESS / n | expert share of weight | expert share of data | "
           "mean reward, expert | mean reward, other |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, source in encoders.items():
         encoder = reprl.load(source)
         fp = encoder_fingerprint(encoder)
@@ -56,15 +65,19 @@ def main() -> None:
                 data = with_reward("rwr", rwr, Transitions.from_episodes(demos + noisy),
                                    [d["emb"][-1] for d in demos], encoder.similarity)
                 assert data.reward is not None and data.expert is not None
-                reward = data.reward.double().numpy()
                 expert = data.expert.numpy().astype(bool)
-                for tau in args.tau:
-                    cfg = dataclasses.replace(rwr, tau=tau)
-                    w = rwr_weights(data.reward, cfg.tau, "exp", clip=cfg.clip,
-                                    standardize=cfg.standardize).double().numpy()
-                    ess = w.sum() ** 2 / (len(w) * (w ** 2).sum())
-                    print(f"| {label} | {task} | {seed} | {tau:g} | {ess:.2f} | {w[expert].sum() / w.sum():.3f} | "
-                          f"{expert.mean():.3f} | {reward[expert].mean():.3f} | {reward[~expert].mean():.3f} |")
+                goal = torch.as_tensor(np.stack([np.asarray(d["emb"][-1]) for d in demos])).float().mean(0)
+                for k in spans:  # k = 1 is the head's own reward
+                    rewards = data.reward if k == 1 else transition_rewards(data, goal, encoder.similarity, k)
+                    reward = rewards.double().numpy()
+                    for tau in args.tau:
+                        cfg = dataclasses.replace(rwr, tau=tau)
+                        w = rwr_weights(rewards, cfg.tau, "exp", clip=cfg.clip,
+                                        standardize=cfg.standardize).double().numpy()
+                        ess = w.sum() ** 2 / (len(w) * (w ** 2).sum())
+                        print(f"| {label} | {task} | {seed} | {k} | {tau:g} | {ess:.2f} | "
+                              f"{w[expert].sum() / w.sum():.3f} | {expert.mean():.3f} | {reward[expert].mean():.3f} | "
+                              f"{reward[~expert].mean():.3f} |")
 
 
 if __name__ == "__main__":

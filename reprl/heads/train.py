@@ -116,10 +116,22 @@ def rwr_weights(rewards: torch.Tensor, tau: float = 0.1, weighting: Literal["exp
     return w
 
 
-def transition_rewards(data: Transitions, goal: torch.Tensor, similarity: Any) -> torch.Tensor:
-    """R_t = S(o_{t+1}; g) - S(o_t; g) for every transition."""
+def transition_rewards(data: Transitions, goal: torch.Tensor, similarity: Any, steps: int = 1) -> torch.Tensor:
+    """R_t = S(o_{t+k}; g) - S(o_t; g) for every transition, k = `steps` (1: the one-step reward heads learn
+    from). o_{t+k} stops at the episode's last observation; episodes are the runs of equal `data.episode`."""
+    if steps < 1:
+        raise ReprlError(f"steps must be >= 1, got {steps}")
     g = goal[None] if goal.dim() == 1 else goal
-    return similarity(data.next_emb, g) - similarity(data.emb, g)
+    now, after = similarity(data.emb, g), similarity(data.next_emb, g)
+    if steps == 1:
+        return after - now
+    n = len(now)
+    index = torch.arange(n)
+    ends = torch.ones(n, dtype=torch.bool)  # the last transition of each episode
+    ends[:-1] = data.episode[1:] != data.episode[:-1]
+    last = torch.flip(torch.cummin(torch.flip(torch.where(ends, index, n), [0]), 0).values, [0])
+    target = index + steps  # o_{t+k} is transition t+k's observation, or past the end the episode's last one
+    return torch.where(target <= last, now[target.clamp(max=n - 1)], after[last]) - now
 
 
 class HeadTrainer(Learner):
