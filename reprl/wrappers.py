@@ -6,7 +6,8 @@
 
 The image is read from the observation (an image observation, or `image_key` of a dict observation) or,
 failing that, rendered (render_mode="rgb_array"). Greyscale frames (a uint8 (H, W) observation space, also
-under FrameStackObservation) are read as images, one per frame.
+under FrameStackObservation) are read as images, one per frame. Float RGB frames are images in [0, 1] or
+[0, 255], as their observation space's bounds say (a float frame outside [0, 1] with other bounds is an error).
 S is the encoder's own similarity (reprl.rewards.values).
 The goal is an image, a list / batch of images (their mean embedding), a text (language-capable encoders) or
 an embedding ([D], or [K, D] averaged); set at construction or with reset(options={"goal": ...}). A goal given to
@@ -54,12 +55,11 @@ def goal_embedding(encoder: Encoder, goal: Any) -> torch.Tensor:
     return resolve_goal(encoder, image=arr).float()
 
 
-def frame_is_greyscale(env: Any, space: Any, image_key: str | None) -> bool:
-    """Whether one frame of the env's image observation is a 2-D uint8 (H, W) greyscale image: read from the
-    observation space (obs[image_key] for dict observations), or, under gymnasium's FrameStackObservation,
-    from the space of the observations it stacks (a stack of greyscale frames is (K, H, W), the same shape
-    as one channels-first RGB frame, so shapes alone cannot tell them apart). A vector env's sub-environments
-    are not looked into: `space` is then their single observation space."""
+def frame_space(env: Any, space: Any, image_key: str | None) -> Any:
+    """The observation space of one frame of the env's image observation: `space` (obs[image_key] for dict
+    observations), or, under gymnasium's FrameStackObservation, the space of the observations it stacks (a stack
+    of greyscale frames is (K, H, W), the same shape as one channels-first RGB frame, so shapes alone cannot tell
+    them apart). A vector env's sub-environments are not looked into: `space` is then their single space."""
     inner = env
     while isinstance(inner, gym.Wrapper):
         if isinstance(inner, FrameStackObservation):
@@ -69,8 +69,27 @@ def frame_is_greyscale(env: Any, space: Any, image_key: str | None) -> bool:
         inner = inner.env
     if image_key is not None:
         space = space.spaces.get(image_key) if isinstance(space, gym.spaces.Dict) else None
-    shape = getattr(space, "shape", None)
-    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and shape is not None and len(shape) == 2
+    return space
+
+
+def frame_is_greyscale(env: Any, space: Any, image_key: str | None) -> bool:
+    """Whether one frame (see frame_space) is a 2-D uint8 (H, W) greyscale image."""
+    one = frame_space(env, space, image_key)
+    shape = getattr(one, "shape", None)
+    return isinstance(one, gym.spaces.Box) and one.dtype == np.uint8 and shape is not None and len(shape) == 2
+
+
+def float_frame_scale(env: Any, space: Any, image_key: str | None) -> float | None:
+    """For float RGB frames, what to divide them by to get [0, 1] images, read from the space's bounds: 1 for a
+    Box bounded by [0, 1], 255 for one bounded by [0, 255]; None for anything else (uint8 frames, unbounded or
+    non-image spaces). A frame is (H, W, 3) or (3, H, W)."""
+    one = frame_space(env, space, image_key)
+    if not isinstance(one, gym.spaces.Box) or not np.issubdtype(one.dtype, np.floating) or len(one.shape) != 3:
+        return None
+    if 3 not in (one.shape[0], one.shape[-1]) or not (np.all(np.isfinite(one.low)) and np.all(one.low >= 0)):
+        return None
+    top = float(np.max(one.high))
+    return 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else None
 
 
 def _without_goal(options: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -82,12 +101,13 @@ class _Scorer:
     """What single and vector wrappers share: the goal, the frame source and one batched value call."""
 
     def __init__(self, encoder: Encoder, goal: Any, mode: str, weight: float, add_to_env: bool,
-                 image_key: str | None, greyscale: bool = False) -> None:
+                 image_key: str | None, greyscale: bool = False, float_scale: float | None = None) -> None:
         if mode not in MODES:
             raise ReprlError(f"mode must be one of {MODES}, got {mode!r}")
         self.encoder, self.mode, self.weight, self.add_to_env = encoder, mode, float(weight), bool(add_to_env)
         self.image_key = image_key
         self.greyscale = greyscale  # one frame is (H, W): see frame_is_greyscale
+        self.float_scale = float_scale  # float frames / this are [0, 1] images: see float_frame_scale
         self.goal = None if goal is None else goal_embedding(encoder, goal)
 
     def set_goal(self, options: dict[str, Any] | None) -> None:
@@ -99,16 +119,32 @@ class _Scorer:
     def frames(self, obs: Any, render: Any) -> Any:
         """Images of the observation: obs[image_key], the observation itself if it is an image, or a render.
         Greyscale frames (a single frame of shape (H, W), possibly stacked or batched before it) get a channel
-        axis, so a stack of K greyscale frames is read as K images, not as one K-channel image."""
+        axis, so a stack of K greyscale frames is read as K images, not as one K-channel image. Float frames are
+        scaled to [0, 1] as their space's bounds say; float frames of another space must already be in [0, 1]."""
         if self.image_key is not None:
             if not isinstance(obs, dict) or self.image_key not in obs:
                 raise ReprlError(f"image_key {self.image_key!r} is not a key of the observation")
             frames = obs[self.image_key]
-        elif isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and (obs.ndim >= 3 or self.greyscale):
+        elif self._is_image(obs):
             frames = obs
         else:
             return self.rendered(render)
+        if isinstance(frames, np.ndarray) and np.issubdtype(frames.dtype, np.floating):
+            frames = (frames / self.float_scale).astype(np.float32) if self.float_scale else frames
+            if frames.size and (float(frames.max()) > 1.0 or float(frames.min()) < 0.0):
+                raise ReprlError(f"float image frames must be in [0, 1] (these span {float(frames.min()):g} to "
+                                 f"{float(frames.max()):g}): give the observation space bounds of [0, 1] or "
+                                 "[0, 255], or uint8 frames")
         return frames[..., None] if self.greyscale and isinstance(frames, np.ndarray) else frames
+
+    def _is_image(self, obs: Any) -> bool:
+        """Whether the observation itself is the frames: uint8 with a channel axis (or greyscale), or float
+        frames whose space marks them as images (float_scale)."""
+        if not isinstance(obs, np.ndarray):
+            return False
+        if obs.dtype == np.uint8:
+            return obs.ndim >= 3 or self.greyscale
+        return self.float_scale is not None and obs.ndim >= 3
 
     @staticmethod
     def rendered(render: Any) -> Any:
@@ -148,8 +184,9 @@ class GoalReward(gym.Wrapper):
     def __init__(self, env: gym.Env, encoder: Encoder, goal: Any = None, mode: str = "diff", weight: float = 1.0,
                  add_to_env: bool = False, image_key: str | None = None) -> None:
         super().__init__(env)
+        space = env.observation_space
         self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key,
-                              frame_is_greyscale(env, env.observation_space, image_key))
+                              frame_is_greyscale(env, space, image_key), float_frame_scale(env, space, image_key))
         self._value = 0.0
 
     def _value_of(self, obs: Any) -> float:
@@ -181,8 +218,9 @@ class GoalRewardVector(VectorWrapper):
         autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if autoreset not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
             raise ReprlError(f"GoalReward supports vector envs with autoreset NEXT_STEP or DISABLED, not {autoreset}")
+        space = env.single_observation_space
         self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key,
-                              frame_is_greyscale(env, env.single_observation_space, image_key))
+                              frame_is_greyscale(env, space, image_key), float_frame_scale(env, space, image_key))
         self._values = np.zeros(env.num_envs)
         self._restarted = np.zeros(env.num_envs, dtype=bool)
 

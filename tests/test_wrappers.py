@@ -161,6 +161,7 @@ def test_greyscale_frames_single_stacked_batched_and_in_a_dict_score_as_their_rg
     """A greyscale frame is one image (it was sent to env.render()); a stack of 4 greyscale frames is 4 images
     whose newest is scored (it was read as one RGBA image of the 3 oldest); a vector env's greyscale frames are
     one image per sub-env (they were read as one multi-channel image). Each matches the RGB env's values."""
+    torch.manual_seed(0)  # the random init must order brightness (not every init does), whatever ran before
     enc = reprl.load("tiny", image_size=16)
     goal = np.full((8, 8, 3), 255, np.uint8)
     rgb = GoalReward(Brightness(start=0), enc, goal=goal)
@@ -182,6 +183,53 @@ def test_greyscale_frames_single_stacked_batched_and_in_a_dict_score_as_their_rg
     np.testing.assert_allclose(grey.reset()[1]["goal_value"], colour.reset()[1]["goal_value"], rtol=1e-5)
     np.testing.assert_allclose(grey.step(np.array([51, 0]))[1], colour.step(np.array([51, 0]))[1], rtol=1e-5,
                                atol=1e-6)
+
+
+class FloatBrightness(Brightness):
+    """Brightness with float frames, in [0, 1] or in [0, 255] (`top`), as its observation space's bounds say
+    (bounds None: an unbounded float space), and no renderer."""
+
+    def __init__(self, start=0, top=1.0, bounds=True, channels_first=False):
+        super().__init__(start=start)
+        self.render_mode, self.top, self.channels_first = None, top, channels_first
+        shape = (3, 8, 8) if channels_first else (8, 8, 3)
+        self.observation_space = gym.spaces.Box(0.0 if bounds else -np.inf, top if bounds else np.inf, shape,
+                                                np.float32)
+
+    def _obs(self):
+        return np.full(self.observation_space.shape, self.p * self.top / 255.0, np.float32)
+
+    def render(self):
+        raise RuntimeError("no render mode")
+
+
+def test_float_frames_score_as_their_uint8_twins_as_their_space_bounds_say():
+    """Float frames in [0, 1] and in [0, 255] (channels last or first, single or stacked) are images scaled by
+    their space's bounds (they fell back to env.render(), which these envs lack); float frames above 1 under an
+    unbounded space are refused, not read as [0, 1] images."""
+    torch.manual_seed(0)
+    enc = reprl.load("tiny", image_size=16)
+    goal = np.full((8, 8, 3), 255, np.uint8)
+    rgb = GoalReward(Brightness(start=0), enc, goal=goal)
+    want = [rgb.reset()[1]["goal_value"]] + [rgb.step(a)[1] for a in (51, 102)]
+    cases = {"[0, 1]": GoalReward(FloatBrightness(), enc, goal=goal),
+             "[0, 255]": GoalReward(FloatBrightness(top=255.0), enc, goal=goal),
+             "[0, 255], channels first": GoalReward(FloatBrightness(top=255.0, channels_first=True), enc, goal=goal),
+             "[0, 255], stacked": GoalReward(gym.wrappers.FrameStackObservation(FloatBrightness(top=255.0), 3), enc,
+                                             goal=goal)}
+    for name, env in cases.items():
+        got = [env.reset()[1]["goal_value"]] + [env.step(a)[1] for a in (51, 102)]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+    unbounded = GoalReward(FloatBrightness(start=10, top=255.0, bounds=False), enc, goal=goal)
+    with pytest.raises(ReprlError, match="render"):  # not known to be an image: rendered, and it has no renderer
+        unbounded.reset()
+    keyed = GoalReward(gym.wrappers.TransformObservation(FloatBrightness(start=10, top=255.0, bounds=False),
+                                                         lambda o: {"pixels": o},
+                                                         gym.spaces.Dict({"pixels": gym.spaces.Box(
+                                                             -np.inf, np.inf, (8, 8, 3), np.float32)})),
+                       enc, goal=goal, image_key="pixels")
+    with pytest.raises(ReprlError, match=r"must be in \[0, 1\]"):
+        keyed.reset()
 
 
 @pytest.mark.slow
