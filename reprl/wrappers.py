@@ -72,18 +72,16 @@ def frame_space(env: Any, space: Any, image_key: str | None) -> Any:
     return space
 
 
-def frame_is_greyscale(env: Any, space: Any, image_key: str | None) -> bool:
-    """Whether one frame (see frame_space) is a 2-D uint8 (H, W) greyscale image."""
-    one = frame_space(env, space, image_key)
+def frame_is_greyscale(one: Any) -> bool:
+    """Whether the space of one frame (frame_space's result) is a 2-D uint8 (H, W) greyscale image."""
     shape = getattr(one, "shape", None)
     return isinstance(one, gym.spaces.Box) and one.dtype == np.uint8 and shape is not None and len(shape) == 2
 
 
-def float_frame_scale(env: Any, space: Any, image_key: str | None) -> float | None:
-    """For float RGB frames, what to divide them by to get [0, 1] images, read from the space's bounds: 1 for a
-    Box bounded by [0, 1], 255 for one bounded by [0, 255]; None for anything else (uint8 frames, unbounded or
-    non-image spaces). A frame is (H, W, 3) or (3, H, W)."""
-    one = frame_space(env, space, image_key)
+def float_frame_scale(one: Any) -> float | None:
+    """For float RGB frames, what to divide them by to get [0, 1] images, read from the bounds of one frame's
+    space (frame_space's result): 1 for a Box bounded by [0, 1], 255 for one bounded by [0, 255]; None for
+    anything else (uint8 frames, unbounded or non-image spaces). A frame is (H, W, 3) or (3, H, W)."""
     if not isinstance(one, gym.spaces.Box) or not np.issubdtype(one.dtype, np.floating) or len(one.shape) != 3:
         return None
     if 3 not in (one.shape[0], one.shape[-1]) or not (np.all(np.isfinite(one.low)) and np.all(one.low >= 0)):
@@ -101,13 +99,14 @@ class _Scorer:
     """What single and vector wrappers share: the goal, the frame source and one batched value call."""
 
     def __init__(self, encoder: Encoder, goal: Any, mode: str, weight: float, add_to_env: bool,
-                 image_key: str | None, greyscale: bool = False, float_scale: float | None = None) -> None:
+                 image_key: str | None, frame: Any = None) -> None:
+        """frame: the observation space of one frame (frame_space), which says how frames are laid out."""
         if mode not in MODES:
             raise ReprlError(f"mode must be one of {MODES}, got {mode!r}")
         self.encoder, self.mode, self.weight, self.add_to_env = encoder, mode, float(weight), bool(add_to_env)
         self.image_key = image_key
-        self.greyscale = greyscale  # one frame is (H, W): see frame_is_greyscale
-        self.float_scale = float_scale  # float frames / this are [0, 1] images: see float_frame_scale
+        self.greyscale = frame_is_greyscale(frame)  # one frame is (H, W)
+        self.float_scale = float_frame_scale(frame)  # float frames / this are [0, 1] images
         self.goal = None if goal is None else goal_embedding(encoder, goal)
 
     def set_goal(self, options: dict[str, Any] | None) -> None:
@@ -184,9 +183,8 @@ class GoalReward(gym.Wrapper):
     def __init__(self, env: gym.Env, encoder: Encoder, goal: Any = None, mode: str = "diff", weight: float = 1.0,
                  add_to_env: bool = False, image_key: str | None = None) -> None:
         super().__init__(env)
-        space = env.observation_space
         self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key,
-                              frame_is_greyscale(env, space, image_key), float_frame_scale(env, space, image_key))
+                              frame_space(env, env.observation_space, image_key))
         self._value = 0.0
 
     def _value_of(self, obs: Any) -> float:
@@ -218,9 +216,8 @@ class GoalRewardVector(VectorWrapper):
         autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if autoreset not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
             raise ReprlError(f"GoalReward supports vector envs with autoreset NEXT_STEP or DISABLED, not {autoreset}")
-        space = env.single_observation_space
         self.scorer = _Scorer(encoder, goal, mode, weight, add_to_env, image_key,
-                              frame_is_greyscale(env, space, image_key), float_frame_scale(env, space, image_key))
+                              frame_space(env, env.single_observation_space, image_key))
         self._values = np.zeros(env.num_envs)
         self._restarted = np.zeros(env.num_envs, dtype=bool)
 

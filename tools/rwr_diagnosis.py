@@ -16,15 +16,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-import torch
-
 import reprl
 from reprl.evaluation.data import encoder_fingerprint, task_episodes
 from reprl.evaluation.harness import select_training_episodes
 from reprl.evaluation.suite import load_suite
 from reprl.heads.registry import with_reward
-from reprl.heads.train import Transitions, rwr_weights, transition_rewards
+from reprl.heads.train import Transitions, mean_goal, rwr_weights, transition_rewards
 
 
 def main() -> None:
@@ -66,7 +63,7 @@ def main() -> None:
                                    [d["emb"][-1] for d in demos], encoder.similarity)
                 assert data.reward is not None and data.expert is not None
                 expert = data.expert.numpy().astype(bool)
-                goal = torch.as_tensor(np.stack([np.asarray(d["emb"][-1]) for d in demos])).float().mean(0)
+                goal = mean_goal([d["emb"][-1] for d in demos])  # RWR's goal, as with_reward takes it
                 for k in spans:  # k = 1 is the head's own reward
                     rewards = data.reward if k == 1 else transition_rewards(data, goal, encoder.similarity, k)
                     reward = rewards.double().numpy()

@@ -10,7 +10,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from reprl.errors import ReprlError
@@ -27,7 +26,7 @@ from reprl.heads.dualrl import (
 from reprl.heads.learner import Learner
 from reprl.heads.policy import HeadConfig
 from reprl.heads.trail import TRAILConfig, TRAILLearner
-from reprl.heads.train import HeadTrainer, Transitions, rwr_weights, transition_rewards
+from reprl.heads.train import HeadTrainer, Transitions, mean_goal, rwr_weights, transition_rewards
 from reprl.typed_config import from_dict
 
 
@@ -120,8 +119,7 @@ def with_reward(kind: str, cfg: Any, data: Transitions, goal_embeddings: Any, si
     `goal_embeddings` (e.g. the expert demos' last frames), the data's own (environment) reward, or none."""
     source = reward_source(kind, head_config(kind, cfg))
     if source == "encoder":
-        goal = torch.as_tensor(np.stack([np.asarray(g) for g in goal_embeddings])).float().mean(0)
-        return dataclasses.replace(data, reward=transition_rewards(data, goal, similarity))
+        return dataclasses.replace(data, reward=transition_rewards(data, mean_goal(goal_embeddings), similarity))
     if source == "env" and data.reward is None:
         raise ReprlError(f"the {kind} head is set to the environment's reward, but the data has none: add reward "
                          "arrays or use reward=encoder")

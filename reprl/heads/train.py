@@ -116,6 +116,11 @@ def rwr_weights(rewards: torch.Tensor, tau: float = 0.1, weighting: Literal["exp
     return w
 
 
+def mean_goal(goal_embeddings: Any) -> torch.Tensor:
+    """The goal embedding [D] of several (e.g. the expert demos' last frames): their mean."""
+    return torch.as_tensor(np.stack([np.asarray(g) for g in goal_embeddings])).float().mean(0)
+
+
 def transition_rewards(data: Transitions, goal: torch.Tensor, similarity: Any, steps: int = 1) -> torch.Tensor:
     """R_t = S(o_{t+k}; g) - S(o_t; g) for every transition, k = `steps` (1: the one-step reward heads learn
     from). o_{t+k} stops at the episode's last observation; episodes are the runs of equal `data.episode`."""
