@@ -38,8 +38,11 @@ def precision(text: str) -> str:
 
 
 def _finish(p: argparse.ArgumentParser) -> None:
-    """Every (sub)command: defaults in --help, and -q accepted after the subcommand name too."""
+    """Every (sub)command: defaults in --help, -q accepted after the subcommand name too, and option names only
+    as written: argparse would otherwise take an unambiguous prefix (`--force` for `--force-overwrite`), so a
+    shortened or mistyped option could turn on one that deletes an output folder."""
     p.formatter_class = HelpFormatter
+    p.allow_abbrev = False
     for a in p._actions:  # argparse prints no help line, hence no default, for options without help text
         if not a.help and a.option_strings and a.default not in (None, False, argparse.SUPPRESS):
             a.help = "(default: %(default)s)"
@@ -55,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     import reprl
 
     parser = argparse.ArgumentParser(prog="reprl", description="Pretrain and use value-based representations "
-                                     "for robots (VIP, LIV, R3M).")
+                                     "for robots (VIP, LIV, R3M).", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"reprl {reprl.__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and not args._overrides:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and not args._overrides:  # one line that names the command (argparse would print the top usage)
+        print(f"reprl {args.command}: error: unrecognized arguments: {' '.join(extra)} (options are taken only as "
+              f"written; see reprl {args.command} --help)", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
     try:
         code = args._run(args, extra)

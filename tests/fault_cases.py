@@ -35,8 +35,14 @@ CASES = [
           "the file is never deleted"),
     Fault("out-not-own", "shards, embed, convert", "`--overwrite` of a folder the command did not write", ERR
           + " naming `--force-overwrite`", "the folder is intact; only `--force-overwrite` replaces it"),
-    Fault("out-own-rerun", "shards, embed", "`--overwrite` of the same command's earlier output",
-          "replaced with the new output", "the old output is deleted only after the new one is complete"),
+    Fault("out-own-rerun", "shards, embed, convert", "`--overwrite` of the same command's earlier output, with "
+          "files of the user's added to it", "replaced with the new output",
+          "the old output is deleted only after the new one is complete; files and folders the command does not "
+          "write (a user's notes) are kept"),
+    Fault("option-prefix", "every command", "a shortened or mistyped option (`--force` for `--force-overwrite`)",
+          ERR + " naming the command's `--help`", "no option is guessed: nothing runs"),
+    Fault("shards-manifest-in-out", "shards", "a manifest listing a video inside `--out`, with `--overwrite` or "
+          "`--force-overwrite`", ERR, "the video and the folder are intact, byte for byte"),
     Fault("stale-staging", "shards, embed, convert", "a `.NAME.partial-PID/` staging folder left by a killed run",
           "the next run removes it and logs `removed ... (process PID is gone)`",
           "staging folders of running processes are left alone"),
@@ -92,6 +98,11 @@ CASES = [
     Fault("render-vs-shards", "render, shards", "`--overwrite` of the other command's output; render's `--seed -1`, "
           "`--max-steps 0`, `--quality 500`, `--noise nan`", ERR + ", before any environment is built",
           "the other command's output is intact"),
+    Fault("pretrain-overwrite", "pretrain", "`--overwrite true` of a finished run, then the new run fails or is "
+          "stopped (before or after its first checkpoint), or finishes", "the error or interruption, and a line saying "
+          "where the old run is", "the old run is moved aside, not deleted: put back when the new run left nothing, "
+          "kept beside it (`.NAME.replaced-PID`) when the new run has checkpoints; deleted only once the new run "
+          "finished, and files of the user's in it are carried into the new run"),
     Fault("pretrain-interrupted", "pretrain", "Ctrl-C during training", "exit 130 and a line naming the last "
           "checkpoint and `--resume last`", "the run folder and its checkpoints are kept"),
     Fault("api-inputs", "reprl.load, rewards, GoalReward, load_policy", "NaN or empty images, a [K, D] goal, NaN "

@@ -55,6 +55,20 @@ def test_stream_command_prints_what_it_read(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "mine.png", "tuples.png"]
 
 
+def test_stream_grid_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    """A --grid the permission check passes but the file system refuses (a read-only mount, a full disk)."""
+    import reprl.commands.stream as stream
+
+    def refused(batch, path, max_rows=8):
+        raise PermissionError(1, "Operation not permitted", path)
+
+    monkeypatch.setattr(stream, "save_grid", refused)
+    assert run_cli("stream", TRAIN_SHARDS, "--batches", "1", "--batch-size", "2", "--image-size", "32",
+                   "--grid", str(tmp_path / "g.png")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("reprl stream: error: cannot write --grid") and "Traceback" not in err
+
+
 def test_console_script_help_is_fast_and_lists_commands():
     out = subprocess.run([sys.executable, "-m", "reprl", "--help"], capture_output=True, text=True, check=True).stdout
     for name in ("shards", "render", "stream"):

@@ -153,15 +153,54 @@ def test_overwrite_refuses_a_folder_the_command_did_not_write(command, encoder_d
 
 
 @case("out-own-rerun")
-@pytest.mark.parametrize("command", ["shards", "embed"])
-def test_overwrite_replaces_the_commands_own_output(command, encoder_dir, tmp_path):
+@pytest.mark.parametrize("command", ["shards", "embed", "convert"])
+def test_overwrite_replaces_the_commands_own_output_and_keeps_the_users_files(command, encoder_dir, tmp_path):
     frames = make_frame_folder(tmp_path / "frames" / "v1", 4)
-    args = {"shards": [tmp_path / "frames"], "embed": [frames, "--encoder", encoder_dir, "--no-progress"]}[command]
+    args = {"shards": [tmp_path / "frames"], "embed": [frames, "--encoder", encoder_dir, "--no-progress"],
+            "convert": [encoder_dir]}[command]
+    own = {"shards": "shard-000000.idx.json", "embed": "values.png", "convert": "model.safetensors"}[command]
     out = tmp_path / "out"
     assert cli(command, *args, "--out", out) == 0
-    (out / "extra.txt").write_text("from the first run")
+    (out / own).write_text("edited")  # the command's own file: replaced
+    (out / "notes.txt").write_text("the user's")  # not a name the command writes: kept
+    (out / "mine").mkdir()
+    (out / "mine" / "a.txt").write_text("the user's too")
     assert cli(command, *args, "--out", out, "--overwrite") == 0
-    assert not (out / "extra.txt").exists() and not list(tmp_path.glob(".out.*"))
+    assert (out / own).read_bytes() != b"edited" and (out / "notes.txt").read_text() == "the user's"
+    assert (out / "mine" / "a.txt").read_text() == "the user's too" and not list(tmp_path.glob(".out.*"))
+
+
+@case("option-prefix")
+def test_options_are_taken_only_as_written(tmp_path, capsys):
+    """argparse would read `--force` as `--force-overwrite` (an unambiguous prefix) and delete the folder."""
+    make_frame_folder(tmp_path / "frames" / "v1", 4)
+    mine = tmp_path / "mine"
+    make_frame_folder(mine, 2)
+    before = tree(mine)
+    err = one_line_error(capsys, "shards", tmp_path / "frames", "--out", mine, "--force")
+    assert "unrecognized arguments: --force" in err and "reprl shards --help" in err and tree(mine) == before
+
+
+def test_embed_counts_are_checked_before_anything_is_loaded_or_written(encoder_dir, tmp_path, capsys):
+    frames = make_frame_folder(tmp_path / "frames" / "v1", 4)
+    for bad in (["--batch-size", "0"], ["--max-videos", "0"], ["--plots", "-1"]):
+        err = one_line_error(capsys, "embed", frames, "--encoder", encoder_dir, "--out", tmp_path / "o" / "p", *bad)
+        assert "--batch-size and --max-videos must be at least 1" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
+@case("shards-manifest-in-out")
+def test_shards_never_replace_an_out_that_holds_videos_a_manifest_lists(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli("shards", make_frame_folder(tmp_path / "frames" / "v1", 4).parent, "--out", out) == 0
+    capsys.readouterr()
+    video = make_frame_folder(out / "v2", 4)  # a video the user keeps inside an earlier output
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,caption\n{video},open the drawer\n")
+    before = tree(out)
+    for flag in ("--overwrite", "--force-overwrite"):
+        err = one_line_error(capsys, "shards", manifest, "--out", out, flag)
+        assert "contains the input" in err and str(video) in err and tree(out) == before
 
 
 @case("stale-staging")

@@ -3,6 +3,7 @@ what the user sees and that nothing of theirs is lost, replaced or written outsi
 cases are listed in fault_cases.py (docs/reliability.md's table)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import HELDOUT_SHARDS
@@ -174,8 +175,11 @@ def test_eval_checks_its_outputs_before_rendering_and_reruns_what_it_cannot_read
     mine = tmp_path / "mine" / "s"
     mine.mkdir(parents=True)
     (mine / "results.json").write_text('{"mine": 1}')
+    legacy = tmp_path / "legacy" / "s"  # eval's results from before it marked its own: taken as eval's
+    (legacy / "cells").mkdir(parents=True)
     cases = [("../escaped", ["--out", tmp_path / "o"]), ("s", ["--out", tmp_path / "file.txt"]),
-             ("s", ["--out", tmp_path / "mine"]), ("s", ["--out", tmp_path / "o", "--cache", tmp_path / "file.txt"])]
+             ("s", ["--out", tmp_path / "mine"]), ("s", ["--out", tmp_path / "o", "--cache", tmp_path / "file.txt"]),
+             ("s", ["--out", tmp_path / "legacy", "--cache", tmp_path / "file.txt"])]
     for name, args in cases:
         suite.write_text(f"name: '{name}'\ntasks: [drawer-open]\n")
         assert cli("eval", "--suite", suite, "--encoder", "random:tiny", *args) == 2, name
@@ -184,7 +188,8 @@ def test_eval_checks_its_outputs_before_rendering_and_reruns_what_it_cannot_read
     assert "--cache" in err  # the flag the user gave, not --out
     assert (mine / "results.json").read_text() == '{"mine": 1}' and sorted(p.name for p in mine.iterdir()) == [
         "results.json"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "mine", "s.yaml"]
+    assert [p.name for p in legacy.iterdir()] == ["cells"]  # no marker written by a run that failed its checks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "legacy", "mine", "s.yaml"]
     monkeypatch.undo()
 
     spec, cache = tiny_suite(tmp_path)
@@ -228,6 +233,15 @@ def test_bench_checks_counts_and_json_before_running(tmp_path, capsys, monkeypat
     assert (tmp_path / "mine.json").read_text() == '{"mine": 1}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jdir", "mine.json"]
     assert bench_data.frames_dir("c", "a/shards") != bench_data.frames_dir("c", "b/shards")
+    monkeypatch.undo()
+    for shards in (tmp_path / "missing", tmp_path / "mine.json", Path(HELDOUT_SHARDS) / "index.json"):
+        assert cli("bench", "data", "--shards", shards, "--cache", tmp_path / "c") == 2, shards
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "shard folder" in err, err
+    for bad in (["--ingest", "0"], ["--frame-index", "1,40"]):
+        assert cli("bench", "data", "--cache", tmp_path / "c", *bad) == 2, bad
+        assert "lengths of at least 2 frames" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing was written into the cache
 
 
 @case("render-vs-shards")

@@ -77,6 +77,8 @@ def test_resume_appends_to_the_logs(finished_run, tmp_path):
     (["--encoder.embed_dim", "-3"], "--encoder.embed_dim must be at least 1"),
     (["--encoder.pretrained", "/no/such.pt"], "no such file"),
     (["--data.val_max_frames", "1"], "--data.val_max_frames at least 2"),
+    (["--trainer.accelerator", "tpu"], "--trainer.accelerator tpu: this machine has none that torch can use"),
+    (["--trainer.devices", "foo"], "--trainer.devices 'foo': give a count"),
 ])
 def test_bad_inputs_leave_no_run_folder(bad, message, finished_run, tmp_path, capsys):
     import zipfile
@@ -111,6 +113,43 @@ def test_run_dir_of_someone_else_or_holding_the_inputs_is_never_taken(finished_r
     err = one_line_error(capsys, "pretrain", *tiny_args(tmp_path / "other", "--resume", ckpt,
                                                          "--encoder.embed_dim", "16"))
     assert "trained with other settings" in err and "shapes differ" in err
+
+
+@case("pretrain-overwrite")
+def test_overwrite_true_loses_no_run_until_the_new_one_finishes(finished_run, tmp_path, capsys, monkeypatch):
+    import reprl.training.run as run_module
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "NOTES.md").write_text("the user's")
+    before = tree(run)
+    real_fit = run_module._fit
+
+    def stopped_before_a_checkpoint(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_fit", stopped_before_a_checkpoint)
+    assert cli("pretrain", *tiny_args(run, "--overwrite", "true")) == 130
+    assert "is back in" in capsys.readouterr().err and tree(run) == before and not list(tmp_path.glob(".run.*"))
+
+    def failed_after_a_checkpoint(cfg, run_dir, resume):
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"new")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run_module, "_fit", failed_after_a_checkpoint)
+    with pytest.raises(RuntimeError):
+        cli("pretrain", *tiny_args(run, "--overwrite", "true"))
+    kept = list(tmp_path.glob(".run.replaced-*"))
+    assert len(kept) == 1 and tree(kept[0]) == before and str(kept[0]) in capsys.readouterr().err
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"new"
+    shutil.rmtree(run)
+    kept[0].rename(run)  # the user moves the old run back
+
+    monkeypatch.setattr(run_module, "_fit", real_fit)
+    assert cli("pretrain", *tiny_args(run, "--overwrite", "true", "--trainer.seed", "3")) == 0
+    assert (run / "NOTES.md").read_text() == "the user's" and not list(tmp_path.glob(".run.*"))
+    assert (run / "summary.json").read_bytes() != before["summary.json"]
 
 
 @case("out-unwritable")

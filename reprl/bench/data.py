@@ -18,6 +18,7 @@ from reprl.bench.decode import corpus_frames, decode_rate, decode_time_by_scale,
 from reprl.bench.framefiles import FrameFileTuples, export_frame_folders
 from reprl.data.sampling import SAMPLING_MODES
 from reprl.data.stream import StreamConfig, TupleStream
+from reprl.errors import ReprlError
 from reprl.options import DataBenchConfig
 from reprl.utils.machine import torch_threads
 from reprl.utils.timing import StageTimer, median_spread
@@ -155,11 +156,14 @@ def run_data_bench(cfg: DataBenchConfig) -> dict[str, Any]:
 
         return bench_sections(cfg)
     shards = ensure_corpus(cfg)
-    manifest = export_frame_folders(shards, frames_dir(cfg.cache, shards))
     from reprl.data.shards import read_index
     from reprl.utils.machine import usable_cores
 
+    if not Path(shards).is_dir():  # checked before anything is written into the cache
+        raise ReprlError(f"--shards {shards} is not a folder: give a reprl shard folder (reprl shards or reprl "
+                         "render writes one)")
     index = read_index(shards)
+    manifest = export_frame_folders(shards, frames_dir(cfg.cache, shards))
     result: dict[str, Any] = {
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "corpus": {"shards": shards, "videos": index["videos"], "frames": index["frames"]},

@@ -66,6 +66,10 @@ def check_bench(cfg: Any, json_path: str | None) -> None:
         value = getattr(cfg, name, None)
         if value is not None and value < 1:
             raise ReprlError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name, least in (("ingest", 2), ("frame_index", 2)):  # video / clip lengths: at least a frame pair
+        if any(n < least for n in getattr(cfg, name, ())):
+            raise ReprlError(f"--{name.replace('_', '-')} takes lengths of at least {least} frames, got "
+                             f"{','.join(map(str, getattr(cfg, name)))}")
     if getattr(cfg, "mode", "vip") not in ("vip", "liv", "r3m"):
         raise ReprlError(f"--mode {cfg.mode!r}: choose vip, liv or r3m")
     workers = getattr(cfg, "workers", None)  # data: a list of counts; eval: one count or None

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from torch.utils.data import DataLoader
 
     from reprl.data.stream import StreamConfig, TupleStream
+    from reprl.errors import ReprlError
     from reprl.options import StreamOptions, from_args, tuple_settings
 
     opts = from_args(StreamOptions, args)
@@ -106,7 +107,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             caption = f' "{batch.text[j]}"' if batch.text[j] else ""
             print(f"  {batch.key[j]} (len {int(batch.length[j])}): {idx}{caption}")
         if i == 0 and opts.grid:
-            save_grid(batch, opts.grid)
+            try:
+                save_grid(batch, opts.grid)
+            except OSError as e:  # a place the permission check could not foresee (a read-only mount, a full disk)
+                raise ReprlError(f"cannot write --grid {opts.grid}: {e.strerror or e}; choose a --grid in a folder you "
+                                 "can write to") from None
             print(f"  saved a picture of these tuples to {opts.grid}")
     elapsed = time.perf_counter() - start
     print(f"read {tuples} tuples in {elapsed:.1f}s ({tuples / elapsed:.0f} tuples/s including start-up)")

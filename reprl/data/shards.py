@@ -35,12 +35,13 @@ import numpy as np
 from PIL import Image
 
 import reprl
+from reprl.data.frameindex import SUFFIX as INDEX_SUFFIX
 from reprl.data.frameindex import IndexBuilder, index_path
 from reprl.data.sources import VIDEO_EXTS, discover
 from reprl.data.video import resize_shorter  # noqa: F401 - part of this module's interface
 from reprl.errors import ReprlError
 from reprl.options import ShardOptions
-from reprl.utils.files import StagingDir, check_output, write_json
+from reprl.utils.files import StagingDir, check_output, read_json_object, write_json
 
 log = logging.getLogger("reprl.data")
 INDEX_NAME = "index.json"
@@ -87,7 +88,9 @@ class ShardWriter:
         self.opts = opts
         self.prefix = prefix
         # `command`: shards or render (render's index.json records how it rendered): each replaces only its own
-        self._stage = StagingDir(self.out, opts.overwrite, command, inputs, opts.force_overwrite)
+        self._stage = StagingDir(self.out, opts.overwrite, command, inputs, opts.force_overwrite,
+                                 own=("*.tar", "*.tar.partial", f"*{INDEX_SUFFIX}", INDEX_NAME),
+                                 force_flag="--force-overwrite" if command == "shards" else None)
         self.staging = self._stage.dir
         self.shards: list[dict[str, Any]] = []
         self.videos = self.frames = self.captions = 0
@@ -234,8 +237,14 @@ def write_shards(inputs: Iterable[str | Path], out_dir: str | Path, opts: ShardO
     opts = check_options(opts or ShardOptions())
     inputs = list(inputs)
     check_output(out_dir, "shards", inputs, opts.overwrite, opts.force_overwrite)
+    notes: list[str] = []
+    sources = discover(inputs, warn=notes.append, cameras=opts.cameras)
+    # the videos a manifest lists may lie anywhere, --out included: checked too, so that replacing --out never
+    # deletes a video it reads
+    check_output(out_dir, "shards", [*inputs, *(s.path for s in sources)], opts.overwrite, opts.force_overwrite)
     with ShardWriter(out_dir, opts, inputs=inputs) as writer:
-        sources = discover(inputs, warn=writer.warn, cameras=opts.cameras)
+        for note in notes:
+            writer.warn(note)
         start, decoded, busy = time.perf_counter(), 0, 0.0
         for result in encode_all(sources, opts, writer.staging, progress):
             for warning in result.warnings:
@@ -296,9 +305,12 @@ def read_index(path: str | Path) -> dict[str, Any]:
     """The index.json of a shard folder (or the file itself)."""
     p = Path(path)
     p = p / INDEX_NAME if p.is_dir() else p
-    if not p.exists():
-        raise ReprlError(f"no {INDEX_NAME} at {p}: is this a reprl shard folder?")
-    return json.loads(p.read_text())
+    if not p.exists() or p.name != INDEX_NAME:
+        raise ReprlError(f"no {INDEX_NAME} at {p}: give a reprl shard folder (reprl shards or reprl render writes one)")
+    index = read_json_object(p, "a shard folder's index.json (reprl shards or reprl render writes one)")
+    if not isinstance(index.get("shards"), list):
+        raise ReprlError(f"{p} lists no shards: is it a reprl shard folder's index.json?")
+    return index
 
 
 def shard_urls(path: str | Path) -> list[str]:

@@ -152,10 +152,19 @@ def _summary_base(opts: EmbedOptions, encoder: Encoder, goal: Goal, kind: str) -
             "device": opts.device, "precision": opts.precision, "batch_size": opts.batch_size}
 
 
+# what embed writes into --out (one video, or one result per video of shards / a folder); other names in an
+# output that --overwrite replaces are the user's and are kept
+EMBED_FILES = ("summary.json", "embeddings.npy", "embeddings", "plots", "frames.csv", "frames.parquet", "videos.csv",
+               "videos.parquet", "values.png")
+
+
 def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     """Embed the input and write the outputs; returns the summary."""
     t0 = time.perf_counter()
     opts.device = resolve_device(opts.device)
+    if opts.batch_size < 1 or (opts.max_videos is not None and opts.max_videos < 1) or opts.plots < 0:
+        raise ReprlError(f"--batch-size and --max-videos must be at least 1 and --plots at least 0, got "
+                         f"{opts.batch_size}, {opts.max_videos} and {opts.plots}")
     inputs: list[str | Path] = [*input_paths(opts.input), *source_paths(opts.encoder)]  # --out replaces neither
     check_output(opts.out, "embed", inputs, opts.overwrite, opts.force_overwrite)
     kind, sources = open_sources(opts.input)
@@ -168,7 +177,7 @@ def run_embed(opts: EmbedOptions) -> dict[str, Any]:
             and not -single.count <= goal.frame < single.count:  # known up front: refused before embedding
         raise ReprlError(f"--goal-frame {goal.frame} is outside the input's {single.count} frames (0 to "
                          f"{single.count - 1}, or -1 to -{single.count} from the end)")
-    with StagingDir(opts.out, opts.overwrite, "embed", inputs, opts.force_overwrite) as out:
+    with StagingDir(opts.out, opts.overwrite, "embed", inputs, opts.force_overwrite, own=EMBED_FILES) as out:
         summary = _summary_base(opts, encoder, goal, kind)
         if single is None:  # one result per video
             summary.update(_run_shards(encoder, sources, goal, opts, out))

@@ -53,7 +53,8 @@ def save_encoder(encoder: Encoder, out: str | Path, command: str | None = None, 
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     check_finite(state, f"the encoder to export to {out}")
-    with StagingDir(out, command=command, force=force) as staging:
+    with StagingDir(out, command=command, force=force, own=(CONFIG, WEIGHTS, *(Path(n).name for n in extra or {}))) \
+            as staging:
         for name, text in (extra or {}).items():
             (staging / Path(name).name).write_text(text)
         config = {**encoder.config.to_dict(), "reprl_version": reprl.__version__}

@@ -94,14 +94,17 @@ def prepare_outputs(out_dir: Path, cache_dir: Path) -> None:
     its own results), and a --cache that cannot be written; mark a new results folder as reprl eval's."""
     from reprl.utils.files import MARKER, check_output, check_writable
 
-    if (out_dir / "cells").is_dir() and not (out_dir / MARKER).exists():  # a run from before the marker existed
-        write_json(out_dir / MARKER, {"command": "eval"})
-    check_output(out_dir, "eval", overwrite=True, flag="--out", force_flag=None)
+    if not ((out_dir / "cells").is_dir() and not (out_dir / MARKER).exists()):  # else a run from before the marker
+        check_output(out_dir, "eval", overwrite=True, flag="--out", force_flag=None)
     if cache_dir.exists() and not cache_dir.is_dir():
         raise ReprlError(f"--cache {cache_dir} is a file; give a folder for the rendered data and embeddings")
     check_writable(cache_dir / "data", "--cache")
-    if not (out_dir / MARKER).exists():
-        write_json(out_dir / MARKER, {"command": "eval"})
+    if not (out_dir / MARKER).exists():  # written only once every check has passed
+        try:
+            write_json(out_dir / MARKER, {"command": "eval"})
+        except OSError as e:
+            raise ReprlError(f"cannot write --out {out_dir}: {e.strerror or e}; choose an --out in a folder you can "
+                             "write to") from None
 
 
 def read_cell(path: Path) -> dict[str, Any] | None:

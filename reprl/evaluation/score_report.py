@@ -131,9 +131,7 @@ def write_score_report(out_dir: str | Path, result: dict[str, Any],
     The report is built in a staging folder and swapped in whole: it replaces an earlier report of reprl score,
     never another folder (or one of `inputs`), and an interrupted write leaves the old report as it was. Files
     of the folder that the report does not write (a user's notes, other tables) are kept."""
-    staging = StagingDir(out_dir, overwrite=True, command="score", inputs=inputs or ())
-    with staging as out:
-        staging.keep_others(REPORT_FILES)
+    with StagingDir(out_dir, overwrite=True, command="score", inputs=inputs or (), own=REPORT_FILES) as out:
         write_json(out / "results.json", result)
         data = result["data"]
         tasks = ", ".join(f"{t} ({c['succeeded']} ok / {c['failed']} failed)" for t, c in data["tasks"].items())

@@ -156,7 +156,7 @@ def save_head(head: nn.Module, out: str | Path, encoder_source: str, kind: str =
 
     out = Path(out)
     encoder_source = absolute_source(encoder_source)  # a relative path would not load from another folder
-    with StagingDir(out) as staging:
+    with StagingDir(out, own=(CONFIG, WEIGHTS, ENCODER_DIR)) as staging:
         actor_config = dataclasses.asdict(head.cfg)  # type: ignore[call-overload]  # every actor's cfg is a dataclass
         meta = {"format": POLICY_FORMAT, "head": kind, "actor": type(head).__name__,
                 "actor_config": actor_config, "dims": head.dims,

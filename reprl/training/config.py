@@ -3,6 +3,7 @@ configs/pretrain/ mirror. No Lightning here, so configs can be read and checked 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -125,6 +126,18 @@ def import_plugins(modules: list[str]) -> None:
                              "(on PYTHONPATH or installed)") from None
 
 
+def accelerator_available(name: str) -> bool:
+    """Whether Lightning's accelerator `name` (gpu: cuda or mps) can run on this machine."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    try:
+        if name == "gpu":
+            return any(AcceleratorRegistry[n]["accelerator"].is_available() for n in ("cuda", "mps"))
+        return bool(AcceleratorRegistry[name]["accelerator"].is_available())
+    except Exception:  # noqa: BLE001 - a backend whose library is missing or broken is not available
+        return False
+
+
 def check_trainer(t: TrainerSection) -> None:
     """Hardware and seed settings Lightning would refuse only after the model is built, in one line each."""
     from typing import get_args
@@ -138,6 +151,12 @@ def check_trainer(t: TrainerSection) -> None:
     accelerators = ["auto", "gpu", *AcceleratorRegistry]
     if t.accelerator not in accelerators:
         raise ReprlError(f"--trainer.accelerator {t.accelerator!r}: choose one of {', '.join(accelerators)}")
+    if t.accelerator not in ("auto", "cpu") and not accelerator_available(t.accelerator):
+        raise ReprlError(f"--trainer.accelerator {t.accelerator}: this machine has none that torch can use; choose "
+                         "auto or cpu")
+    if isinstance(t.devices, str) and t.devices != "auto" and not re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", t.devices):
+        raise ReprlError(f"--trainer.devices {t.devices!r}: give a count, a comma-separated list of device indices "
+                         "(0,1), -1 (all) or auto")
     if t.strategy != "auto" and t.strategy not in StrategyRegistry:
         raise ReprlError(f"--trainer.strategy {t.strategy!r}: choose auto or a Lightning strategy (ddp, fsdp, "
                          "deepspeed, ...)")

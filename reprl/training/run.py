@@ -15,6 +15,7 @@ Run folder layout:
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -147,10 +148,18 @@ def launched_as_rank_zero() -> bool:
     return all(os.environ.get(k, "0") == "0" for k in ("NODE_RANK", "GROUP_RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
-def prepare_run_dir(cfg: PretrainConfig) -> bool:
-    """Make run_dir (marked as pretrain's); returns whether this run created it. A run_dir holding anything is
-    only reused by --resume, or started over by --overwrite when it is pretrain's own."""
+# what pretrain writes at the top of a run_dir; anything else there is the user's and outlives --overwrite true
+RUN_DIR_OWN = frozenset({MARKER, "config.yaml", "checkpoints", "encoder", "encoders", "best", "logs", "tb", "wandb",
+                         "summary.json"})
+
+
+def prepare_run_dir(cfg: PretrainConfig) -> tuple[bool, Path | None]:
+    """Make run_dir (marked as pretrain's); returns whether this run created it, and where the run it replaces
+    was moved (None: none). A run_dir holding anything is only reused by --resume, or started over by
+    --overwrite when it is pretrain's own: the old run is then moved aside, beside run_dir, and deleted only once
+    the new run has finished (finish_replacing), so a run that fails or is stopped loses nothing."""
     run_dir = Path(cfg.run_dir)
+    replaced: Path | None = None
     if run_dir.exists() and not run_dir.is_dir():
         raise ReprlError(f"run_dir {run_dir} is a file, not a folder; choose another --run_dir")
     if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -165,16 +174,42 @@ def prepare_run_dir(cfg: PretrainConfig) -> bool:
                 if Path(path).resolve().is_relative_to(run_dir.resolve()):
                     raise ReprlError(f"--overwrite true would delete {path}, which this run reads ({what}); copy it "
                                      "out of the run folder first, or choose another --run_dir")
-            shutil.rmtree(run_dir)
+            replaced = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
+            try:
+                os.replace(run_dir, replaced)
+            except OSError as e:
+                raise ReprlError(f"cannot move the old run {run_dir} aside to replace it: {e.strerror or e}; delete "
+                                 "it yourself or choose another --run_dir") from None
     created = not run_dir.exists()
     check_writable(run_dir, "--run_dir")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / MARKER, {"command": "pretrain"})
     except OSError as e:
+        if replaced is not None:
+            os.replace(replaced, run_dir)
         raise ReprlError(f"cannot write run_dir {run_dir}: {e.strerror or e}; choose a --run_dir in a folder you "
                          "can write to") from None
-    return created
+    return created, replaced
+
+
+def finish_replacing(run_dir: Path, replaced: Path | None, ok: bool) -> None:
+    """After a run that replaced `replaced` (--overwrite true): when it finished (ok), carry the user's own
+    files of the old run into run_dir and delete the rest of the old run; when it failed or was stopped, put the
+    old run back if the new one left nothing (no run folder), else keep it beside run_dir and say where."""
+    if replaced is None or not replaced.exists():
+        return
+    if ok:
+        for item in replaced.iterdir():
+            if item.name not in RUN_DIR_OWN and not (run_dir / item.name).exists():
+                os.replace(item, run_dir / item.name)
+        shutil.rmtree(replaced, ignore_errors=True)
+    elif not run_dir.exists():
+        os.replace(replaced, run_dir)
+        print(f"pretrain: the run it was to replace is back in {run_dir}, unchanged", file=sys.stderr, flush=True)
+    else:
+        print(f"pretrain: the run it was to replace is kept in {replaced}: move it back over {run_dir} to keep "
+              "it, or delete it", file=sys.stderr, flush=True)
 
 
 def kept_checkpoint(run_dir: Path) -> str:
@@ -296,17 +331,21 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     check_inputs(cfg)
     run_dir = Path(cfg.run_dir)
     resume = resolve_resume(cfg)
+    replaced: Path | None = None
     if launched_as_rank_zero():  # the other processes of a DDP run use the folder rank 0 makes
-        created = prepare_run_dir(cfg)
+        created, replaced = prepare_run_dir(cfg)
         dump_yaml(cfg, run_dir / "config.yaml")
     else:
         created = False
     try:
-        return _fit(cfg, run_dir, resume)
+        result = _fit(cfg, run_dir, resume)
     except BaseException:
         if created and not any((run_dir / "checkpoints").glob("*.ckpt")):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume from: leave no stub behind
+        finish_replacing(run_dir, replaced, ok=False)
         raise
+    finish_replacing(run_dir, replaced, ok=True)
+    return result
 
 
 def data_module(cfg: PretrainConfig, encoder: Encoder) -> Any:
@@ -355,8 +394,10 @@ def _fit(cfg: PretrainConfig, run_dir: Path, resume: str | None) -> dict[str, An
     except SystemExit:  # Lightning turns Ctrl-C into exit status 1 with no word to the user
         if not trainer.interrupted:
             raise
-        print(f"pretrain: interrupted at step {trainer.global_step}. {kept_checkpoint(run_dir)} Continue it with "
-              "--resume last.", file=sys.stderr, flush=True)
+        kept = kept_checkpoint(run_dir)
+        print(f"pretrain: interrupted at step {trainer.global_step}. {kept}"
+              + (" Continue it with --resume last." if kept.startswith("The last good") else ""),
+              file=sys.stderr, flush=True)
         raise KeyboardInterrupt from None
     if nonfinite(encoder.state_dict()) or module._bad_in_row:
         raise ReprlError(f"training ended diverging (non-finite weights or {module._bad_in_row} non-finite losses in "

@@ -3,6 +3,7 @@ replaces what the command did not write, and names that come from data never lea
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -107,12 +108,14 @@ def check_output(out: str | Path, command: str | None = None, inputs: Iterable[s
         return
     if not any(out.iterdir()):
         return
-    if not overwrite and not force:
-        raise ReprlError(f"output {out} exists and is not empty; pass --overwrite to replace it")
-    if command is not None and not force and output_command(out) != command:
-        anyway = f", or pass {force_flag} to replace it anyway" if force_flag else ""
+    if force:
+        return
+    anyway = f", or pass {force_flag} to replace it anyway" if force_flag else ""
+    if command is not None and output_command(out) != command:  # --overwrite would not take it either: say so
         raise ReprlError(f"{out} is not an output of reprl {command} (it holds no marker of one), so it will not be "
                          f"replaced; choose another {flag}{anyway}")
+    if not overwrite:
+        raise ReprlError(f"output {out} exists and is not empty; pass --overwrite to replace it")
 
 
 # Commands whose outputs always hold a file that names them need no extra marker: (file, key it holds).
@@ -212,12 +215,19 @@ class StagingDir:
 
     Before anything is written, `check_output` refuses an `out` that would lose the user's data (see there);
     with `command` the output gets a marker naming it, so a later `--overwrite` of the same command may
-    replace it. Staging folders of dead processes beside `out` are removed (and logged)."""
+    replace it. Staging folders of dead processes beside `out` are removed (and logged).
+
+    `own`: glob patterns of the top-level names the command writes (None: every name). When `out` is replaced
+    without `force` (an earlier output of the same command), its entries that match none of them (a user's notes
+    beside the results) are carried into the new output instead of being deleted with the old one; `force`
+    replaces the whole folder, as its option says."""
 
     def __init__(self, out: str | Path, overwrite: bool = True, command: str | None = None,
-                 inputs: Iterable[str | Path] = (), force: bool = False) -> None:
+                 inputs: Iterable[str | Path] = (), force: bool = False,
+                 own: Iterable[str] | None = None, force_flag: str | None = "--force-overwrite") -> None:
         self.out = Path(out)
-        check_output(self.out, command, inputs, overwrite, force)
+        self.own = None if own is None or force else (*own, MARKER)
+        check_output(self.out, command, inputs, overwrite, force, force_flag=force_flag)
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             clean_stale(self.out)
@@ -230,15 +240,16 @@ class StagingDir:
         if command is not None and command not in SIGNATURES and command != "render":  # render: its index.json
             (self.dir / MARKER).write_text(json.dumps({"command": command}) + "\n")
 
-    def keep_others(self, own: Iterable[str]) -> None:
-        """Carry every entry of the current `out` whose name is not in `own` (what this command writes) into the
-        staging folder, as hard links where the file system allows (else copies): a rerun replaces the command's
-        own files and keeps whatever else the folder holds. The originals stay in place until commit()."""
-        if not self.out.is_dir():
+    def _keep_others(self) -> None:
+        """Carry every entry of the current `out` that is not the command's (matches no `own` pattern, and the new
+        output has no entry of its name) into the staging folder, as hard links where the file system allows
+        (else copies): a rerun replaces the command's own files and keeps whatever else the folder holds. The
+        originals stay in place until the swap."""
+        if self.own is None or not self.out.is_dir() or self.out.is_symlink():
             return
-        own = set(own) | {MARKER}
         for item in self.out.iterdir():
-            if item.name in own or item.name.startswith(".") and ".partial-" in item.name:
+            if any(fnmatch.fnmatchcase(item.name, pattern) for pattern in self.own) \
+                    or (self.dir / item.name).exists() or item.name.startswith(".") and ".partial-" in item.name:
                 continue
             if item.is_dir() and not item.is_symlink():
                 shutil.copytree(item, self.dir / item.name, symlinks=True, copy_function=_link_or_copy)
@@ -246,6 +257,7 @@ class StagingDir:
                 _link_or_copy(item, self.dir / item.name)
 
     def commit(self) -> None:
+        self._keep_others()
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
         if self.out.exists():
             os.replace(self.out, old)
