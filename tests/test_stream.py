@@ -144,6 +144,24 @@ def test_corrupt_members_and_tars_are_skipped_and_counted(tmp_path):
     assert counts["undecodable frames"] >= 1
 
 
+def test_a_tar_cut_at_a_block_boundary_is_named_truncated(tmp_path, caplog):
+    """A copy cut between two tar blocks parses as a shorter tar: without the end-of-archive check its last
+    sample came out with no frames (a misleading 'no frames' skip) and the missing samples went unnoticed."""
+    from reprl.data.reader import SkipCounter
+
+    write_tar(tmp_path / "a.tar", [static_video("v1"), static_video("v2"), static_video("v3")])
+    whole = (tmp_path / "a.tar").read_bytes()
+    with tarfile.open(tmp_path / "a.tar") as tar:  # cut where v2's second member starts: between two headers
+        cut = [m.offset for m in tar.getmembers() if m.name.startswith("v2.")][1]
+    (tmp_path / "cut.tar").write_bytes(whole[:cut])
+    skips = SkipCounter("shard members")
+    with caplog.at_level("WARNING"):
+        keys = [v.key for v in iter_videos([str(tmp_path / "cut.tar")], skips, use_index=False)]
+    assert keys == ["v1"] and dict(skips.counts) == {"corrupt shard data": 1}
+    assert "truncated tar" in caplog.text and "end-of-archive" in caplog.text
+    assert [v.key for v in iter_videos([str(tmp_path / "a.tar")], use_index=False)] == ["v1", "v2", "v3"]
+
+
 def test_only_unusable_shards_raise_instead_of_hanging(tmp_path):
     write_tar(tmp_path / "a.tar", [static_video("short", n=2)])
     with pytest.raises(ReprlError, match="no usable videos"):

@@ -235,7 +235,10 @@ def _walk_tar(path: str, mm: mmap.mmap, view: memoryview, size: int) -> Iterator
     """Samples of a tar by parsing every header."""
     pos, long_name = 0, None
     sample: dict[str, Any] = {}
-    while pos + 512 <= size:
+    while True:
+        if pos + 512 > size:  # a whole tar ends with zero blocks: this one was cut (at a block boundary)
+            raise ValueError(f"truncated tar {path}: it ends at byte {size} without the end-of-archive blocks (an "
+                             "interrupted copy or download?); the samples after that point are missing")
         hdr = mm[pos:pos + 512]
         STATS.header_bytes += 512
         if hdr == _ZERO_BLOCK:
