@@ -52,7 +52,7 @@ def _prepare(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
     if unknown:
         section = f" in '{where}'" if where else ""
         raise ReprlError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}"
-                         f"{section}; valid keys: {', '.join(names)}")
+                         f"{section}; " + (f"valid keys: {', '.join(names)}" if names else "it takes no settings"))
     out = {}
     for k, v in data.items():
         tp, key = hints[k], f"{where}.{k}" if where else k

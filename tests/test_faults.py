@@ -189,6 +189,26 @@ def test_embed_counts_are_checked_before_anything_is_loaded_or_written(encoder_d
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 
+def test_common_mistakes_get_a_line_that_says_what_to_do(encoder_dir, tmp_path, capsys):
+    """An encoder given as LABEL=SOURCE where only a source is taken, a checkpoint path that does not exist, a
+    video or an index.json where shards are read, a text file named .npz, a --set for a head without settings."""
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read")
+    (tmp_path / "fake.npz").write_text("not an archive")
+    cases = [(["convert", f"vip={encoder_dir}", "--out", tmp_path / "o"], f"give the source alone: {encoder_dir}"),
+             (["convert", tmp_path / "nope.pt", "--out", tmp_path / "o"], "not found: give the path of an existing"),
+             (["stream", video], "is not a shard: give a shard folder"),
+             (["score", Path(HELDOUT_SHARDS) / "index.json", "--encoder", f"e={encoder_dir}"], "is not a shard"),
+             (["heads", "train", "--demos", tmp_path / "fake.npz", "--encoder", encoder_dir, "--head", "bc", "--out",
+               tmp_path / "o"], "is not an .npz archive"),
+             (["heads", "train", "--demos", tmp_path / "fake.npz", "--encoder", encoder_dir, "--head", "bc", "--set",
+               "expectile=0.9", "--out", tmp_path / "o"], "in 'bc'; it takes no settings")]
+    for args, message in cases:
+        err = one_line_error(capsys, *args)
+        assert message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.npz", "v.mp4"]
+
+
 @case("shards-manifest-in-out")
 def test_shards_never_replace_an_out_that_holds_videos_a_manifest_lists(tmp_path, capsys):
     out = tmp_path / "out"

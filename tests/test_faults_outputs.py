@@ -227,7 +227,8 @@ def test_bench_checks_counts_and_json_before_running(tmp_path, capsys, monkeypat
         assert cli(*base, *bad) == 2, bad
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for bad in (["train", "--warmup", "0"], ["train", "--steps", "0"], ["eval", "--env-workers", "-1"]):
+    for bad in (["train", "--warmup", "0"], ["train", "--steps", "0"], ["eval", "--env-workers", "-1"],
+                ["eval", "--task", "foo"], ["eval", "--camera", "cornr"]):
         assert cli("bench", *bad) == 2, bad
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert (tmp_path / "mine.json").read_text() == '{"mine": 1}'

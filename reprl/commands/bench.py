@@ -74,7 +74,13 @@ def check_bench(cfg: Any, json_path: str | None) -> None:
         raise ReprlError(f"--mode {cfg.mode!r}: choose vip, liv or r3m")
     workers = getattr(cfg, "workers", None)  # data: a list of counts; eval: one count or None
     if any(n < 0 for n in (workers if isinstance(workers, tuple) else () if workers is None else (workers,))):
-        raise ReprlError(f"--workers must be >= 0, got {workers}")
+        flag = "--env-workers" if type(cfg).__name__ == "EvalBenchConfig" else "--workers"
+        raise ReprlError(f"{flag} must be >= 0, got {workers}")
+    if type(cfg).__name__ == "EvalBenchConfig":  # else only a worker process would find out
+        from reprl.sim.tasks import check_camera, task_name
+
+        task_name(cfg.task)
+        check_camera(cfg.camera)
     cache = getattr(cfg, "cache", None)
     if cache and Path(cache).exists() and not Path(cache).is_dir():
         raise ReprlError(f"--cache {cache} is a file; give a folder for the rendered corpus and frames")

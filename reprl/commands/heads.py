@@ -1,7 +1,7 @@
 """Train a policy head on your own episodes, without the MetaWorld harness, and save it as a policy folder.
 
   reprl heads train --demos episodes.npz --encoder demo_out/run/encoder --head recoil --out my_policy
-  reprl heads train --demos shards/my_robot --encoder vip=... --head iql --set expectile=0.9 --steps 5000 --out p
+  reprl heads train --demos shards/my_robot --encoder study-vip --head iql --set expectile=0.9 --steps 5000 --out p
 
 --demos: reprl shards with actions (and proprio) arrays, or an .npz of images [N, H, W, 3], actions [N, A],
 optional proprio [N, P], episode [N] (ids), expert [N] and reward [N] (layout: docs/heads.md). Every frame is

@@ -51,6 +51,9 @@ def _check(opts: ScoreOptions) -> None:
     if opts.boot < 10:
         raise ReprlError(f"--boot must be at least 10 resamples, got {opts.boot}")
     opts.device = resolve_device(opts.device)
+    from reprl.data.reader import expand_urls
+
+    expand_urls(opts.shards)  # shards that exist and are shards, before anything is loaded
     shards = [opts.shards] if Path(opts.shards).exists() else []
     if opts.report:  # replaces an earlier report of reprl score, never another folder or the shards
         check_output(opts.report, "score", shards, overwrite=True, flag="--report", force_flag=None)

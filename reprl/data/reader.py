@@ -56,9 +56,14 @@ def expand_urls(spec: str | Iterable[str]) -> list[str]:
                 urls.extend(_glob_shards(url))
     if not urls:
         raise ReprlError(f"no shards in {spec!r}: give a shard folder, a .tar path, or a brace pattern")
+    from reprl.data.sources import VIDEO_EXTS
+
     for u in urls:
         if not u.startswith(("pipe:", "http://", "https://", "gs://", "s3://")) and not os.path.exists(u):
             raise ReprlError(f"shard not found: {u}")
+        if os.path.splitext(u)[1].lower() in VIDEO_EXTS or u.endswith(".json"):
+            raise ReprlError(f"{u} is not a shard: give a shard folder or .tar files (reprl shards turns videos into "
+                             "shards; reprl embed also reads a video directly)")
     return urls
 
 

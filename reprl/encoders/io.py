@@ -113,7 +113,8 @@ def load_file(path: Path) -> Encoder:
                          "containers, and unpickling those can run arbitrary code; save its state_dict (tensors "
                          "only) where you trust the file, or use a safetensors export") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        raise ReprlError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ReprlError(f"cannot read checkpoint {path}: damaged or not a PyTorch file ({detail})") from None
     if not isinstance(obj, dict):
         raise ReprlError(f"{path} is not a checkpoint dictionary")
     encoder = import_reference(obj, str(path))
@@ -229,6 +230,12 @@ def resolve(source: str | Path, **overrides: Any) -> Encoder:
         log.warning("%s is an architecture name: random init, no trained weights (for released weights use one "
                     "of %s)", text, ", ".join(RELEASES))
         return build_architecture(text, **overrides)
+    label, eq, rest = text.partition("=")
+    if eq and rest and "/" not in label and not Path(text).exists():
+        raise ReprlError(f"unknown encoder source {text!r}: LABEL=SOURCE names encoders for reprl score and reprl "
+                         f"eval only; here give the source alone: {rest}")
+    if not Path(text).exists() and Path(text).suffix in (".pt", ".pth", ".ckpt", ".safetensors"):
+        raise ReprlError(f"encoder checkpoint {text} not found: give the path of an existing file")
     raise ReprlError(f"unknown encoder source {text!r}: not an exported encoder folder, a checkpoint file, an "
                      f"hf:// repo, random:SOURCE, a pretrained name ({', '.join(RELEASES)}), a model name "
                      f"({', '.join(models) or 'none found in ' + ', '.join(map(str, models_dirs()))}) or a "

@@ -27,6 +27,11 @@ REQUIRED = ("images", "actions")
 
 def _npz_episodes(path: Path) -> list[dict[str, Any]]:
     """Raw episodes (frames uint8 [T+1, 3, H, W], actions [T, A], ...) from the .npz layout above."""
+    import zipfile
+
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would call it pickled data
+        raise ReprlError(f"{path} is not an .npz archive (torn, or another kind of file); give an .npz of images, "
+                         "actions (and proprio)")
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
