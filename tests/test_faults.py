@@ -202,7 +202,13 @@ def test_common_mistakes_get_a_line_that_says_what_to_do(encoder_dir, tmp_path, 
              (["heads", "train", "--demos", tmp_path / "fake.npz", "--encoder", encoder_dir, "--head", "bc", "--out",
                tmp_path / "o"], "is not an .npz archive"),
              (["heads", "train", "--demos", tmp_path / "fake.npz", "--encoder", encoder_dir, "--head", "bc", "--set",
-               "expectile=0.9", "--out", tmp_path / "o"], "in 'bc'; it takes no settings")]
+               "expectile=0.9", "--out", tmp_path / "o"], "in 'bc'; it takes no settings"),
+             (["score", HELDOUT_SHARDS, "--encoder", f"={encoder_dir}"], "give LABEL=SOURCE with both parts"),
+             (["bench", "train", "--config", "configs/pretrain/demo.yaml", "--encoder", "tiny"],
+              "--encoder apply only without --config"),
+             (["pretrain", "--config", "configs/pretrain/demo.yaml", "--run_dir", tmp_path / "run", "--data.train",
+               TRAIN_SHARDS, "--trainer.devices", "3", "--data.batch_size", "4"],
+              "must be divisible by the number of processes (3 devices x 1 nodes)")]
     for args, message in cases:
         err = one_line_error(capsys, *args)
         assert message in err, err

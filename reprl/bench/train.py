@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from reprl.errors import ReprlError
 from reprl.options import TrainBenchConfig
 from reprl.utils.timing import median_spread
 
@@ -70,6 +71,13 @@ def pretrain_config(cfg: TrainBenchConfig, run_dir: str) -> Any:
     from reprl.training.config import DataSection, EncoderSection, PretrainConfig, load_pretrain_config
 
     if cfg.config:
+        flags = {"encoder": "--encoder", "image_size": "--image-size", "embed_dim": "--embed-dim",
+                 "objective": "--objective", "batch_size": "--batch-size", "num_workers": "--workers"}
+        given = [flag for name, flag in flags.items()
+                 if getattr(cfg, name) != TrainBenchConfig.__dataclass_fields__[name].default]
+        if given:  # the preset's own settings run: these would be ignored without a word
+            raise ReprlError(f"{', '.join(given)} apply only without --config (the preset's settings run); "
+                             "drop them, or edit a copy of the preset")
         pc = load_pretrain_config(cfg.config)
     else:
         pc = PretrainConfig(encoder=EncoderSection(name=cfg.encoder, image_size=cfg.image_size,

@@ -307,14 +307,13 @@ def read_index(path: str | Path) -> dict[str, Any]:
     p = p / INDEX_NAME if p.is_dir() else p
     if not p.exists() or p.name != INDEX_NAME:
         raise ReprlError(f"no {INDEX_NAME} at {p}: give a reprl shard folder (reprl shards or reprl render writes one)")
-    index = read_json_object(p, "a shard folder's index.json (reprl shards or reprl render writes one)")
-    if not isinstance(index.get("shards"), list):
-        raise ReprlError(f"{p} lists no shards: is it a reprl shard folder's index.json?")
-    return index
+    return read_json_object(p, "a shard folder's index.json (reprl shards or reprl render writes one)")
 
 
 def shard_urls(path: str | Path) -> list[str]:
     """The shard files of a shard folder, from its index."""
     p = Path(path)
     index = read_index(p)
+    if not isinstance(index.get("shards"), list):
+        raise ReprlError(f"{p / INDEX_NAME} lists no shards: is it a reprl shard folder's index.json?")
     return [str(p / s["name"]) for s in index["shards"]]

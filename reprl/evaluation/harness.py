@@ -44,6 +44,8 @@ def parse_encoders(specs: list[str]) -> dict[str, str]:
         label, sep, source = s.partition("=")
         if not sep:
             label, source = s, s
+        if not label.strip() or not source.strip():
+            raise ReprlError(f"--encoder {s!r}: give LABEL=SOURCE with both parts (or the source alone)")
         if label in out:
             raise ReprlError(f"encoder label {label!r} given twice; name them: --encoder name=SOURCE")
         out[label] = source

@@ -190,6 +190,11 @@ def check_config(cfg: PretrainConfig) -> None:
         if value < 0:
             raise ReprlError(f"--{key} must be >= 0, got {value}")
     check_trainer(cfg.trainer)
+    devices = str(cfg.trainer.devices).rstrip(",")
+    count = len(devices.split(",")) if "," in devices else int(devices) if devices.isdigit() else None
+    if count and cfg.data.batch_size % (count * cfg.trainer.num_nodes):  # else each process would find out, late
+        raise ReprlError(f"data.batch_size {cfg.data.batch_size} is the global batch and must be divisible by the "
+                         f"number of processes ({count} devices x {cfg.trainer.num_nodes} nodes)")
     if cfg.encoder.embed_dim is not None and cfg.encoder.embed_dim < 1:
         raise ReprlError(f"--encoder.embed_dim must be at least 1, got {cfg.encoder.embed_dim}")
     if cfg.encoder.pretrained and not Path(cfg.encoder.pretrained).expanduser().is_file():
