@@ -11,7 +11,7 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from reprl.errors import ReprlError
 
@@ -54,11 +54,19 @@ def _finish(p: argparse.ArgumentParser) -> None:
         p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parse error is one line naming the command and its --help (argparse prints the whole usage first).
+    Subcommand parsers are made of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import reprl
 
-    parser = argparse.ArgumentParser(prog="reprl", description="Pretrain and use value-based representations "
-                                     "for robots (VIP, LIV, R3M).", allow_abbrev=False)
+    parser = OneLineParser(prog="reprl", description="Pretrain and use value-based representations "
+                           "for robots (VIP, LIV, R3M).", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"reprl {reprl.__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -39,7 +39,8 @@ CASES = [
           "files of the user's added to it", "replaced with the new output",
           "the old output is deleted only after the new one is complete; files and folders the command does not "
           "write (a user's notes) are kept"),
-    Fault("option-prefix", "every command", "a shortened or mistyped option (`--force` for `--force-overwrite`)",
+    Fault("option-prefix", "every command", "a shortened or mistyped option (`--force` for `--force-overwrite`), "
+          "or a value of the wrong type",
           ERR + " naming the command's `--help`", "no option is guessed: nothing runs"),
     Fault("shards-manifest-in-out", "shards", "a manifest listing a video inside `--out`, with `--overwrite` or "
           "`--force-overwrite`", ERR, "the video and the folder are intact, byte for byte"),

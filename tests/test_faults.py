@@ -179,6 +179,8 @@ def test_options_are_taken_only_as_written(tmp_path, capsys):
     before = tree(mine)
     err = one_line_error(capsys, "shards", tmp_path / "frames", "--out", mine, "--force")
     assert "unrecognized arguments: --force" in err and "reprl shards --help" in err and tree(mine) == before
+    err = one_line_error(capsys, "shards", tmp_path / "frames", "--out", mine, "--quality", "high")
+    assert "invalid int value: 'high'" in err and "see reprl shards --help" in err and tree(mine) == before
 
 
 def test_embed_counts_are_checked_before_anything_is_loaded_or_written(encoder_dir, tmp_path, capsys):

@@ -65,7 +65,7 @@ def test_heads_train_rejects_bad_input_before_any_work(tmp_path, capsys, encoder
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
     code, out = train(capsys, *base[:-2], "--out", tmp_path / "full", "--steps", 1)
-    assert code == 2 and "exists and is not empty" in out.err
+    assert code == 2 and "is not an output of reprl heads train" in out.err and "choose another --out" in out.err
     missing = episodes_npz(tmp_path / "bad.npz", drop=("actions",))
     code, out = train(capsys, "--demos", missing, "--encoder", encoder_dir, "--out", tmp_path / "q")
     assert code == 2 and "lacks actions" in out.err
