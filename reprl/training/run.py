@@ -30,7 +30,7 @@ from reprl.errors import ReprlError
 from reprl.objectives.registry import objective_class
 from reprl.training.config import PretrainConfig, check_config, holdout_tasks, validation_source
 from reprl.typed_config import dump_yaml
-from reprl.utils.files import MARKER, check_writable, output_command, write_json
+from reprl.utils.files import MARKER, carry_others, check_writable, output_command, write_json
 from reprl.utils.machine import machine_info
 
 
@@ -200,9 +200,7 @@ def finish_replacing(run_dir: Path, replaced: Path | None, ok: bool) -> None:
     if replaced is None or not replaced.exists():
         return
     if ok:
-        for item in replaced.iterdir():
-            if item.name not in RUN_DIR_OWN and not (run_dir / item.name).exists():
-                os.replace(item, run_dir / item.name)
+        carry_others(replaced, run_dir, RUN_DIR_OWN, move=True)
         shutil.rmtree(replaced, ignore_errors=True)
     elif not run_dir.exists():
         os.replace(replaced, run_dir)

@@ -204,6 +204,24 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
         shutil.copy2(src, dst)
 
 
+def carry_others(src: Path, dst: Path, own: Iterable[str], move: bool = False) -> None:
+    """Carry every entry of folder `src` that is not a command's (its name matches none of the `own` glob
+    patterns, is no staging or old-output name, and `dst` has nothing of that name) into `dst`: moved, or as
+    hard links where the file system allows (else copies). How a rerun replaces a command's own files and keeps
+    whatever else of the user's the folder holds."""
+    own = tuple(own)
+    for item in src.iterdir():
+        if any(fnmatch.fnmatchcase(item.name, pattern) for pattern in own) or (dst / item.name).exists() \
+                or item.name.startswith(".") and (".partial-" in item.name or ".old-" in item.name):
+            continue
+        if move:
+            os.replace(item, dst / item.name)
+        elif item.is_dir() and not item.is_symlink():
+            shutil.copytree(item, dst / item.name, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(item, dst / item.name)
+
+
 def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
@@ -240,24 +258,9 @@ class StagingDir:
         if command is not None and command not in SIGNATURES and command != "render":  # render: its index.json
             (self.dir / MARKER).write_text(json.dumps({"command": command}) + "\n")
 
-    def _keep_others(self) -> None:
-        """Carry every entry of the current `out` that is not the command's (matches no `own` pattern, and the new
-        output has no entry of its name) into the staging folder, as hard links where the file system allows
-        (else copies): a rerun replaces the command's own files and keeps whatever else the folder holds. The
-        originals stay in place until the swap."""
-        if self.own is None or not self.out.is_dir() or self.out.is_symlink():
-            return
-        for item in self.out.iterdir():
-            if any(fnmatch.fnmatchcase(item.name, pattern) for pattern in self.own) \
-                    or (self.dir / item.name).exists() or item.name.startswith(".") and ".partial-" in item.name:
-                continue
-            if item.is_dir() and not item.is_symlink():
-                shutil.copytree(item, self.dir / item.name, symlinks=True, copy_function=_link_or_copy)
-            else:
-                _link_or_copy(item, self.dir / item.name)
-
     def commit(self) -> None:
-        self._keep_others()
+        if self.own is not None and self.out.is_dir() and not self.out.is_symlink():
+            carry_others(self.out, self.dir, self.own)  # the originals stay in place until the swap
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
         if self.out.exists():
             os.replace(self.out, old)
