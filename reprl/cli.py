@@ -10,7 +10,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 from reprl.errors import ReprlError
@@ -92,6 +94,14 @@ def main(argv: list[str] | None = None) -> None:
               f"written; see reprl {args.command} --help)", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    terminated: list[int] = []
+
+    def terminate(signum: int, frame: Any) -> None:  # `kill`, a job scheduler: unwind as Ctrl-C does, so staging
+        terminated.append(signum)  # folders are removed and a run says where it stopped
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         code = args._run(args, extra)
         sys.stdout.flush()  # here, not in Python's exit, so that a closed pipe meets the handler below
@@ -99,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"reprl {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"reprl {args.command}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        print(f"reprl {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):
             raise  # another pipe (a worker process's): a fault, not the user's pager
@@ -109,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's final flush of stdout would raise again
         sys.exit(141)
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
     sys.exit(code or 0)
 
 

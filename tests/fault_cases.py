@@ -44,6 +44,9 @@ CASES = [
           ERR + " naming the command's `--help`", "no option is guessed: nothing runs"),
     Fault("shards-manifest-in-out", "shards", "a manifest listing a video inside `--out`, with `--overwrite` or "
           "`--force-overwrite`", ERR, "the video and the folder are intact, byte for byte"),
+    Fault("terminated", "shards, embed, convert, render, score", "SIGTERM (`kill`, a job scheduler) while writing, "
+          "or a failure after the output was started under new folders", "exit 143 and `reprl CMD: terminated` "
+          "(or the error)", "no staging folder, and no folder the command made above --out, is left behind"),
     Fault("stale-staging", "shards, embed, convert", "a `.NAME.partial-PID/` staging folder left by a killed run",
           "the next run removes it and logs `removed ... (process PID is gone)`",
           "staging folders of running processes are left alone"),

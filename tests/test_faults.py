@@ -231,6 +231,33 @@ def test_shards_never_replace_an_out_that_holds_videos_a_manifest_lists(tmp_path
         assert "contains the input" in err and str(video) in err and tree(out) == before
 
 
+@case("terminated")
+def test_a_failed_or_terminated_command_leaves_nothing_behind(tmp_path, capsys):
+    """A command that fails after it made its staging folder removes it and the folders it made above --out; a
+    SIGTERM (kill, a job scheduler) unwinds like Ctrl-C: exit 143, one line, no staging folder left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    assert cli("shards", tmp_path / "bad.mp4", "--out", tmp_path / "a" / "b" / "out") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
+    capsys.readouterr()
+
+    make_frame_folder(tmp_path / "frames" / "v1", 600, size=(64, 48))
+    proc = subprocess.Popen([sys.executable, "-m", "reprl", "shards", str(tmp_path / "frames"), "--out",
+                             str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.partial-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "reprl shards: terminated", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "frames"]
+
+
 @case("stale-staging")
 def test_stale_staging_of_dead_processes_is_removed(tmp_path, caplog):
     make_frame_folder(tmp_path / "frames" / "v1", 4)

@@ -246,6 +246,11 @@ class StagingDir:
         self.out = Path(out)
         self.own = None if own is None or force else (*own, MARKER)
         check_output(self.out, command, inputs, overwrite, force, force_flag=force_flag)
+        parent = self.out.parent.absolute()
+        self.made = []  # the folders above `out` this command creates: removed again by abort() when left empty
+        while not parent.exists() and parent != parent.parent:
+            self.made.append(parent)
+            parent = parent.parent
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             clean_stale(self.out)
@@ -272,6 +277,11 @@ class StagingDir:
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        for folder in self.made:  # innermost first; a folder something else wrote into stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def __enter__(self) -> Path:
         return self.dir
