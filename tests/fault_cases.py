@@ -112,7 +112,7 @@ CASES = [
     Fault("api-inputs", "reprl.load, rewards, GoalReward, load_policy", "NaN or empty images, a [K, D] goal, NaN "
           "values, settings for a trained encoder, stacked frames, a torn policy, a relative encoder path",
           "`ReprlError` in reprl's words, or the right answer (the newest stacked frame is scored)", "-"),
-    Fault("export-file-modes", "convert, pretrain", "exported `model.safetensors`",
+    Fault("export-file-modes", "convert, pretrain, heads train", "exported `model.safetensors`",
           "mode 0644 under umask 022 (like every other output)", "-"),
 ]
 BY_ID = {c.id: c for c in CASES}

@@ -363,12 +363,16 @@ def test_unsafe_checkpoint_is_refused_in_reprls_words(tmp_path, capsys):
 
 @case("export-file-modes")
 def test_exported_weights_have_normal_modes(tmp_path, capsys):
+    from reprl.heads.policy import HeadConfig, PolicyHead, save_head
+
     old = os.umask(0o022)
     try:
         assert cli("convert", "tiny", "--out", tmp_path / "o") == 0
+        save_head(PolicyHead(4, 2, 3, HeadConfig(hidden=(8,))), tmp_path / "p", "random:tiny")
     finally:
         os.umask(old)
     assert (tmp_path / "o" / WEIGHTS).stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "p" / WEIGHTS).stat().st_mode & 0o777 == 0o644  # a policy's weights too
 
 
 def test_every_fault_case_has_a_test():

@@ -20,7 +20,7 @@ from torch import nn
 
 from reprl.errors import ReprlError
 from reprl.heads.losses import gaussian_nll
-from reprl.utils.files import StagingDir, read_json_object
+from reprl.utils.files import StagingDir, normal_mode, read_json_object
 
 
 @dataclass
@@ -165,6 +165,7 @@ def save_head(head: nn.Module, out: str | Path, encoder_source: str, kind: str =
         (staging / CONFIG).write_text(json.dumps(meta, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
         save_file(state, str(staging / WEIGHTS))
+        normal_mode(staging / WEIGHTS)  # safetensors writes 0600; every other output is 0644 under umask 022
         if encoder is not None:
             save_encoder(encoder, staging / ENCODER_DIR)
     return out
