@@ -90,8 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not args._overrides:  # one line that names the command (argparse would print the top usage)
+        sub = [getattr(args, a) for a in ("what", "action") if getattr(args, a, None)]  # bench data, heads train
+        name = " ".join(["reprl", args.command, *sub])
         print(f"reprl {args.command}: error: unrecognized arguments: {' '.join(extra)} (options are taken only as "
-              f"written; see reprl {args.command} --help)", file=sys.stderr)
+              f"written; see {name} --help)", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
     terminated: list[int] = []
@@ -100,8 +102,13 @@ def main(argv: list[str] | None = None) -> None:
         terminated.append(signum)  # folders are removed and a run says where it stopped
         raise KeyboardInterrupt
 
-    before = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() \
-        else None
+    # not for training (pretrain, bench train): Lightning handles SIGTERM itself, stopping every process of a run
+    # together at a step boundary (and requeueing under SLURM); nor where the handler in place is not Python's
+    before = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if before is not None and args.command not in ("pretrain", "bench"):
+        signal.signal(signal.SIGTERM, terminate)
+    else:
+        before = None
     try:
         code = args._run(args, extra)
         sys.stdout.flush()  # here, not in Python's exit, so that a closed pipe meets the handler below

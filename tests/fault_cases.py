@@ -47,9 +47,11 @@ CASES = [
     Fault("terminated", "shards, embed, convert, render, score", "SIGTERM (`kill`, a job scheduler) while writing, "
           "or a failure after the output was started under new folders", "exit 143 and `reprl CMD: terminated` "
           "(or the error)", "no staging folder, and no folder the command made above --out, is left behind"),
-    Fault("stale-staging", "shards, embed, convert", "a `.NAME.partial-PID/` staging folder left by a killed run",
-          "the next run removes it and logs `removed ... (process PID is gone)`",
-          "staging folders of running processes are left alone"),
+    Fault("stale-staging", "shards, embed, convert", "a `.NAME.partial-PID/` staging folder left by a killed run; "
+          "a run killed between the two renames of its swap (`.NAME.old-PID/` and no output)",
+          "the next run removes the staging folder and logs `removed ... (process PID is gone)`; it puts the old "
+          "output back (`restored ...`) before checking --out",
+          "staging folders of running processes are left alone; the previous output is never lost"),
     Fault("out-unwritable", "shards, embed, pretrain", "`--out` / `--run_dir` under a plain file, or in a folder "
           "without write permission", ERR + ", before any work", "nothing is written"),
     Fault("pretrain-rerun", "pretrain", "a second run into a non-empty run_dir without `--resume`", ERR

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -269,6 +270,13 @@ def test_stale_staging_of_dead_processes_is_removed(tmp_path, caplog):
         assert cli("shards", tmp_path / "frames", "--out", tmp_path / "out") == 0
     assert not dead.exists() and alive.exists()
     assert f"removed {dead}" in caplog.text and "process 4194999 is gone" in caplog.text
+    # a run stopped between commit's two renames left the previous output as .out.old-PID and no out: restored
+    shutil.rmtree(alive)
+    (tmp_path / "out").rename(tmp_path / ".out.old-4194999")
+    before = tree(tmp_path / ".out.old-4194999")
+    with caplog.at_level("WARNING", logger="reprl.files"):
+        assert cli("shards", tmp_path / "frames", "--out", tmp_path / "out") == 2  # restored, then not replaced
+    assert tree(tmp_path / "out") == before and not list(tmp_path.glob(".out.*")) and "restored" in caplog.text
 
 
 @case("out-unwritable")

@@ -150,6 +150,17 @@ def test_overwrite_true_loses_no_run_until_the_new_one_finishes(finished_run, tm
     assert cli("pretrain", *tiny_args(run, "--overwrite", "true", "--trainer.seed", "3")) == 0
     assert (run / "NOTES.md").read_text() == "the user's" and not list(tmp_path.glob(".run.*"))
     assert (run / "summary.json").read_bytes() != before["summary.json"]
+    link = tmp_path / "link"  # a link (or a mount point) cannot be moved aside: refused, nothing touched
+    link.symlink_to(run)
+    after = tree(run)
+    err = one_line_error(capsys, "pretrain", *tiny_args(link, "--overwrite", "true"))
+    assert "symbolic link or a mount point" in err and tree(run) == after and link.is_symlink()
+
+
+def test_device_lists_count_as_lightning_reads_them():
+    from reprl.training.config import device_count
+
+    assert [device_count(d) for d in (2, "2", "0,1", "0, 1", "3,", "auto", "-1")] == [2, 2, 2, 2, 1, None, None]
 
 
 @case("out-unwritable")

@@ -162,6 +162,12 @@ def test_a_tar_cut_at_a_block_boundary_is_named_truncated(tmp_path, caplog):
     assert [v.key for v in iter_videos([str(tmp_path / "a.tar")], use_index=False)] == ["v1", "v2", "v3"]
 
 
+def test_a_glob_over_a_shard_folder_skips_its_index_files():
+    """'folder/*' matches index.json and the tars' .idx.json sidecars too: they are not shards."""
+    tars = expand_urls(f"{TRAIN_SHARDS}/*")
+    assert tars and all(u.endswith(".tar") for u in tars) and tars == expand_urls(f"{TRAIN_SHARDS}/*.tar")
+
+
 def test_only_unusable_shards_raise_instead_of_hanging(tmp_path):
     write_tar(tmp_path / "a.tar", [static_video("short", n=2)])
     with pytest.raises(ReprlError, match="no usable videos"):

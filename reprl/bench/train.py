@@ -101,7 +101,7 @@ def _run(base: Any, warmup: int, synthetic: bool) -> dict[str, float]:
 
     from reprl.data.stream import TupleStream
     from reprl.training.callbacks import make_loggers
-    from reprl.training.config import check_config
+    from reprl.training.config import check_config, check_hardware
     from reprl.training.run import data_module, quiet_lightning, trainer_settings, training_module
 
     quiet_lightning()
@@ -109,6 +109,7 @@ def _run(base: Any, warmup: int, synthetic: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         pc = replace(base, run_dir=tmp)
         check_config(pc)
+        check_hardware(pc.trainer)
         module = training_module(pc)  # the encoder and module reprl pretrain trains, compiled if the config says
         dm = data_module(pc, module.encoder)  # what reprl pretrain trains on, from the same config
         timer = _callback(warmup)

@@ -75,7 +75,8 @@ def _glob_shards(url: str) -> list[str]:
 
     if url.startswith(("pipe:", "http://", "https://", "gs://", "s3://")) or not any(c in url for c in "*?["):
         return [url]
-    found = sorted(glob.glob(url), key=natural_key)
+    found = sorted((f for f in glob.glob(url) if not f.endswith((".idx.json", "/index.json")) or f == url),
+                   key=natural_key)  # 'shards/*' matches the index files beside the tars too
     if not found:
         raise ReprlError(f"no shards match {url!r}; shard patterns are globs ('shards/*.tar') or braces "
                          "('shards/shard-{000000..000009}.tar')")

@@ -138,6 +138,25 @@ def accelerator_available(name: str) -> bool:
         return False
 
 
+def check_hardware(t: TrainerSection) -> None:
+    """The accelerator named is on this machine: checked where a run starts (not where a config is only read or
+    printed, e.g. on a login node without the GPUs)."""
+    from reprl.errors import ReprlError
+
+    if t.accelerator not in ("auto", "cpu") and not accelerator_available(t.accelerator):
+        raise ReprlError(f"--trainer.accelerator {t.accelerator}: this machine has none that torch can use; choose "
+                         "auto or cpu")
+
+
+def device_count(devices: int | str) -> int | None:
+    """The processes per node that Lightning starts for `devices` (None: decided at run time): a count, or the
+    length of a list of device indices ('0,1'; '3,' is the one device 3)."""
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    return int(text) if text.isdigit() else None
+
+
 def check_trainer(t: TrainerSection) -> None:
     """Hardware and seed settings Lightning would refuse only after the model is built, in one line each."""
     from typing import get_args
@@ -151,10 +170,8 @@ def check_trainer(t: TrainerSection) -> None:
     accelerators = ["auto", "gpu", *AcceleratorRegistry]
     if t.accelerator not in accelerators:
         raise ReprlError(f"--trainer.accelerator {t.accelerator!r}: choose one of {', '.join(accelerators)}")
-    if t.accelerator not in ("auto", "cpu") and not accelerator_available(t.accelerator):
-        raise ReprlError(f"--trainer.accelerator {t.accelerator}: this machine has none that torch can use; choose "
-                         "auto or cpu")
-    if isinstance(t.devices, str) and t.devices != "auto" and not re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", t.devices):
+    if isinstance(t.devices, str) and t.devices != "auto" and not re.fullmatch(r"\s*(-1|\d+|\d+(\s*,\s*\d+)*\s*,?)\s*",
+                                                                          t.devices):
         raise ReprlError(f"--trainer.devices {t.devices!r}: give a count, a comma-separated list of device indices "
                          "(0,1), -1 (all) or auto")
     if t.strategy != "auto" and t.strategy not in StrategyRegistry:
@@ -190,8 +207,7 @@ def check_config(cfg: PretrainConfig) -> None:
         if value < 0:
             raise ReprlError(f"--{key} must be >= 0, got {value}")
     check_trainer(cfg.trainer)
-    devices = str(cfg.trainer.devices).rstrip(",")
-    count = len(devices.split(",")) if "," in devices else int(devices) if devices.isdigit() else None
+    count = device_count(cfg.trainer.devices)
     if count and cfg.data.batch_size % (count * cfg.trainer.num_nodes):  # else each process would find out, late
         raise ReprlError(f"data.batch_size {cfg.data.batch_size} is the global batch and must be divisible by the "
                          f"number of processes ({count} devices x {cfg.trainer.num_nodes} nodes)")

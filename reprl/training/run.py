@@ -28,7 +28,7 @@ from reprl.encoders.io import load_encoder, save_encoder
 from reprl.encoders.registry import build_encoder
 from reprl.errors import ReprlError
 from reprl.objectives.registry import objective_class
-from reprl.training.config import PretrainConfig, check_config, holdout_tasks, validation_source
+from reprl.training.config import PretrainConfig, check_config, check_hardware, holdout_tasks, validation_source
 from reprl.typed_config import dump_yaml
 from reprl.utils.files import MARKER, carry_others, check_writable, output_command, write_json
 from reprl.utils.machine import machine_info
@@ -113,6 +113,7 @@ def check_inputs(cfg: PretrainConfig) -> None:
     from reprl.encoders.io import check_source
 
     check_config(cfg)
+    check_hardware(cfg.trainer)
     if not cfg.data.train:
         raise ReprlError("data.train is empty: point it at training shards (a folder written by reprl shards / render)")
     expand_urls(cfg.data.train)
@@ -150,7 +151,7 @@ def launched_as_rank_zero() -> bool:
 
 # what pretrain writes at the top of a run_dir; anything else there is the user's and outlives --overwrite true
 RUN_DIR_OWN = frozenset({MARKER, "config.yaml", "checkpoints", "encoder", "encoders", "best", "logs", "tb", "wandb",
-                         "summary.json"})
+                         "summary.json", "hpc_ckpt_*.ckpt"})  # Lightning's own under SLURM: never carried over
 
 
 def prepare_run_dir(cfg: PretrainConfig) -> tuple[bool, Path | None]:
@@ -174,6 +175,9 @@ def prepare_run_dir(cfg: PretrainConfig) -> tuple[bool, Path | None]:
                 if Path(path).resolve().is_relative_to(run_dir.resolve()):
                     raise ReprlError(f"--overwrite true would delete {path}, which this run reads ({what}); copy it "
                                      "out of the run folder first, or choose another --run_dir")
+            if run_dir.is_symlink() or os.path.ismount(run_dir):
+                raise ReprlError(f"run_dir {run_dir} is a symbolic link or a mount point, which --overwrite true "
+                                 "cannot move aside; delete the old run in it yourself, or choose another --run_dir")
             replaced = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
             try:
                 os.replace(run_dir, replaced)
@@ -200,8 +204,12 @@ def finish_replacing(run_dir: Path, replaced: Path | None, ok: bool) -> None:
     if replaced is None or not replaced.exists():
         return
     if ok:
-        carry_others(replaced, run_dir, RUN_DIR_OWN, move=True)
-        shutil.rmtree(replaced, ignore_errors=True)
+        try:
+            carry_others(replaced, run_dir, RUN_DIR_OWN, move=True)
+            shutil.rmtree(replaced)
+        except OSError as e:
+            print(f"pretrain: finished, but the run it replaced could not be cleared from {replaced} "
+                  f"({e.strerror or e}): move your files from it and delete it", file=sys.stderr, flush=True)
     elif not run_dir.exists():
         os.replace(replaced, run_dir)
         print(f"pretrain: the run it was to replace is back in {run_dir}, unchanged", file=sys.stderr, flush=True)
@@ -330,12 +338,11 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     resume = resolve_resume(cfg)
     replaced: Path | None = None
-    if launched_as_rank_zero():  # the other processes of a DDP run use the folder rank 0 makes
-        created, replaced = prepare_run_dir(cfg)
-        dump_yaml(cfg, run_dir / "config.yaml")
-    else:
-        created = False
+    created = False
     try:
+        if launched_as_rank_zero():  # the other processes of a DDP run use the folder rank 0 makes
+            created, replaced = prepare_run_dir(cfg)
+            dump_yaml(cfg, run_dir / "config.yaml")
         result = _fit(cfg, run_dir, resume)
     except BaseException:
         if created and not any((run_dir / "checkpoints").glob("*.ckpt")):

@@ -188,6 +188,10 @@ def clean_stale(out: Path) -> list[Path]:
         kind, _, pid = p.name[len(out.name) + 2:].rpartition("-")
         if kind not in ("partial", "old") or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
+        if kind == "old" and not (out.exists() or out.is_symlink()):  # stopped between commit's two renames:
+            os.replace(p, out)  # the previous output goes back where it was
+            log.warning("restored %s from %s, left by an interrupted run (process %s is gone)", out, p, pid)
+            continue
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         log.warning("removed %s, left by an interrupted run (process %s is gone)", p, pid)
         removed.append(p)
@@ -245,6 +249,8 @@ class StagingDir:
                  own: Iterable[str] | None = None, force_flag: str | None = "--force-overwrite") -> None:
         self.out = Path(out)
         self.own = None if own is None or force else (*own, MARKER)
+        if self.out.parent.is_dir():  # first: a previous output it restores is then checked like any other
+            clean_stale(self.out)
         check_output(self.out, command, inputs, overwrite, force, force_flag=force_flag)
         parent = self.out.parent.absolute()
         self.made = []  # the folders above `out` this command creates: removed again by abort() when left empty
@@ -253,7 +259,6 @@ class StagingDir:
             parent = parent.parent
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            clean_stale(self.out)
             self.dir = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir.mkdir()
@@ -265,7 +270,12 @@ class StagingDir:
 
     def commit(self) -> None:
         if self.own is not None and self.out.is_dir() and not self.out.is_symlink():
-            carry_others(self.out, self.dir, self.own)  # the originals stay in place until the swap
+            try:
+                carry_others(self.out, self.dir, self.own)  # the originals stay in place until the swap
+            except OSError as e:
+                self.abort()
+                raise ReprlError(f"cannot carry your files from {self.out} into its new version ({e.strerror or e}); "
+                                 f"{self.out} is unchanged: free space, or move them out and rerun") from None
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
         if self.out.exists():
             os.replace(self.out, old)
