@@ -170,7 +170,8 @@ def prepare_run_dir(cfg: PretrainConfig) -> tuple[bool, Path | None]:
         if not cfg.resume:
             if not cfg.overwrite:
                 raise ReprlError(f"run_dir {run_dir} already holds a run; pass --resume last to continue it, "
-                                 "--overwrite true to start over (deleting it), or choose another --run_dir")
+                                 "--overwrite true to start over (it is deleted once the new run finishes), or "
+                                 "choose another --run_dir")
             for what, path in read_paths(cfg):
                 if Path(path).resolve().is_relative_to(run_dir.resolve()):
                     raise ReprlError(f"--overwrite true would delete {path}, which this run reads ({what}); copy it "
