@@ -192,7 +192,7 @@ def test_embed_counts_are_checked_before_anything_is_loaded_or_written(encoder_d
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 
-def test_common_mistakes_get_a_line_that_says_what_to_do(encoder_dir, tmp_path, capsys):
+def test_common_mistakes_get_a_line_that_says_what_to_do(encoder_dir, tmp_path, capsys, monkeypatch):
     """An encoder given as LABEL=SOURCE where only a source is taken, a checkpoint path that does not exist, a
     video or an index.json where shards are read, a text file named .npz, a --set for a head without settings."""
     video = tmp_path / "v.mp4"
@@ -215,6 +215,8 @@ def test_common_mistakes_get_a_line_that_says_what_to_do(encoder_dir, tmp_path, 
     for args, message in cases:
         err = one_line_error(capsys, *args)
         assert message in err, err
+    monkeypatch.chdir(tmp_path)  # outside a clone: bench train's default shards (the test data) are not there
+    assert "pass --shards, or run from a clone" in one_line_error(capsys, "bench", "train", "--steps", "1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.npz", "v.mp4"]
 
 

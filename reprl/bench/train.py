@@ -86,6 +86,9 @@ def pretrain_config(cfg: TrainBenchConfig, run_dir: str) -> Any:
                             data=DataSection(batch_size=cfg.batch_size, num_workers=cfg.num_workers))
     steps = cfg.steps + cfg.warmup
     shards = cfg.shards or (pc.data.train if cfg.config else DEFAULT_SHARDS)
+    if shards == DEFAULT_SHARDS and not Path(shards).is_dir():
+        raise ReprlError(f"no --shards given, and the default {DEFAULT_SHARDS} (the repository's test data, read "
+                         "from the current folder) is not here: pass --shards, or run from a clone of reprl")
     return replace(pc, run_dir=run_dir, resume=None,
                    data=replace(pc.data, train=shards, val=None, batches_per_epoch=steps),
                    trainer=replace(pc.trainer, max_steps=steps, accelerator=cfg.accelerator, precision=cfg.precision,
