@@ -60,6 +60,7 @@ def check_bench(cfg: Any, json_path: str | None) -> None:
     from pathlib import Path
 
     from reprl.errors import ReprlError
+    from reprl.options import EvalBenchConfig
     from reprl.utils.files import check_output_file, json_has
 
     for name in AT_LEAST_ONE:
@@ -72,11 +73,11 @@ def check_bench(cfg: Any, json_path: str | None) -> None:
                              f"{','.join(map(str, getattr(cfg, name)))}")
     if getattr(cfg, "mode", "vip") not in ("vip", "liv", "r3m"):
         raise ReprlError(f"--mode {cfg.mode!r}: choose vip, liv or r3m")
+    rollouts = isinstance(cfg, EvalBenchConfig)
     workers = getattr(cfg, "workers", None)  # data: a list of counts; eval: one count or None
     if any(n < 0 for n in (workers if isinstance(workers, tuple) else () if workers is None else (workers,))):
-        flag = "--env-workers" if type(cfg).__name__ == "EvalBenchConfig" else "--workers"
-        raise ReprlError(f"{flag} must be >= 0, got {workers}")
-    if type(cfg).__name__ == "EvalBenchConfig":  # else only a worker process would find out
+        raise ReprlError(f"{'--env-workers' if rollouts else '--workers'} must be >= 0, got {workers}")
+    if rollouts:  # else only a worker process would find out
         from reprl.sim.tasks import check_camera, task_name
 
         task_name(cfg.task)

@@ -239,10 +239,9 @@ def write_shards(inputs: Iterable[str | Path], out_dir: str | Path, opts: ShardO
     check_output(out_dir, "shards", inputs, opts.overwrite, opts.force_overwrite)
     notes: list[str] = []
     sources = discover(inputs, warn=notes.append, cameras=opts.cameras)
-    # the videos a manifest lists may lie anywhere, --out included: checked too, so that replacing --out never
-    # deletes a video it reads
-    check_output(out_dir, "shards", [*inputs, *(s.path for s in sources)], opts.overwrite, opts.force_overwrite)
-    with ShardWriter(out_dir, opts, inputs=inputs) as writer:
+    # the videos a manifest lists may lie anywhere, --out included: the writer checks them too, so that replacing
+    # --out never deletes a video it reads
+    with ShardWriter(out_dir, opts, inputs=[*inputs, *(s.path for s in sources)]) as writer:
         for note in notes:
             writer.warn(note)
         start, decoded, busy = time.perf_counter(), 0, 0.0

@@ -96,7 +96,8 @@ def prepare_outputs(out_dir: Path, cache_dir: Path) -> None:
     its own results), and a --cache that cannot be written; mark a new results folder as reprl eval's."""
     from reprl.utils.files import MARKER, check_output, check_writable
 
-    if not ((out_dir / "cells").is_dir() and not (out_dir / MARKER).exists()):  # else a run from before the marker
+    from_before_markers = (out_dir / "cells").is_dir() and not (out_dir / MARKER).exists()  # eval's own, unmarked
+    if not from_before_markers:
         check_output(out_dir, "eval", overwrite=True, flag="--out", force_flag=None)
     if cache_dir.exists() and not cache_dir.is_dir():
         raise ReprlError(f"--cache {cache_dir} is a file; give a folder for the rendered data and embeddings")
