@@ -106,6 +106,23 @@ def test_staging_dir_swaps_in_whole_outputs_and_keeps_the_old_one_on_failure(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_staging_dir_writes_through_a_symlinked_out_and_keeps_the_link(tmp_path):
+    """An --out that is a symbolic link to an earlier output: the folder it points to is replaced (the user's
+    other files carried over) and the link stays a link; no '.old' entry is left beside either."""
+    from reprl.utils.files import StagingDir
+
+    target, link = tmp_path / "target", tmp_path / "link"
+    target.mkdir()
+    (target / "a.txt").write_text("first")
+    (target / "notes.md").write_text("mine")
+    link.symlink_to(target)
+    with StagingDir(link, own=["a.txt"]) as d:
+        (d / "a.txt").write_text("second")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert (target / "a.txt").read_text() == "second" and (target / "notes.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
 def test_pretrain_help_lists_every_config_key_with_its_type_default_and_doc(capsys):
     """`reprl pretrain --help` shows every key of PretrainConfig (nested sections as section.key) with its type,
     default and one-line doc, all taken from the dataclasses."""

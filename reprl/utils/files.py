@@ -192,10 +192,18 @@ def clean_stale(out: Path) -> list[Path]:
             os.replace(p, out)  # the previous output goes back where it was
             log.warning("restored %s from %s, left by an interrupted run (process %s is gone)", out, p, pid)
             continue
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        remove_path(p)
         log.warning("removed %s, left by an interrupted run (process %s is gone)", p, pid)
         removed.append(p)
     return removed
+
+
+def remove_path(p: Path) -> None:
+    """Delete `p`: a folder with its contents, a file, or a symbolic link itself (never what it points to)."""
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
 
 
 def _link_or_copy(src: str | Path, dst: str | Path) -> None:
@@ -242,12 +250,17 @@ class StagingDir:
     `own`: glob patterns of the top-level names the command writes (None: every name). When `out` is replaced
     without `force` (an earlier output of the same command), its entries that match none of them (a user's notes
     beside the results) are carried into the new output instead of being deleted with the old one; `force`
-    replaces the whole folder, as its option says."""
+    replaces the whole folder, as its option says.
+
+    An `out` that is a symbolic link to a folder is written through: the output replaces the folder it points
+    to (with the same checks) and the link stays as it was."""
 
     def __init__(self, out: str | Path, overwrite: bool = True, command: str | None = None,
                  inputs: Iterable[str | Path] = (), force: bool = False,
                  own: Iterable[str] | None = None, force_flag: str | None = "--force-overwrite") -> None:
         self.out = Path(out)
+        if self.out.is_symlink() and self.out.is_dir():
+            self.out = self.out.resolve()
         self.own = None if own is None or force else (*own, MARKER)
         if self.out.parent.is_dir():  # first: a previous output it restores is then checked like any other
             clean_stale(self.out)
@@ -280,10 +293,7 @@ class StagingDir:
         if self.out.exists():
             os.replace(self.out, old)
         os.replace(self.dir, self.out)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        elif old.exists():
-            old.unlink()
+        remove_path(old)
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
