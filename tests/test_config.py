@@ -257,7 +257,8 @@ def test_invalid_yaml_is_one_line_with_its_place(tmp_path, text, where):
 
 def test_every_pretraining_preset_resolves(capsys):
     """Every preset under configs/pretrain/ passes the checks a run makes (extends chains included), and a lever
-    preset carries its lever: study_tiny_long_g0995 is study_tiny_long with gamma 0.995 and its own run folder."""
+    preset carries its lever: study_tiny_long_g0995 is study_tiny_long with gamma 0.995 and its own run folder,
+    study_tiny_long_r3m is study_tiny_long with study_r3m's objective."""
     from pathlib import Path
 
     import yaml
@@ -276,3 +277,6 @@ def test_every_pretraining_preset_resolves(capsys):
     assert g0995["run_dir"] == "study_out/runs/study_tiny_long_g0995" and g0995["trainer"] == long["trainer"]
     assert {k: v for k, v in g0995["objective"].items() if k != "gamma"} == {
         k: v for k, v in long["objective"].items() if k != "gamma"}
+    r3m = resolved["study_tiny_long_r3m"]  # R3M's objective at the small CNN's whole budget: only the objective differs
+    assert r3m["objective"] == resolved["study_r3m"]["objective"] and r3m["run_dir"].endswith("study_tiny_long_r3m")
+    assert all(r3m[k] == long[k] for k in ("encoder", "data", "optim", "trainer"))
