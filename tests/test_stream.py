@@ -1,4 +1,5 @@
 import io
+import json
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,6 +161,12 @@ def test_a_tar_cut_at_a_block_boundary_is_named_truncated(tmp_path, caplog):
     assert keys == ["v1"] and dict(skips.counts) == {"corrupt shard data": 1}
     assert "truncated tar" in caplog.text and "end-of-archive" in caplog.text
     assert [v.key for v in iter_videos([str(tmp_path / "a.tar")], use_index=False)] == ["v1", "v2", "v3"]
+    assert "1 video(s) read;" in caplog.text  # no index.json: what was read, without a total
+    caplog.clear()  # with the writer's index.json beside it, the warning says how many videos the shard lost
+    (tmp_path / "index.json").write_text(json.dumps({"shards": [{"name": "cut.tar", "videos": 3}]}))
+    with caplog.at_level("WARNING"):
+        assert [v.key for v in iter_videos([str(tmp_path / "cut.tar")], use_index=False)] == ["v1"]
+    assert "1 video(s) read of the 3 that index.json lists" in caplog.text
 
 
 def test_a_glob_over_a_shard_folder_skips_its_index_files():

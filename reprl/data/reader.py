@@ -22,6 +22,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -283,6 +284,15 @@ def _walk_tar(path: str, mm: mmap.mmap, view: memoryview, size: int) -> Iterator
         yield sample
 
 
+def listed_videos(url: str) -> int | None:
+    """How many videos the index.json beside a local shard lists for it (None: no index, or not listed)."""
+    try:
+        index = json.loads((Path(url).parent / "index.json").read_text())
+        return next(int(s["videos"]) for s in index["shards"] if s["name"] == Path(url).name)
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None
+
+
 def _is_local(url: str) -> bool:
     return "://" not in url and not url.startswith("pipe:") and os.path.isfile(url)
 
@@ -291,10 +301,15 @@ def iter_raw_samples(url: str, skips: SkipCounter, use_index: bool = True) -> It
     """Raw samples of one shard: mmap for local files (with the frame index when there is a valid one),
     webdataset's streaming reader for pipes and URLs."""
     if _is_local(url):
+        read = 0
         try:
-            yield from iter_local_tar(url, use_index)
+            for raw in iter_local_tar(url, use_index):
+                read += 1
+                yield raw
         except (ValueError, OSError, UnicodeDecodeError) as e:
-            skips.note("corrupt shard data", f"{url}: {e}")
+            listed = listed_videos(url)
+            of = f" of the {listed} that index.json lists" if listed is not None else ""
+            skips.note("corrupt shard data", f"{url}: {e} ({read} video(s) read{of}; copy the shard again)")
         return
     from webdataset.tariterators import tarfile_samples
 
