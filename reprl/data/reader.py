@@ -286,10 +286,11 @@ def _walk_tar(path: str, mm: mmap.mmap, view: memoryview, size: int) -> Iterator
 
 def listed_videos(url: str) -> int | None:
     """How many videos the index.json beside a local shard lists for it (None: no index, or not listed)."""
+    from reprl.data.shards import read_index
+
     try:
-        index = json.loads((Path(url).parent / "index.json").read_text())
-        return next(int(s["videos"]) for s in index["shards"] if s["name"] == Path(url).name)
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return next(int(s["videos"]) for s in read_index(Path(url).parent)["shards"] if s["name"] == Path(url).name)
+    except (ReprlError, ValueError, KeyError, TypeError, StopIteration):
         return None
 
 
