@@ -137,10 +137,20 @@ def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | Non
 
 def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
     """Embed every video once and compute its figures under the `last` and `other` goals."""
+    return records_from_embeddings(videos, embed_videos(encoder, videos), encoder.similarity)
+
+
+def embed_videos(encoder: Any, videos: list[ScoreVideo]) -> list[torch.Tensor]:
+    """Each video's frame embeddings [n, D] (float, CPU). Raises ReprlError on non-finite embeddings."""
     with torch.inference_mode():
         embs = [encoder(v.frames).float().cpu() for v in videos]
     if any(nonfinite_frames(e) for e in embs):
         raise ReprlError("the encoder produced non-finite embeddings; its weights are broken: retrain or re-export it")
+    return embs
+
+
+def records_from_embeddings(videos: list[ScoreVideo], embs: list[torch.Tensor], similarity: Any) -> list[Record]:
+    """Each video's figures under the `last` and `other` goals, from its frame embeddings and a similarity."""
     lasts: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = defaultdict(list)
     for i, (v, e) in enumerate(zip(videos, embs)):
         if v.succeeded:
@@ -149,7 +159,7 @@ def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
     for i, (v, e) in enumerate(zip(videos, embs)):
         others = [g for j, g in lasts[v.task, v.camera] if j != i]  # a user's goal image: same task and camera
         goal = goal_from_embeddings(torch.stack(others)) if others else None
-        records.append(make_record(v, e, goal, encoder.similarity))
+        records.append(make_record(v, e, goal, similarity))
     return records
 
 

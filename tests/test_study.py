@@ -107,3 +107,47 @@ def test_rwr_diagnosis_without_a_render_says_what_to_run(tmp_path):
                         "--cache", str(tmp_path), "--encoder", "tiny", "--tau", "1"], capture_output=True, text=True)
     assert p.returncode == 1 and p.stdout == "" and "run reprl eval --suite" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def _ensemble_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ensemble_score", "tools/ensemble_score.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ensemble_value_is_the_mean_of_each_members_value():
+    """tools/ensemble_score.py: members of 2 and 1 dims with L2 values; o = 0, g = (3, 4, 2): member values -5 and
+    -2, mean -3.5 (an L2 distance over the concatenation would give -sqrt(29)); a cosine member keeps its own."""
+    from reprl.encoders.base import similarity
+
+    tool = _ensemble_tool()
+    l2 = lambda a, b: similarity(a, b, "l2")  # noqa: E731
+    cos = lambda a, b: similarity(a, b, "cosine", gamma=0.5)  # noqa: E731
+    o, g = torch.zeros(3), torch.tensor([3.0, 4.0, 2.0])
+    assert tool.mean_of_values([l2, l2], [2, 1])(o, g).item() == pytest.approx(-3.5)
+    a, b = torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.0, 1.0, 3.0])  # cos on (1, 0) vs (0, 1) is 0: 0 / 0.5
+    assert tool.mean_of_values([cos, l2], [2, 1])(a, b).item() == pytest.approx((0.0 - 2.0) / 2)
+    batch = tool.mean_of_values([l2, l2], [2, 1])(torch.zeros(4, 3), g)  # broadcasts over frames like similarity
+    assert batch.shape == (4,) and torch.allclose(batch, torch.full((4,), -3.5))
+
+
+def test_ensemble_of_an_encoder_with_itself_scores_as_the_encoder(tmp_path, capsys):
+    """Two copies of one encoder: the ensemble's figures equal the member's, to the last digit; bad input: one line."""
+    import json
+
+    tool = _ensemble_tool()
+    out = tmp_path / "ens.json"
+    tool.main(["tests/data/metaworld/heldout", "--encoder", "a=random:tiny", "--encoder", "b=random:tiny",
+               "--ensemble", "a+b", "--boot", "50", "--max-frames", "16", "--json", str(out)])
+    scores = json.loads(out.read_text())["scores"]
+    assert set(scores) == {"a", "b", "a+b"} and scores["a+b"] == scores["a"]
+    assert 0.0 < scores["a"]["voc_other"]["mean"] <= 1.0
+    assert "| a+b | " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        tool.main(["tests/data/metaworld/heldout", "--encoder", "a=random:tiny", "--ensemble", "a+c"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--ensemble 'a+c': name two or more --encoder labels joined by '+' (unknown: c)" in err
