@@ -258,7 +258,8 @@ def test_invalid_yaml_is_one_line_with_its_place(tmp_path, text, where):
 def test_every_pretraining_preset_resolves(capsys):
     """Every preset under configs/pretrain/ passes the checks a run makes (extends chains included), and a lever
     preset carries its lever: study_tiny_long_g0995 is study_tiny_long with gamma 0.995 and its own run folder,
-    study_tiny_long_r3m is study_tiny_long with study_r3m's objective."""
+    study_tiny_long_r3m is study_tiny_long with study_r3m's objective, study_tiny_long_chi2 is
+    study_tiny_long_g0995 with f = chi2."""
     from pathlib import Path
 
     import yaml
@@ -280,3 +281,9 @@ def test_every_pretraining_preset_resolves(capsys):
     r3m = resolved["study_tiny_long_r3m"]  # R3M's objective at the small CNN's whole budget: only the objective differs
     assert r3m["objective"] == resolved["study_r3m"]["objective"] and r3m["run_dir"].endswith("study_tiny_long_r3m")
     assert all(r3m[k] == long[k] for k in ("encoder", "data", "optim", "trainer"))
+    chi2 = resolved["study_tiny_long_chi2"]  # the chi2 dual at the best recipe's budget: only f differs
+    assert chi2["objective"]["f"] == "chi2" and g0995["objective"]["f"] == "kl"
+    assert {k: v for k, v in chi2["objective"].items() if k != "f"} == {
+        k: v for k, v in g0995["objective"].items() if k != "f"}
+    assert chi2["run_dir"].endswith("study_tiny_long_chi2")
+    assert all(chi2[k] == g0995[k] for k in ("encoder", "data", "optim", "trainer"))
