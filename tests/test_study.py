@@ -121,7 +121,8 @@ def _ensemble_tool():
 
 def test_ensemble_value_is_the_mean_of_each_members_value():
     """tools/ensemble_score.py: members of 2 and 1 dims with L2 values; o = 0, g = (3, 4, 2): member values -5 and
-    -2, mean -3.5 (an L2 distance over the concatenation would give -sqrt(29)); a cosine member keeps its own."""
+    -2, mean -3.5 (an L2 distance over the concatenation would give -sqrt(29)); with scales 1 and 2: (-5 - 1) / 2;
+    a cosine member keeps its own similarity."""
     from reprl.encoders.base import similarity
 
     tool = _ensemble_tool()
@@ -129,25 +130,54 @@ def test_ensemble_value_is_the_mean_of_each_members_value():
     cos = lambda a, b: similarity(a, b, "cosine", gamma=0.5)  # noqa: E731
     o, g = torch.zeros(3), torch.tensor([3.0, 4.0, 2.0])
     assert tool.mean_of_values([l2, l2], [2, 1])(o, g).item() == pytest.approx(-3.5)
+    assert tool.mean_of_values([l2, l2], [2, 1], [1.0, 2.0])(o, g).item() == pytest.approx(-3.0)
     a, b = torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.0, 1.0, 3.0])  # cos on (1, 0) vs (0, 1) is 0: 0 / 0.5
     assert tool.mean_of_values([cos, l2], [2, 1])(a, b).item() == pytest.approx((0.0 - 2.0) / 2)
     batch = tool.mean_of_values([l2, l2], [2, 1])(torch.zeros(4, 3), g)  # broadcasts over frames like similarity
     assert batch.shape == (4,) and torch.allclose(batch, torch.full((4,), -3.5))
 
 
-def test_ensemble_of_an_encoder_with_itself_scores_as_the_encoder(tmp_path, capsys):
-    """Two copies of one encoder: the ensemble's figures equal the member's, to the last digit; bad input: one line."""
+def test_ensemble_scores_match_values_averaged_by_hand(tmp_path, capsys):
+    """Two different encoders: the ensemble's VOC (goal = other episodes) is that of each member's values (own goal:
+    mean last frame of the same task and camera's other successful videos), divided by the member's spread and
+    averaged, computed here without the tool; the gain is against the better member on the same videos. An encoder
+    ensembled with a copy of itself scores as the encoder. Bad input is one line, before any encoder loads."""
     import json
+
+    from reprl.rewards import voc
+    from reprl.scoring import embed_videos, load_videos
 
     tool = _ensemble_tool()
     out = tmp_path / "ens.json"
-    tool.main(["tests/data/metaworld/heldout", "--encoder", "a=random:tiny", "--encoder", "b=random:tiny",
-               "--ensemble", "a+b", "--boot", "50", "--max-frames", "16", "--json", str(out)])
-    scores = json.loads(out.read_text())["scores"]
-    assert set(scores) == {"a", "b", "a+b"} and scores["a+b"] == scores["a"]
-    assert 0.0 < scores["a"]["voc_other"]["mean"] <= 1.0
-    assert "| a+b | " in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        tool.main(["tests/data/metaworld/heldout", "--encoder", "a=random:tiny", "--ensemble", "a+c"])
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "--ensemble 'a+c': name two or more --encoder labels joined by '+' (unknown: c)" in err
+    shards, sources = "tests/data/metaworld/heldout", {"a": "random:tiny", "b": "random:resnet18", "c": "random:tiny"}
+    tool.main([shards, *[f"--encoder={k}={v}" for k, v in sources.items()], "--ensemble", "a+b", "--ensemble", "a+c",
+               "--boot", "50", "--max-frames", "16", "--json", str(out)])
+    result = json.loads(out.read_text())
+    scores, gain = result["scores"], result["voc_gain"]
+    assert scores["a+c"] == scores["a"] and "| a+b | " in capsys.readouterr().out
+    encoders = {k: reprl.load(v) for k, v in sources.items() if k != "c"}
+    videos = load_videos(shards, encoders["a"].config.image_size, max_frames=16)
+    curves: dict[str, list[torch.Tensor]] = {}
+    for k, enc in encoders.items():
+        embs = embed_videos(enc, videos)
+        curves[k] = []
+        for i, (v, e) in enumerate(zip(videos, embs)):
+            others = [embs[j][-1] for j, w in enumerate(videos)
+                      if j != i and w.succeeded and (w.task, w.camera) == (v.task, v.camera)]
+            curves[k].append(enc.similarity(e, torch.stack(others).mean(0)))
+        spread = torch.cat(curves[k]).double().std(unbiased=False).item()
+        assert result["value_scales"][k] == pytest.approx(spread, rel=1e-4)
+        curves[k] = [c / spread for c in curves[k]]
+    ok = [i for i, v in enumerate(videos) if v.succeeded]
+    by_hand = [voc(((curves["a"][i] + curves["b"][i]) / 2).numpy()) for i in ok]
+    assert scores["a+b"]["voc_other"]["mean"] == pytest.approx(sum(by_hand) / len(by_hand), abs=1e-6)
+    best = gain["a+b"]["best_member"]
+    assert gain["a+b"]["mean"] == pytest.approx(scores["a+b"]["voc_other"]["mean"] - scores[best]["voc_other"]["mean"],
+                                                abs=1e-6)
+    for bad, says in ((["--ensemble", "a+z"], "(unknown: z)"), (["--ensemble", "a+a"], "two or more different"),
+                      (["--boot", "0"], "--boot must be at least 10"), (["--json", str(tmp_path)], "give a file"),
+                      (["--encoder", "x+y=random:tiny"], "use letters, digits")):
+        with pytest.raises(SystemExit):
+            tool.main([shards, "--encoder", "a=random:tiny", *bad])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert says in err[-1] and not any("Traceback" in line for line in err)
