@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> None:
             raise ReprlError(f"the encoders take different image sizes ({sorted(sizes)}); ensemble encoders "
                              "of one size")
         videos = load_videos(args.shards, sizes.pop(), max_frames=args.max_frames)
-        embs = {lab: embed_videos(enc, videos) for lab, enc in encoders.items()}
+        embs = {}
+        for lab, enc in encoders.items():  # the slow part: say what is going on
+            print(f"{lab}: embedding {len(videos)} videos ...", file=sys.stderr, flush=True)
+            embs[lab] = embed_videos(enc, videos)
+        print(f"scoring {len(encoders)} encoders and {len(args.ensemble)} ensembles, {args.boot} bootstrap "
+              "resamples each ...", file=sys.stderr, flush=True)
         alone = {lab: records_from_embeddings(videos, embs[lab], enc.similarity) for lab, enc in encoders.items()}
         scales = {lab: value_scale(recs) for lab, recs in alone.items()}
         rows = {lab: score_records(recs, n_boot=args.boot, metrics=METRICS) for lab, recs in alone.items()}
