@@ -16,7 +16,6 @@ with a paired bootstrap interval over the same videos.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -29,8 +28,8 @@ import reprl
 from reprl.errors import ReprlError
 from reprl.evaluation.harness import parse_encoders
 from reprl.scoring import Record, embed_videos, load_videos, records_from_embeddings, score_records
-from reprl.stats import bootstrap_ci
-from reprl.utils.files import write_text_atomic
+from reprl.stats import bootstrap_ci, format_ci
+from reprl.utils.files import write_json
 
 METRICS = ("voc_other", "bump_other", "near_auc", "fail_auc_final", "voc_last", "bump_last")
 LABEL = re.compile(r"[A-Za-z0-9_.-]+")
@@ -130,12 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, s in rows.items():
         g = gains.get(name)
         gain = f"{g['mean']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] vs {g['best_member']}" if g else ""
-        print(f"| {name} | " + " | ".join(f"{s[m]['mean']:.3f} [{s[m]['lo']:.3f}, {s[m]['hi']:.3f}]" for m in METRICS)
-              + f" | {gain} |")
+        print(f"| {name} | " + " | ".join(format_ci(s[m]) for m in METRICS) + f" | {gain} |")
     if args.json:
-        write_text_atomic(args.json, json.dumps({"videos": len(videos), "encoders": args.sources,
-                                                 "value_scales": scales, "scores": rows, "voc_gain": gains},
-                                                indent=1))
+        write_json(args.json, {"videos": len(videos), "encoders": args.sources, "value_scales": scales,
+                               "scores": rows, "voc_gain": gains})
 
 
 if __name__ == "__main__":
