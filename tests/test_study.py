@@ -11,15 +11,18 @@ import reprl
 
 
 @pytest.mark.slow
-def test_liv_trains_resnet_with_frozen_sentence_text_tower(tmp_path):
+@pytest.mark.parametrize("name", ["resnet18-minilm", "tiny-minilm"])
+def test_liv_trains_an_image_tower_with_frozen_sentence_text_tower(tmp_path, name):
     from reprl.training.run import build_training_encoder, pretrain
 
-    cfg = tiny(tmp_path, "--encoder.name", "resnet18-minilm", "--encoder.embed_dim", "16", "--objective.name", "liv",
+    cfg = tiny(tmp_path, "--encoder.name", name, "--encoder.embed_dim", "16", "--objective.name", "liv",
                "--objective.num_negatives", "1", "--data.batch_size", "4", "--trainer.max_steps", "2",
                "--trainer.checkpoint_every", "2")
     enc = build_training_encoder(cfg)
     assert enc.config.similarity == "cosine" and enc.text_parameters()
     assert all(p.requires_grad for p in enc.text_parameters())
+    image_tower = "convnet."  # the image tower, then the text head; MiniLM is not saved
+    assert {k.split(".")[0] + "." for k in enc.state_dict()} == {image_tower, "text_head."}
     assert not any(k.startswith("model.") or "embeddings" in k for k in enc.state_dict())  # MiniLM is not saved
     summary = pretrain(cfg)
     names = {k for r in metrics(tmp_path / "run") for k, v in r.items() if v}

