@@ -259,7 +259,8 @@ def test_every_pretraining_preset_resolves(capsys):
     """Every preset under configs/pretrain/ passes the checks a run makes (extends chains included), and a lever
     preset carries its lever: study_tiny_long_g0995 is study_tiny_long with gamma 0.995 and its own run folder,
     study_tiny_long_r3m is study_tiny_long with study_r3m's objective, study_tiny_long_chi2 is
-    study_tiny_long_g0995 with f = chi2."""
+    study_tiny_long_g0995 with f = chi2, study_tiny_long_liv is study_tiny_long with study_liv's objective on the
+    small CNN with a text tower, for the steps its slower step buys in the same time."""
     from pathlib import Path
 
     import yaml
@@ -287,3 +288,8 @@ def test_every_pretraining_preset_resolves(capsys):
         k: v for k, v in g0995["objective"].items() if k != "f"}
     assert chi2["run_dir"].endswith("study_tiny_long_chi2")
     assert all(chi2[k] == g0995[k] for k in ("encoder", "data", "optim", "trainer"))
+    liv = resolved["study_tiny_long_liv"]  # LIV at the best recipe's budget, on the small CNN with a text tower
+    assert liv["objective"] == resolved["study_liv"]["objective"] and liv["run_dir"].endswith("study_tiny_long_liv")
+    assert liv["encoder"] == {**long["encoder"], "name": "tiny-minilm"} and long["encoder"]["name"] == "tiny"
+    assert all(liv[k] == long[k] for k in ("data", "optim"))
+    assert liv["trainer"] == {**long["trainer"], "max_steps": 15000, "val_every": 5000, "checkpoint_every": 5000}
