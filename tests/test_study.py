@@ -184,3 +184,25 @@ def test_ensemble_scores_match_values_averaged_by_hand(tmp_path, capsys):
             tool.main([shards, "--encoder", "a=random:tiny", *bad])
         err = capsys.readouterr().err.strip().splitlines()
         assert says in err[-1] and not any("Traceback" in line for line in err)
+
+
+def test_the_committed_liv_encoder_loads_by_name_takes_text_goals_and_carries_its_scores():
+    """study-liv_tiny_g0995 (eval/models/): the small CNN with its text tower, cosine values at its own gamma; its
+    training card holds the figures of the committed scoring run, and different task captions embed apart."""
+    import json
+    from pathlib import Path
+
+    enc = reprl.load("study-liv_tiny_g0995")
+    assert type(enc).__name__ == "TinyTextEncoder" and enc.has_text
+    assert (enc.config.similarity, enc.config.gamma, enc.config.image_size) == ("cosine", 0.995, 64)
+    card = enc.config.training
+    scored = json.loads(Path("eval/results/study_machine4/reward_quality_liv_g0995_tiny_long/results.json").read_text())
+    ref = scored["scores"]["liv_g0995_15000"]
+    for metric in ("voc_other", "bump_other", "near_auc"):
+        assert card["reward_quality"]["metrics"][metric]["mean"] == round(ref[metric]["mean"], 4)
+    assert card["steps"] == 15000 and card["preset"] == "configs/pretrain/study_tiny_long_liv.yaml"
+    text = enc.embed_text(["open the drawer", "open the drawer", "press the button from above"])
+    assert text.shape == (3, 512) and torch.equal(text[0], text[1])
+    assert torch.cosine_similarity(text[0], text[2], dim=0) < 0.99  # 0.958 for these two
+    frames = torch.rand(2, 3, 64, 64)
+    assert enc(frames).shape == (2, 512)
