@@ -37,9 +37,10 @@ from reprl.rewards import bump_rate, goal_from_embeddings, nonfinite_frames, val
 from reprl.stats import auc, bootstrap_ci, bootstrap_resamples, percentile_interval
 from reprl.utils.machine import usable_cores
 
-METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "fail_auc_final", "fail_auc_sum", "near_auc",
-           "probe_hand", "probe_object")
-LOWER_IS_BETTER = {"bump_last", "bump_other"}
+METRICS = ("voc_last", "bump_last", "voc_other", "bump_other", "voc_text", "bump_text", "fail_auc_final",
+           "fail_auc_sum", "near_auc", "probe_hand", "probe_object")
+LOWER_IS_BETTER = {"bump_last", "bump_other", "bump_text"}
+TEXT_METRICS = ("voc_text", "bump_text")  # encoders with a text tower, on videos with a caption; NaN otherwise
 HAND, OBJECT = slice(0, 3), slice(4, 7)  # MetaWorld state: hand xyz, gripper, first object's xyz
 PROBE_LAMBDA = 10.0  # ridge penalty of the state probes (on z-scored features)
 
@@ -57,6 +58,7 @@ class ScoreVideo:
     camera: str = ""  # goals and success AUCs compare videos of the same task AND camera
     expert: bool | None = None  # the scripted expert without noise (renders mark it); None when unknown
     reward: np.ndarray | None = None  # [n] the shards' per-step reward at each kept frame, where they carry one
+    text: str = ""  # the video's caption (the task's description in MetaWorld renders); '' when it has none
 
 
 def _near_frame(video: Any, steps: np.ndarray, near: float) -> int | None:
@@ -88,7 +90,7 @@ def load_videos(urls: str, image_size: int, max_videos: int = 1000, max_frames: 
                               near=idx.index(near_idx) if near_idx is not None else None, state=state,
                               camera=str(video.meta.get("camera", "")),
                               expert=None if expert is None else bool(expert),
-                              reward=_reward_at(video, steps[idx])))
+                              reward=_reward_at(video, steps[idx]), text=(video.text or "").strip()))
     return out
 
 
@@ -122,12 +124,17 @@ class Record:
     state: np.ndarray | None
     camera: str = ""
     expert: bool | None = None
+    voc_text: float | None = None  # goal = the embedding of the video's caption (encoders with a text tower)
+    bump_text: float | None = None
 
 
-def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | None, similarity: Any) -> Record:
+def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | None, similarity: Any,
+                goal_text: torch.Tensor | None = None) -> Record:
     last = video_metrics(emb, similarity)
     vo = values(emb, goal_other, similarity).numpy() if goal_other is not None else None
-    return Record(task=v.task, succeeded=v.succeeded, voc_last=last["voc"], bump_last=last["bump_rate"],
+    vt = values(emb, goal_text, similarity).numpy() if goal_text is not None else None
+    return Record(voc_text=voc(vt) if vt is not None else None, bump_text=bump_rate(vt) if vt is not None else None,
+                  task=v.task, succeeded=v.succeeded, voc_last=last["voc"], bump_last=last["bump_rate"],
                   voc_other=voc(vo) if vo is not None else None, bump_other=bump_rate(vo) if vo is not None else None,
                   final=float(vo[-1]) if vo is not None else None,
                   summed=float(vo[-1] - vo[0]) if vo is not None else None,
@@ -136,8 +143,19 @@ def make_record(v: ScoreVideo, emb: torch.Tensor, goal_other: torch.Tensor | Non
 
 
 def embed_records(encoder: Any, videos: list[ScoreVideo]) -> list[Record]:
-    """Embed every video once and compute its figures under the `last` and `other` goals."""
-    return records_from_embeddings(videos, embed_videos(encoder, videos), encoder.similarity)
+    """Embed every video once and compute its figures under the `last` and `other` goals, and under its caption
+    where the encoder has a text tower."""
+    return records_from_embeddings(videos, embed_videos(encoder, videos), encoder.similarity,
+                                   caption_goals(encoder, videos))
+
+
+def caption_goals(encoder: Any, videos: list[ScoreVideo]) -> dict[str, torch.Tensor] | None:
+    """Each distinct caption's text embedding [D], for an encoder with a text tower (None without one)."""
+    captions = sorted({v.text for v in videos if v.text})
+    if not getattr(encoder, "has_text", False) or not captions:
+        return None
+    with torch.inference_mode():
+        return dict(zip(captions, encoder.embed_text(captions).float().cpu()))
 
 
 def embed_videos(encoder: Any, videos: list[ScoreVideo]) -> list[torch.Tensor]:
@@ -149,8 +167,10 @@ def embed_videos(encoder: Any, videos: list[ScoreVideo]) -> list[torch.Tensor]:
     return embs
 
 
-def records_from_embeddings(videos: list[ScoreVideo], embs: list[torch.Tensor], similarity: Any) -> list[Record]:
-    """Each video's figures under the `last` and `other` goals, from its frame embeddings and a similarity."""
+def records_from_embeddings(videos: list[ScoreVideo], embs: list[torch.Tensor], similarity: Any,
+                            text_goals: dict[str, torch.Tensor] | None = None) -> list[Record]:
+    """Each video's figures under the `last` and `other` goals, from its frame embeddings and a similarity; and
+    under its caption's embedding where `text_goals` (caption -> [D]) has it."""
     lasts: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = defaultdict(list)
     for i, (v, e) in enumerate(zip(videos, embs)):
         if v.succeeded:
@@ -159,7 +179,7 @@ def records_from_embeddings(videos: list[ScoreVideo], embs: list[torch.Tensor], 
     for i, (v, e) in enumerate(zip(videos, embs)):
         others = [g for j, g in lasts[v.task, v.camera] if j != i]  # a user's goal image: same task and camera
         goal = goal_from_embeddings(torch.stack(others)) if others else None
-        records.append(make_record(v, e, goal, similarity))
+        records.append(make_record(v, e, goal, similarity, (text_goals or {}).get(v.text)))
     return records
 
 
@@ -304,7 +324,8 @@ def _failure_auc(field: str) -> Callable[[list[Record]], float]:
 
 
 STATISTICS: dict[str, Callable[[list[Record]], float]] = {
-    **{m: functools.partial(_mean_over_success, field=m) for m in ("voc_last", "bump_last", "voc_other", "bump_other")},
+    **{m: functools.partial(_mean_over_success, field=m)
+       for m in ("voc_last", "bump_last", "voc_other", "bump_other", *TEXT_METRICS)},
     "fail_auc_final": _failure_auc("final"),
     "fail_auc_sum": _failure_auc("summed"),
     "near_auc": lambda rs: _per_task_auc(rs, lambda r: r.final if r.succeeded and r.near_value is not None else None,

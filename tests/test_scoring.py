@@ -153,6 +153,44 @@ def test_other_episodes_goal_uses_the_same_camera():
     assert records[0].camera == "A"
 
 
+class _TextIdentity(_Identity):
+    """_Identity with a text tower: a caption embeds to the number it names ('to 3' -> [3.0])."""
+
+    has_text = True
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        return torch.tensor([[float(t.split()[-1])] for t in texts])
+
+
+def test_caption_goal_scores_the_video_against_its_own_caption_and_only_with_a_text_tower():
+    def video(key: str, text: str, pixels: list[int]) -> ScoreVideo:
+        frames = torch.zeros(len(pixels), 3, 2, 2, dtype=torch.uint8)
+        frames[:, 0, 0, 0] = torch.tensor(pixels)
+        return ScoreVideo(key=key, task="t", succeeded=True, frames=frames, near=None, state=None, text=text)
+
+    videos = [video("toward", "to 3", [0, 1, 2, 3]),  # walks to its caption's 3: V = -(3 - x), VOC 1, no bump
+              video("away", "to 0", [0, 1, 3, 2]),  # walks away from 0: V = 0, -1, -3, -2 -> ranks 3, 2, 0, 1
+              video("mute", "", [0, 1, 2, 3])]  # no caption: no text figures
+    records = embed_records(_TextIdentity(), videos)
+    assert (records[0].voc_text, records[0].bump_text) == (1.0, 0.0)
+    # Spearman of ranks (3, 2, 0, 1) against (0, 1, 2, 3): 1 - 6 * (9 + 1 + 4 + 4) / (4 * 15) = -0.8; 2 of 3 steps fall
+    assert records[1].voc_text == pytest.approx(-0.8) and records[1].bump_text == pytest.approx(2 / 3)
+    assert (records[2].voc_text, records[2].bump_text) == (None, None)
+    scores = score_records(records, n_boot=20, metrics=("voc_text", "bump_text"))
+    assert scores["voc_text"]["mean"] == pytest.approx(0.1) and scores["bump_text"]["mean"] == pytest.approx(1 / 3)
+    plain = embed_records(_Identity(), videos)  # no text tower: no text goal, even where videos have captions
+    assert all(r.voc_text is None for r in plain)
+    assert np.isnan(score_records(plain, n_boot=20, metrics=("voc_text",))["voc_text"]["mean"])
+
+    from reprl.evaluation.score_report import table_lines
+
+    with_text = {"a": score_records(records, n_boot=20), "b": score_records(plain, n_boot=20)}
+    rows = [line.split(" |")[0] for line in table_lines(with_text, {"a": "a", "b": "b"})]
+    assert "| VOC, goal = the video's caption (text) (higher is better)" in rows
+    without = [line.split(" |")[0] for line in table_lines({"b": with_text["b"]}, {"b": "b"})]
+    assert not any("caption" in r for r in without) and len(without) == len(rows) - 2
+
+
 def _rec(task: str, ok: bool, final: float, near: float | None = None, summed: float = 0.0) -> Record:
     return Record(task=task, succeeded=ok, voc_last=1.0, bump_last=0.0, voc_other=0.5 if ok else -0.5,
                   bump_other=0.25, final=final, summed=summed, near_value=near, curve=None,

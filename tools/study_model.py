@@ -62,7 +62,7 @@ def card(results: Path, key: str, preset: str, corpus: Path) -> dict:
     train = _read(corpus / "index.json", "give the training corpus folder (reprl render writes its index.json)")
     pretrain = _read(results / f"pretrain_{preset}.json", f"run the study's pretraining of {preset} first")
     metrics = {m: {"mean": round(v["mean"], 4), "ci95": [round(v["lo"], 4), round(v["hi"], 4)]}
-               for m, v in scored["scores"][key].items()}
+               for m, v in scored["scores"][key].items() if math.isfinite(v["mean"])}  # e.g. no text tower: none
     return {
         "preset": f"configs/pretrain/{preset}.yaml",
         "steps": pretrain.get("steps"),

@@ -67,7 +67,7 @@ def _check(opts: ScoreOptions) -> None:
         check_writable(Path(opts.cache) / "x", "--cache")
 
 
-METRICS_VERSION = 3  # bump when a metric's definition changes, so --cache never reuses stale scores
+METRICS_VERSION = 4  # bump when a metric's definition changes, so --cache never reuses stale scores
 
 
 def _cache_path(opts: ScoreOptions, label: str, enc: Any, size: int) -> Path | None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from reprl.scoring import LOWER_IS_BETTER, METRICS
+from reprl.scoring import LOWER_IS_BETTER, METRICS, TEXT_METRICS
 from reprl.stats import format_ci
 from reprl.utils.files import StagingDir, replacing, write_json, write_text_atomic
 
 LABELS = {
     "voc_last": "VOC, goal = own last frame", "bump_last": "bump rate, goal = own last frame",
     "voc_other": "VOC, goal = other episodes", "bump_other": "bump rate, goal = other episodes",
+    "voc_text": "VOC, goal = the video's caption (text)", "bump_text": "bump rate, goal = the video's caption (text)",
     "fail_auc_final": "failure AUC, final value", "fail_auc_sum": "failure AUC, summed reward",
     "near_auc": "near-miss AUC (final vs 90%)", "probe_hand": "probe R^2, hand position",
     "probe_object": "probe R^2, object position",
@@ -25,6 +26,8 @@ def table_lines(scores: dict[str, dict[str, dict[str, float]]], names: dict[str,
     encoders = list(scores)
     lines = ["| metric | " + " | ".join(names[e] for e in encoders) + " |", "|" + " --- |" * (len(encoders) + 1)]
     for m in METRICS:
+        if m in TEXT_METRICS and not any(np.isfinite(scores[e].get(m, {}).get("mean", np.nan)) for e in encoders):
+            continue  # no encoder here has a text tower (or no video a caption): no rows of '-'
         arrow = "lower is better" if m in LOWER_IS_BETTER else "higher is better"
         cells = [format_ci(scores[e][m]) if m in scores[e] else "-" for e in encoders]
         lines.append(f"| {LABELS[m]} ({arrow}) | " + " | ".join(cells) + " |")
