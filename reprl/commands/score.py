@@ -167,7 +167,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                      "scores": score_records(records, n_boot=opts.boot, seed=opts.seed),
                      "breakdown": record_breakdown(records, n_boot=opts.boot, seed=opts.seed),
                      "reference": reference}
-            _store(path, saved)
+            text_missing = getattr(enc, "has_text", False) and any(v.text for v in cache[size]) and all(
+                r.voc_text is None for r in records)
+            if not text_missing:  # caption goals that could not be made (a missing package) are not kept
+                _store(path, saved)
         data, scores[label], curves[label] = saved["data"], saved["scores"], saved["curves"]
         breakdown[label], reference = saved["breakdown"], saved["reference"]  # the reference: same for every encoder
     names = {k: f"{k} (random init)" if encoders[k].config.random_init and not sources[k].startswith("random:")

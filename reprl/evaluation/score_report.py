@@ -67,9 +67,10 @@ def plot(scores: dict[str, dict[str, dict[str, float]]], names: dict[str, str], 
     colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # tab10 is a ListedColormap
     x = np.arange(len(encoders))
     for ax, m in zip(axes.flat, metrics):
-        mean = np.array([scores[e][m]["mean"] for e in encoders])
-        lo = np.array([scores[e][m]["lo"] for e in encoders])
-        hi = np.array([scores[e][m]["hi"] for e in encoders])
+        cell = [scores[e].get(m, {}) for e in encoders]  # an encoder may lack a metric others have
+        mean = np.array([c.get("mean", np.nan) for c in cell])
+        lo = np.array([c.get("lo", np.nan) for c in cell])
+        hi = np.array([c.get("hi", np.nan) for c in cell])
         err = np.nan_to_num(np.stack([mean - lo, hi - mean]), nan=0.0)
         ax.bar(x, mean, yerr=err, capsize=3, color=[colors[i % 10] for i in x])
         ax.set_title(LABELS[m] + (" (lower better)" if m in LOWER_IS_BETTER else ""), fontsize=9)
