@@ -161,7 +161,7 @@ def caption_goals(encoder: Any, videos: list[ScoreVideo]) -> dict[str, torch.Ten
     except ReprlError as e:  # e.g. the sentence encoder's package is not installed: image goals still score
         print(f"warning: no caption-goal figures: {e}", file=sys.stderr)
         return None
-    if not torch.isfinite(text).all():
+    if nonfinite_frames(text):  # the check embed_videos makes on frames
         raise ReprlError("the encoder produced non-finite text embeddings; its weights are broken: retrain or "
                          "re-export it")
     return dict(zip(captions, text))
