@@ -33,10 +33,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def precision(text: str) -> str:
     """--precision, one vocabulary for every command: 32 | bf16 | 16 (Lightning's '-mixed' names accepted)."""
-    value = text.strip().lower().removesuffix("-mixed").removesuffix("-true")
-    if value not in ("32", "bf16", "16"):
-        raise argparse.ArgumentTypeError(f"precision must be 32, bf16 or 16, got {text!r}")
-    return value
+    from reprl.utils.precision import normalize_precision
+
+    try:
+        return normalize_precision(text)
+    except ReprlError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _finish(p: argparse.ArgumentParser) -> None:

@@ -167,6 +167,7 @@ class EvalBenchConfig:
     horizon: int = 50  # steps per timed rollout
     repeats: int = 3  # repeats; figures are medians
     serial: bool = True  # also time the single-process path
+    precision: str = "32"  # the encoder's forward in rollouts: 32 or bf16 (a suite's `precision`)
 
 
 @dataclass

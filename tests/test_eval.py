@@ -17,7 +17,7 @@ from reprl.evaluation.suite import SuiteSpec, load_suite
 from reprl.heads import load_policy, registry
 from reprl.heads.registry import head_revision
 from reprl.sim.vector import SerialEnvs
-from reprl.typed_config import from_dict
+from reprl.typed_config import from_dict, to_dict
 
 SUITES = sorted((Path(__file__).resolve().parents[1] / "eval" / "suites").glob("*.yaml"))
 
@@ -333,6 +333,33 @@ def test_a_suite_extends_another_and_keeps_its_own_name(tmp_path):
     assert (spec.name, spec.rollouts, spec.tasks, spec.head) == ("more", 30, parent.tasks, parent.head)
     (tmp_path / "named.yaml").write_text(f"extends: {base}\nname: mine\n")
     assert load_suite(tmp_path / "named.yaml").name == "mine"
+
+
+def test_a_bf16_suite_keeps_its_cells_and_embeddings_apart_from_float32s(tmp_path, monkeypatch):
+    """precision: bf16 embeds the demos under bfloat16 autocast into a file of its own and keys its cells apart;
+    float32 (the default) keeps the names and keys it had before the setting existed."""
+    spec, cache = tiny_suite(tmp_path)
+    spec.heads, spec.seeds = ["bc"], [0]
+    assert spec.cell_key("bc") == from_dict(SuiteSpec, {**to_dict(spec), "precision": "32"}).cell_key("bc")
+    half = from_dict(SuiteSpec, {**to_dict(spec), "precision": "bf16-mixed"})
+    assert half.precision == "bf16" and half.cell_key("bc") != spec.cell_key("bc")
+    with pytest.raises(ReprlError, match="precision must be 32, bf16 or 16"):
+        from_dict(SuiteSpec, {**to_dict(spec), "precision": "8"})
+    done = {"demos_used": [], "noisy_episodes": 1, "suboptimal": {}, "transitions": 1, "success": 0.5,
+            "success_final_step": None, "success_max": 0.5, "evaluations": [], "head_loss": {}, "seconds": 0.0}
+    seen = []
+    monkeypatch.setattr(harness, "open_suite_envs", lambda *a: None)
+    monkeypatch.setattr(harness, "run_cell", lambda s, enc, pool, episodes, *a, **k: seen.append(episodes) or done)
+    for suite in (spec, half):
+        harness.run_suite(suite, {"tiny": "random:tiny"}, out=tmp_path / "out", cache=cache, progress=False)
+    files = sorted(p.name for p in (cache / "embeddings").rglob("*.npz"))
+    assert files == [f"drawer-open-{spec.data_key()}-bf16.npz", f"drawer-open-{spec.data_key()}.npz"]
+    full, low = (np.concatenate([e["emb"] for e in eps]) for eps in seen)
+    assert low.dtype == full.dtype == np.float32 and not np.array_equal(low, full)
+    assert np.abs(low - full).max() < 0.05 * np.abs(full).max()  # bfloat16 autocast: close, not equal
+    # the float32 cell is not reused for bf16: it is trained again and its file now carries bf16's key
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "out" / "t" / "cells").glob("*.json")]
+    assert len(seen) == 2 and [c["suite_key"] for c in cells] == [half.cell_key("bc")]
 
 
 def test_a_second_encoder_keeps_the_first_in_the_tables(tmp_path, monkeypatch):

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -98,6 +99,32 @@ def test_a_head_overfits_a_tiny_dataset_and_zero_weights_are_ignored():
         first = ((head_w(data.emb[:8], data.proprio[:8]) - data.actions[:8]) ** 2).sum(-1).mean()
         second = ((head_w(data.emb[8:], data.proprio[8:]) - data.actions[8:]) ** 2).sum(-1).mean()
     assert first < 0.05 < second
+
+
+def test_a_bf16_policy_acts_close_to_float32_and_keeps_its_precision(tmp_path):
+    """Policy(precision="bf16") runs the encoder under bfloat16 autocast: actions close to float32's, not equal;
+    the folder records the precision and load_policy uses it unless told otherwise; a bad one is refused at once."""
+    from reprl.encoders.io import save_encoder
+
+    enc_dir = save_encoder(reprl.load("tiny", image_size=32, embed_dim=4), tmp_path / "enc")
+    data = Transitions.from_episodes(episodes(1))
+    head, _ = train_head(data, HeadConfig(hidden=(16,), steps=20), seed=0)
+    imgs = np.random.default_rng(1).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+    full = Policy(reprl.load(enc_dir), head, str(enc_dir)).act(imgs, np.zeros((8, 4)))
+    policy = Policy(reprl.load(enc_dir), head, str(enc_dir), precision="bf16")
+    low = policy.act(imgs, np.zeros((8, 4)))
+    assert low.dtype == np.float32 and not np.array_equal(low, full) and np.abs(low - full).max() < 0.05
+    policy.save(tmp_path / "policy")
+    assert json.loads((tmp_path / "policy" / "config.json").read_text())["precision"] == "bf16"
+    assert load_policy(tmp_path / "policy").precision == "bf16"
+    assert load_policy(tmp_path / "policy", precision="32").precision == "32"
+    Policy(reprl.load(enc_dir), head, str(enc_dir)).save(tmp_path / "p32")
+    assert "precision" not in json.loads((tmp_path / "p32" / "config.json").read_text())
+    with pytest.raises(ReprlError, match="precision must be 32, bf16 or 16"):
+        Policy(reprl.load(enc_dir), head, precision="8")
+    assert Policy(reprl.load(enc_dir), head, precision="bf16-mixed").precision == "bf16"
+    with pytest.raises(ReprlError, match="needs a CUDA device"):
+        Policy(reprl.load(enc_dir), head, precision="16")
 
 
 def test_policy_saves_loads_with_its_encoder_and_acts(tmp_path):

@@ -52,7 +52,8 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
 
     encoder = bench_encoder(cfg.encoder, cfg.image_size)  # --image-size shapes a new encoder only
     torch.manual_seed(0)
-    act = Policy(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()), cfg.encoder).act
+    act = Policy(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()), cfg.encoder,
+                 precision=cfg.precision).act
     const = lambda frames, proprio: np.full((len(frames), 4), 0.1, np.float32)  # noqa: E731
     workers = default_env_workers(cfg.envs) if cfg.workers is None else cfg.workers
     groups = 2 if workers > 0 else 1
@@ -91,7 +92,9 @@ def format_eval_bench(r: dict[str, Any]) -> str:
     f = lambda d: f"{d['median']:8.1f} [{d['min']:.1f}-{d['max']:.1f}]"  # noqa: E731
     lines = [
         f"eval: {c['task']} at {c['frame_size']} px, {c['envs']} envs over {r['workers']} worker process(es), "
-        f"{r['groups']} group(s); {r['encoder']} at {r['image_size']} px + MLP head, {r['threads']} torch threads; "
+        f"{r['groups']} group(s); {r['encoder']} at {r['image_size']} px"
+        f"{'' if c.get('precision', '32') == '32' else ' under ' + c['precision'] + ' autocast'} + MLP head, "
+        f"{r['threads']} torch threads; "
         f"{c['horizon']}-step rollouts, median [min-max] of {c['repeats']}",
         f"  harness (encoder + head act every step)          {f(r['harness'])} env steps/s",
         f"  bound (same envs, constant action, no encoder)   {f(r['bound'])} env steps/s",

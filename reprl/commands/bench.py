@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e = sub.add_parser("embed", help="reprl embed images/s vs forward-only")
     add_options(e, EmbedBenchConfig, converters={"precision": precision})
     v = sub.add_parser("eval", help="rollout steps/s of the harness vs envs alone; the study's rollout hours")
-    add_options(v, EvalBenchConfig, flags={"workers": "env_workers"})
+    add_options(v, EvalBenchConfig, flags={"workers": "env_workers"}, converters={"precision": precision})
     for q in (d, t, e, v):
         q.add_argument("--json", default=None, help="also write the figures as JSON here")
 

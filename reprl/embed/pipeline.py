@@ -19,8 +19,7 @@ from reprl.embed.frame_sources import FrameSource, shard_batches
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.utils.machine import torch_threads, usable_cores
-
-PRECISIONS = ("32", "bf16", "16")
+from reprl.utils.precision import PRECISIONS
 
 
 class Thumbnails:
@@ -197,7 +196,7 @@ def embed_source(encoder: Encoder, source: FrameSource, *, batch_size: int = 64,
     return torch.cat([outs[i] for i in range(len(outs))]), stats
 
 
-def embed_video(encoder: Encoder, video: Any, batch_size: int = 64) -> torch.Tensor:
+def embed_video(encoder: Encoder, video: Any, batch_size: int = 64, precision: str = "32") -> torch.Tensor:
     """All frames of one shard video -> float32 embeddings [T, D] on the CPU, decoded batch by batch."""
     source = FrameSource(name=video.key, kind="shard", count=len(video), _open=shard_batches(video))
-    return embed_source(encoder, source, batch_size=batch_size)[0]
+    return embed_source(encoder, source, batch_size=batch_size, precision=precision)[0]

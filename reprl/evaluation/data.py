@@ -73,13 +73,14 @@ def task_episodes(spec: SuiteSpec, cache: Path, task: str, encoder: Encoder, fin
     """Episodes of a task with cached frame embeddings: dicts of emb [T+1, D], proprio, actions, success, expert,
     the environment's reward [T] and behaviour (expert, noisy, random, early)."""
     data = task_dir(spec, cache, task)
-    path = cache / "embeddings" / fingerprint / f"{task}-{spec.data_key()}.npz"
+    precision = "" if spec.precision == "32" else f"-{spec.precision}"  # float32's files keep their earlier name
+    path = cache / "embeddings" / fingerprint / f"{task}-{spec.data_key()}{precision}.npz"
     videos = list(iter_videos(expand_urls(str(data))))
     embs = _stored_embeddings(path, len(videos))
     if embs is None:
         from reprl.embed.pipeline import embed_video
 
-        embs = [embed_video(encoder, v, batch_size).numpy() for v in videos]
+        embs = [embed_video(encoder, v, batch_size, spec.precision).numpy() for v in videos]
         arrays: dict[str, Any] = {f"e{i}": e for i, e in enumerate(embs)}
         with replacing(path) as tmp:
             np.savez(tmp, **arrays)

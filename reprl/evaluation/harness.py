@@ -73,7 +73,7 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: Envs, episodes: list[dict[
     seeds = [spec.eval_seed + 1000 * seed + i for i in range(spec.rollouts)]
     evals, losses = [], []
     learner = make_learner(kind, data, spec.head, spec.head_config(kind), seed=seed)
-    policy = Policy(encoder, learner.actor, source, kind)
+    policy = Policy(encoder, learner.actor, source, kind, precision=spec.precision)
     steps_each = max(1, spec.head.steps // spec.evaluations)
     for _ in range(spec.evaluations):
         losses.append(learner.train(steps_each))
@@ -81,8 +81,10 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: Envs, episodes: list[dict[
                                 **suite_rollout_options(spec, pool)))
         evals.append({"head_steps": learner.steps_done, **res})
     if policy_dir is not None:
-        save_head(learner.actor, policy_dir, source, kind, extra={"head_config": to_dict(spec.head_config(kind))
-                                                                   if spec.head_config(kind) else {}})
+        extra: dict[str, Any] = {"head_config": to_dict(spec.head_config(kind)) if spec.head_config(kind) else {}}
+        if spec.precision != "32":
+            extra["precision"] = spec.precision  # load_policy embeds as the head was trained
+        save_head(learner.actor, policy_dir, source, kind, extra=extra)
     final = evals[-1]
     behaviours = Counter(e.get("behaviour", "noisy") for e in noisy)
     return {"demos_used": [d["key"] for d in demos], "noisy_episodes": len(noisy), "suboptimal": dict(behaviours),

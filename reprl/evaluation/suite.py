@@ -16,6 +16,7 @@ from reprl.heads.trail import TRAILConfig
 from reprl.sim.tasks import check_camera, task_name
 from reprl.typed_config import from_dict, read_yaml, to_dict
 from reprl.utils.files import safe_name
+from reprl.utils.precision import normalize_precision
 
 
 @dataclass
@@ -64,9 +65,12 @@ class SuiteSpec:
     env_workers: int | None = None  # processes stepping + rendering the envs; None: one per core; 0: none
     eval_seed: int = 100000
     save_policies: bool = True  # write every trained head as a policy folder under policies/
+    precision: str = "32"  # the encoder's forward (demo embeddings and rollouts): 32, or bf16 (autocast; faster on
+    # CPUs with bfloat16 instructions, embeddings about 1% off float32's; its cells and embeddings are kept apart)
 
     def __post_init__(self) -> None:
         self.tasks = [task_name(t) for t in self.tasks]
+        self.precision = normalize_precision(self.precision)
         check_camera(self.data.camera)
         bad = [h for h in self.heads if h not in HEADS]
         if bad:
@@ -107,12 +111,13 @@ class SuiteSpec:
     def cell_key(self, head: str | None = None) -> str:
         """Identifies everything a result cell of `head` depends on besides encoder, task, demos, seed and head:
         the shared settings and that head's own section, so adding a head to a suite or changing another head's
-        settings leaves its finished cells valid. How the envs are spread (parallel_envs, env_workers) does not
-        change results; full-horizon rollouts give what they gave before settle_steps existed, so their cells
-        keep their key. A head whose revision (reprl.heads.registry.REVISIONS) is above 0 adds it, so cells an
-        older revision of that head trained are not reused; settings in LATER_HEAD_SETTINGS are left out at their
-        earlier value. Without `head`: the key cells were written with before keys were per head (the settings of
-        every head the suite runs, and rwr's); those cells are still reused while the suite is unchanged."""
+        settings leaves its finished cells valid. A precision other than float32 adds it. How the envs are spread
+        (parallel_envs, env_workers) does not change results; full-horizon rollouts give what they gave before
+        settle_steps existed, so their cells keep their key. A head whose revision
+        (reprl.heads.registry.REVISIONS) is above 0 adds it, so cells an older revision of that head trained are
+        not reused; settings in LATER_HEAD_SETTINGS are left out at their earlier value. Without `head`: the key
+        cells were written with before keys were per head (the settings of every head the suite runs, and
+        rwr's); those cells are still reused while the suite is unchanged."""
         if head is None:
             others = {h for h in HEADS if h not in self.heads and h != "rwr"}
         else:
@@ -120,6 +125,8 @@ class SuiteSpec:
             others = {h for h in HEADS if h != own}
         skip = {"name", "description", "tasks", "demos", "seeds", "heads", "parallel_envs", "env_workers",
                 "save_policies", *others}
+        if self.precision == "32":
+            skip.add("precision")  # float32 cells keep the key they had before the setting existed
         if self.final_step_success:
             skip |= {"final_step_success", "settle_steps"}
         parts = {k: v for k, v in to_dict(self).items() if k not in skip}

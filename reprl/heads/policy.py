@@ -79,17 +79,31 @@ class PolicyHead(nn.Module):
 class Policy(nn.Module):
     """A frozen encoder and a trained actor (any head's): what control code and the evaluation harness call."""
 
-    def __init__(self, encoder: Any, head: nn.Module, encoder_source: str = "", kind: str = "bc") -> None:
+    def __init__(self, encoder: Any, head: nn.Module, encoder_source: str = "", kind: str = "bc",
+                 precision: str = "32") -> None:
+        """precision: the encoder's forward in float32 ("32", the default) or under bfloat16 autocast ("bf16",
+        about 2-3x faster on CPUs with bfloat16 instructions; embeddings differ by about 1% of their scale, so
+        train the head on embeddings of the same precision). The head always runs in float32."""
         super().__init__()
+        from reprl.embed.pipeline import autocast
+        from reprl.utils.precision import normalize_precision
+
+        precision = normalize_precision(precision)
+        with autocast(_device(encoder), precision):  # float16 off CUDA is refused here, not at the first act
+            pass
         self.encoder, self.head = encoder, head.eval()
-        self.encoder_source, self.kind = encoder_source, kind
+        self.encoder_source, self.kind, self.precision = encoder_source, kind, precision
 
     @torch.inference_mode()
     def act(self, image: Any, proprio: Any = None) -> np.ndarray:
         """Image(s) (any layout the encoder takes) and proprioception -> actions in [-1, 1], float32.
 
         One image gives one action [A]; a batch gives [B, A]."""
-        emb = self.encoder(image)
+        from reprl.embed.pipeline import autocast
+
+        with autocast(_device(self.encoder), self.precision):
+            emb = self.encoder(image)
+        emb = emb.float()
         p = None
         if proprio is not None:
             p = torch.as_tensor(np.asarray(proprio, dtype=np.float32), device=emb.device)
@@ -113,7 +127,14 @@ class Policy(nn.Module):
     def save(self, out: str | Path, copy_encoder: bool = False) -> Path:
         """A policy folder; copy_encoder writes the encoder into it too (self-contained)."""
         return save_head(self.head, out, self.encoder_source, kind=self.kind,
-                         encoder=self.encoder if copy_encoder else None)
+                         encoder=self.encoder if copy_encoder else None,
+                         extra=None if self.precision == "32" else {"precision": self.precision})
+
+
+def _device(encoder: Any) -> torch.device:
+    """The device an encoder runs on (the CPU for one that does not say)."""
+    device = getattr(encoder, "device", None)
+    return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
 def _first(obs: dict[str, Any], keys: tuple[str, ...], what: str | None) -> Any:
@@ -203,9 +224,10 @@ def load_head(path: str | Path) -> tuple[nn.Module, str, dict[str, Any]]:
     return head.eval(), source, meta
 
 
-def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None) -> Policy:
+def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None, precision: str | None = None) -> Policy:
     """A saved policy with its frozen encoder (its copy in the folder, or the source recorded at training,
-    unless one is given)."""
+    unless one is given), in the precision its head was trained with (recorded when not float32) unless
+    `precision` says otherwise."""
     import reprl
     from reprl.utils.machine import resolve_device
 
@@ -221,7 +243,8 @@ def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None) -> P
     if encoder.embed_dim != dims["embed_dim"]:
         raise ReprlError(f"the head expects {dims['embed_dim']}-d embeddings, the encoder gives "
                          f"{encoder.embed_dim}")
-    return Policy(encoder, head.to(device), meta.get("encoder_source", source), meta.get("head", "bc"))
+    return Policy(encoder, head.to(device), meta.get("encoder_source", source), meta.get("head", "bc"),
+                  precision=precision or str(meta.get("precision", "32")))
 
 
 __all__ = ["HeadConfig", "PolicyHead", "Policy", "save_head", "load_head", "load_policy"]
