@@ -126,11 +126,12 @@ def goal_from_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
 def resolve_goal(encoder: Any, *, image: Any = None, images: Any = None, text: str | None = None,
                  embedding: torch.Tensor | None = None, frame: int | None = None,
                  video: torch.Tensor | None = None) -> torch.Tensor:
-    """The one place a goal becomes an embedding [D]: one image, several images (their mean embedding), a text,
-    given embeddings ([D], or [K, D] averaged), or frame `frame` of a video's embeddings `video` (default: its
-    last frame). Give at most one of image, images, text, embedding and frame. `video_values`, `reprl embed` and
-    the GoalReward wrapper all choose their goal here (code that already holds the goal embeddings, such as the
-    heads' rewards and `reprl score`, averages them with goal_from_embeddings)."""
+    """A goal as an embedding [D]: one image, several images (their mean embedding), a text, given embeddings
+    ([D], or [K, D] averaged), or frame `frame` of a video's embeddings `video` (default: its last frame). Give
+    at most one of image, images, text, embedding and frame. `video_values`, `reprl embed` and the GoalReward
+    wrapper all choose their goal here. Code that already holds the goal embeddings (the heads' rewards,
+    `reprl score`'s other-episodes goal) averages them with goal_from_embeddings, and `reprl score`'s caption
+    goals embed all of a dataset's captions in one batch (reprl.scoring.caption_goals)."""
     check_one_goal({"image": image, "images": images, "text": text, "embedding": embedding, "frame": frame})
     with torch.inference_mode():
         if image is not None:
