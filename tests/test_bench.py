@@ -144,11 +144,17 @@ def test_benches_build_architecture_names_at_random_init_without_the_untrained_w
     assert bench_encoder(str(tmp_path / "enc"), 64).config.image_size == 40
 
 
-def test_bench_eval_tiny(tmp_path, capsys):
+def test_bench_eval_tiny(tmp_path, capsys, monkeypatch):
+    from reprl.heads import policy
+
+    made = []
+    real = policy.Policy.__init__
+    monkeypatch.setattr(policy.Policy, "__init__", lambda self, *a, **k: real(self, *a, **k) or made.append(
+        self.precision))
     r = bench(tmp_path, "eval", "--task", "reach", "--frame-size", "32", "--encoder", "tiny", "--image-size", "32",
               "--envs", "2", "--env-workers", "1", "--horizon", "3", "--repeats", "1", "--no-serial",
               "--precision", "bf16-mixed")
     assert r["harness"]["median"] > 0 and r["bound"]["median"] > 0 and r["workers"] == 1
     assert r["study_budget"]["rollouts"] == 5 * 3 * 3 * 3 * 30 and r["config"]["precision"] == "bf16"
     out = capsys.readouterr().out
-    assert "ratio harness / bound" in out and "under bf16 autocast" in out
+    assert "ratio harness / bound" in out and "under bf16 autocast" in out and made == ["bf16"]

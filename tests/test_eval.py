@@ -10,9 +10,9 @@ from conftest import HELDOUT_SHARDS
 from reprl.errors import ReprlError
 from reprl.evaluation import harness
 from reprl.evaluation import suite as suite_mod
-from reprl.evaluation.data import task_dir
+from reprl.evaluation.data import task_dir, task_episodes
 from reprl.evaluation.report import aggregate
-from reprl.evaluation.rollout import rollout, summarize
+from reprl.evaluation.rollout import open_suite_envs, rollout, summarize
 from reprl.evaluation.suite import SuiteSpec, load_suite
 from reprl.heads import load_policy, registry
 from reprl.heads.registry import head_revision
@@ -340,7 +340,7 @@ def test_a_bf16_suite_keeps_its_cells_and_embeddings_apart_from_float32s(tmp_pat
     float32 (the default) keeps the names and keys it had before the setting existed."""
     spec, cache = tiny_suite(tmp_path)
     spec.heads, spec.seeds = ["bc"], [0]
-    assert spec.cell_key("bc") == from_dict(SuiteSpec, {**to_dict(spec), "precision": "32"}).cell_key("bc")
+    # float32's keys staying as they were is what test_committed_results_stay_current_... checks on 300 cells
     half = from_dict(SuiteSpec, {**to_dict(spec), "precision": "bf16-mixed"})
     assert half.precision == "bf16" and half.cell_key("bc") != spec.cell_key("bc")
     with pytest.raises(ReprlError, match="precision must be 32, bf16 or 16"):
@@ -360,6 +360,41 @@ def test_a_bf16_suite_keeps_its_cells_and_embeddings_apart_from_float32s(tmp_pat
     # the float32 cell is not reused for bf16: it is trained again and its file now carries bf16's key
     cells = [json.loads(p.read_text()) for p in (tmp_path / "out" / "t" / "cells").glob("*.json")]
     assert len(seen) == 2 and [c["suite_key"] for c in cells] == [half.cell_key("bc")]
+    # float16 has no CPU kernels: refused in one line before anything is rendered
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ReprlError, match="needs a CUDA device"):
+        harness.run_suite(from_dict(SuiteSpec, {**to_dict(spec), "precision": "16"}), {"tiny": "random:tiny"},
+                          out=tmp_path / "out16", cache=fresh, progress=False)
+    assert not task_dir(spec, fresh, "drawer-open").exists()
+    # unquoted in YAML, `precision: 32` is float32
+    (tmp_path / "s.yaml").write_text("tasks: [drawer-open]\nprecision: 32\n")
+    assert load_suite(tmp_path / "s.yaml").precision == "32"
+
+
+def test_a_bf16_cell_rolls_out_and_saves_its_policy_in_bf16(tmp_path, monkeypatch):
+    """run_cell hands the suite's precision to the Policy it rolls out, and the saved policy folder keeps it."""
+    spec, cache = tiny_suite(tmp_path)
+    spec.precision, spec.rollouts = "bf16", 1
+    made = []
+
+    class Spy(harness.Policy):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.precision)
+
+    monkeypatch.setattr(harness, "Policy", Spy)
+    import reprl
+
+    encoder = reprl.load("random:tiny")
+    episodes = task_episodes(spec, cache, "drawer-open", encoder, "fp")
+    pool = open_suite_envs(spec, "drawer-open")
+    try:
+        cell = harness.run_cell(spec, encoder, pool, episodes, 2, 0, "bc", policy_dir=tmp_path / "policy",
+                                source="random:tiny")
+    finally:
+        pool.close()
+    assert made == ["bf16"] and cell["evaluations"][0]["rollouts"] == 1
+    assert load_policy(tmp_path / "policy").precision == "bf16"
 
 
 def test_a_second_encoder_keeps_the_first_in_the_tables(tmp_path, monkeypatch):

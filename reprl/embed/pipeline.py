@@ -19,7 +19,7 @@ from reprl.embed.frame_sources import FrameSource, shard_batches
 from reprl.encoders.base import Encoder
 from reprl.errors import ReprlError
 from reprl.utils.machine import torch_threads, usable_cores
-from reprl.utils.precision import PRECISIONS
+from reprl.utils.precision import normalize_precision
 
 
 class Thumbnails:
@@ -72,8 +72,8 @@ class EmbedStats:
 
 
 def autocast(device: torch.device, precision: str) -> Any:
-    if precision not in PRECISIONS:
-        raise ReprlError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    """The context the encoder's forward runs in for `precision` (reprl.utils.precision's vocabulary)."""
+    precision = normalize_precision(precision)
     if precision == "32":
         return contextlib.nullcontext()
     if precision == "16" and device.type != "cuda":

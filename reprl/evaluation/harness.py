@@ -182,6 +182,13 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     # suite's name: suites that differ only in heads or head settings share one render.
     out_dir, cache_dir = Path(out) / spec.name, Path(cache)
     prepare_outputs(out_dir, cache_dir)  # before anything is rendered
+    import torch
+
+    from reprl.embed.pipeline import autocast
+    from reprl.utils.machine import resolve_device
+
+    with autocast(torch.device(resolve_device(device)), spec.precision):  # float16 off CUDA: refused before rendering
+        pass
     cells: list[dict[str, Any]] = []
     seen: set[Path] = set()  # this run's cell files
     keys, legacy = {kind: spec.cell_key(kind) for kind in spec.heads}, spec.cell_key()  # legacy: older cells' key

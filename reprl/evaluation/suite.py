@@ -66,7 +66,8 @@ class SuiteSpec:
     eval_seed: int = 100000
     save_policies: bool = True  # write every trained head as a policy folder under policies/
     precision: str = "32"  # the encoder's forward (demo embeddings and rollouts): 32, or bf16 (autocast; faster on
-    # CPUs with bfloat16 instructions, embeddings about 1% off float32's; its cells and embeddings are kept apart)
+    # CPUs with bfloat16 instructions, embeddings close to float32's, not equal; its cells and embeddings are kept
+    # apart); 16 on CUDA only
 
     def __post_init__(self) -> None:
         self.tasks = [task_name(t) for t in self.tasks]
@@ -144,4 +145,6 @@ def load_suite(path: str | Path) -> SuiteSpec:
     if not data:
         raise ReprlError(f"suite {path} is empty: give at least its tasks (see eval/suites/*.yaml)")
     data["name"] = read_yaml(path, extends=False).get("name", safe_name(Path(path).stem))  # a file name: made safe
+    if isinstance(data.get("precision"), int) and not isinstance(data["precision"], bool):
+        data["precision"] = str(data["precision"])  # `precision: 32` unquoted in YAML
     return from_dict(SuiteSpec, data, "suite")

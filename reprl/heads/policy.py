@@ -81,9 +81,9 @@ class Policy(nn.Module):
 
     def __init__(self, encoder: Any, head: nn.Module, encoder_source: str = "", kind: str = "bc",
                  precision: str = "32") -> None:
-        """precision: the encoder's forward in float32 ("32", the default) or under bfloat16 autocast ("bf16",
-        about 2-3x faster on CPUs with bfloat16 instructions; embeddings differ by about 1% of their scale, so
-        train the head on embeddings of the same precision). The head always runs in float32."""
+        """precision: the encoder's forward in float32 ("32", the default) or under bfloat16 autocast ("bf16":
+        faster on CPUs with bfloat16 instructions, docs/benchmarks.md; embeddings are close to float32's, not
+        equal, so train the head on embeddings of the same precision). The head always runs in float32."""
         super().__init__()
         from reprl.embed.pipeline import autocast
         from reprl.utils.precision import normalize_precision
@@ -132,9 +132,13 @@ class Policy(nn.Module):
 
 
 def _device(encoder: Any) -> torch.device:
-    """The device an encoder runs on (the CPU for one that does not say)."""
+    """The device an encoder runs on: its `device`, else that of its first parameter, else the CPU."""
     device = getattr(encoder, "device", None)
-    return device if isinstance(device, torch.device) else torch.device("cpu")
+    if isinstance(device, torch.device):
+        return device
+    params = getattr(encoder, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
 
 
 def _first(obs: dict[str, Any], keys: tuple[str, ...], what: str | None) -> Any:
@@ -243,8 +247,11 @@ def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None, prec
     if encoder.embed_dim != dims["embed_dim"]:
         raise ReprlError(f"the head expects {dims['embed_dim']}-d embeddings, the encoder gives "
                          f"{encoder.embed_dim}")
-    return Policy(encoder, head.to(device), meta.get("encoder_source", source), meta.get("head", "bc"),
-                  precision=precision or str(meta.get("precision", "32")))
+    try:
+        return Policy(encoder, head.to(device), meta.get("encoder_source", source), meta.get("head", "bc"),
+                      precision=precision or str(meta.get("precision", "32")))
+    except ReprlError as e:
+        raise ReprlError(f"{path}: {e}; pass load_policy(..., precision='32') to run it in float32") from None
 
 
 __all__ = ["HeadConfig", "PolicyHead", "Policy", "save_head", "load_head", "load_policy"]
