@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # reprl bench eval: ResNet-18 (the default) in float32 and under bfloat16 autocast, alternated twice, then the
-# small CNN under bfloat16; run alone on the 2-core machine. Logs and JSON land beside this script.
+# small CNN in both; run alone on the 2-core machine. Logs and JSON land beside this script.
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 D=eval/results/bench_machine4/bf16
