@@ -71,13 +71,20 @@ class EmbedStats:
         return self.frames / self.wall_s if self.wall_s else 0.0
 
 
-def autocast(device: torch.device, precision: str) -> Any:
-    """The context the encoder's forward runs in for `precision` (reprl.utils.precision's vocabulary)."""
+def check_precision(device: torch.device, precision: str) -> str:
+    """`precision` in reprl.utils.precision's vocabulary, normalised; float16 off CUDA is a one-line error. Commands
+    call it before any work, so a bad setting is refused before rendering or embedding starts."""
     precision = normalize_precision(precision)
-    if precision == "32":
-        return contextlib.nullcontext()
     if precision == "16" and device.type != "cuda":
         raise ReprlError("precision 16 (float16) needs a CUDA device; use bf16 on the CPU")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    """The context the encoder's forward runs in for `precision` (checked by check_precision)."""
+    precision = check_precision(device, precision)
+    if precision == "32":
+        return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
 

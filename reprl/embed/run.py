@@ -27,7 +27,7 @@ import torch
 
 import reprl
 from reprl.embed.frame_sources import FrameSource, open_sources
-from reprl.embed.pipeline import EmbedStats, autocast, embed_source
+from reprl.embed.pipeline import EmbedStats, check_precision, embed_source
 from reprl.embed.plot import plot_many, plot_video
 from reprl.encoders.base import Encoder
 from reprl.encoders.io import source_paths
@@ -169,8 +169,7 @@ def run_embed(opts: EmbedOptions) -> dict[str, Any]:
     check_output(opts.out, "embed", inputs, opts.overwrite, opts.force_overwrite)
     kind, sources = open_sources(opts.input)
     encoder = reprl.load(opts.encoder, device=opts.device)
-    with autocast(torch.device(opts.device), opts.precision):
-        pass  # checks the precision setting before any work
+    check_precision(torch.device(opts.device), opts.precision)  # before any work
     goal = parse_goal(opts, encoder)
     single = None if kind in ("shards", "videos") else next(sources)
     if single is not None and goal.kind == "frame" and single.count is not None \

@@ -184,11 +184,10 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     prepare_outputs(out_dir, cache_dir)  # before anything is rendered
     import torch
 
-    from reprl.embed.pipeline import autocast
+    from reprl.embed.pipeline import check_precision
     from reprl.utils.machine import resolve_device
 
-    with autocast(torch.device(resolve_device(device)), spec.precision):  # float16 off CUDA: refused before rendering
-        pass
+    check_precision(torch.device(resolve_device(device)), spec.precision)  # float16 off CUDA: before rendering
     cells: list[dict[str, Any]] = []
     seen: set[Path] = set()  # this run's cell files
     keys, legacy = {kind: spec.cell_key(kind) for kind in spec.heads}, spec.cell_key()  # legacy: older cells' key

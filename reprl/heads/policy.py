@@ -85,12 +85,9 @@ class Policy(nn.Module):
         faster on CPUs with bfloat16 instructions, docs/benchmarks.md; embeddings are close to float32's, not
         equal, so train the head on embeddings of the same precision). The head always runs in float32."""
         super().__init__()
-        from reprl.embed.pipeline import autocast
-        from reprl.utils.precision import normalize_precision
+        from reprl.embed.pipeline import check_precision
 
-        precision = normalize_precision(precision)
-        with autocast(_device(encoder), precision):  # float16 off CUDA is refused here, not at the first act
-            pass
+        precision = check_precision(_device(encoder), precision)  # refused here, not at the first act
         self.encoder, self.head = encoder, head.eval()
         self.encoder_source, self.kind, self.precision = encoder_source, kind, precision
 
