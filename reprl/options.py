@@ -168,6 +168,7 @@ class EvalBenchConfig:
     repeats: int = 3  # repeats; figures are medians
     serial: bool = True  # also time the single-process path
     precision: str = "32"  # the encoder's forward in rollouts: 32 or bf16 (a suite's `precision`)
+    compile: bool = False  # the encoder compiled for inference (a suite's `compile`); the warm-up compiles
 
 
 @dataclass

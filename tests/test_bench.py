@@ -150,11 +150,12 @@ def test_bench_eval_tiny(tmp_path, capsys, monkeypatch):
     made = []
     real = policy.Policy.__init__
     monkeypatch.setattr(policy.Policy, "__init__", lambda self, *a, **k: real(self, *a, **k) or made.append(
-        self.precision))
+        (self.precision, self._compiled is not None)))
     r = bench(tmp_path, "eval", "--task", "reach", "--frame-size", "32", "--encoder", "tiny", "--image-size", "32",
               "--envs", "2", "--env-workers", "1", "--horizon", "3", "--repeats", "1", "--no-serial",
-              "--precision", "bf16-mixed")
+              "--precision", "bf16-mixed", "--compile")
     assert r["harness"]["median"] > 0 and r["bound"]["median"] > 0 and r["workers"] == 1
     assert r["study_budget"]["rollouts"] == 5 * 3 * 3 * 3 * 30 and r["config"]["precision"] == "bf16"
     out = capsys.readouterr().out
-    assert "ratio harness / bound" in out and "under bf16 autocast" in out and made == ["bf16"]
+    assert "ratio harness / bound" in out and "under bf16 autocast compiled" in out and made == [("bf16", True)]
+    assert "warm-up with compiling" in out and r["warmup_s"] > 0 and r["config"]["compile"] is True

@@ -366,21 +366,34 @@ def test_a_bf16_suite_keeps_its_cells_and_embeddings_apart_from_float32s(tmp_pat
         harness.run_suite(from_dict(SuiteSpec, {**to_dict(spec), "precision": "16"}), {"tiny": "random:tiny"},
                           out=tmp_path / "out16", cache=fresh, progress=False)
     assert not task_dir(spec, fresh, "drawer-open").exists()
+    # compile: its cells apart from uncompiled ones, whose key stays as it was; no C++ compiler: refused before
+    # anything is rendered
+    fast = from_dict(SuiteSpec, {**to_dict(spec), "compile": True})
+    assert fast.cell_key("bc") != spec.cell_key("bc")
+    assert from_dict(SuiteSpec, {**to_dict(spec), "compile": False}).cell_key("bc") == spec.cell_key("bc")
+    from reprl.encoders import compiled
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    with pytest.raises(ReprlError, match="compile needs a C"):
+        harness.run_suite(fast, {"tiny": "random:tiny"}, out=tmp_path / "outc", cache=fresh, progress=False)
+    assert not task_dir(spec, fresh, "drawer-open").exists()
     # unquoted in YAML, `precision: 32` is float32
     (tmp_path / "s.yaml").write_text("tasks: [drawer-open]\nprecision: 32\n")
     assert load_suite(tmp_path / "s.yaml").precision == "32"
 
 
 def test_a_bf16_cell_rolls_out_and_saves_its_policy_in_bf16(tmp_path, monkeypatch):
-    """run_cell hands the suite's precision to the Policy it rolls out, and the saved policy folder keeps it."""
+    """run_cell hands the suite's precision and compile to the Policy it rolls out, and the saved policy folder
+    keeps the precision."""
     spec, cache = tiny_suite(tmp_path)
-    spec.precision, spec.rollouts = "bf16", 1
+    spec.precision, spec.rollouts, spec.compile = "bf16", 1, True
     made = []
 
     class Spy(harness.Policy):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            made.append(self.precision)
+            made.append((self.precision, self._compiled is not None))
 
     monkeypatch.setattr(harness, "Policy", Spy)
     import reprl
@@ -393,7 +406,7 @@ def test_a_bf16_cell_rolls_out_and_saves_its_policy_in_bf16(tmp_path, monkeypatc
                                 source="random:tiny")
     finally:
         pool.close()
-    assert made == ["bf16"] and cell["evaluations"][0]["rollouts"] == 1
+    assert made == [("bf16", True)] and cell["evaluations"][0]["rollouts"] == 1
     assert load_policy(tmp_path / "policy").precision == "bf16"
 
 

@@ -127,6 +127,41 @@ def test_a_bf16_policy_acts_close_to_float32_and_keeps_its_precision(tmp_path):
         Policy(reprl.load(enc_dir), head, precision="16")
 
 
+def test_a_compiled_policy_acts_as_the_eager_one_and_compiles_one_batch_size(tmp_path, monkeypatch):
+    """Policy(compile=True) runs the encoder through torch.compile with frozen weights: the same actions up to
+    rounding for a batch, a smaller batch (padded to the compiled size, not compiled again) and a single image;
+    policies on one encoder share the compiled copy, which is not a submodule; bad uses are one-line errors."""
+    from reprl.encoders import compiled
+
+    encoder = reprl.load("tiny", image_size=32, embed_dim=4)
+    data = Transitions.from_episodes(episodes(1))
+    head, _ = train_head(data, HeadConfig(hidden=(16,), steps=20), seed=0)
+    imgs = np.random.default_rng(1).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+    proprio = np.random.default_rng(2).normal(size=(8, 4))
+    eager, fast = Policy(encoder, head), Policy(encoder, head, compile=True)
+    for n in (8, 3):
+        np.testing.assert_allclose(fast.act(imgs[:n], proprio[:n]), eager.act(imgs[:n], proprio[:n]), atol=1e-5)
+    one = fast.act(imgs[0], proprio[0])
+    assert one.shape == (4,) and np.allclose(one, eager.act(imgs[0], proprio[0]), atol=1e-5)
+    assert fast._compiled.encode.sizes == [8]  # 3 and 1 were padded up to 8
+    emb = torch.as_tensor(imgs[:5]).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        assert torch.allclose(fast._compiled(emb), encoder(emb), atol=1e-5)
+    assert Policy(encoder, head, compile=True)._compiled is fast._compiled
+    assert fast.state_dict().keys() == eager.state_dict().keys()
+    assert fast.act(np.concatenate([imgs, imgs]), np.zeros((16, 4))).shape == (16, 4)
+    assert fast._compiled.encode.sizes == [8, 16]
+    with pytest.raises(ReprlError, match="frozen encoder in eval mode"):
+        Policy(reprl.load("tiny", image_size=32, embed_dim=4).train(), head, compile=True)
+    with pytest.raises(ReprlError, match="works with reprl encoders"):
+        Policy(torch.nn.Linear(3, 4), head, compile=True)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    with pytest.raises(ReprlError, match="needs a C\\+\\+ compiler"):
+        Policy(reprl.load("tiny", image_size=32, embed_dim=4), head, compile=True)
+    assert Policy(encoder, head, compile=True)._compiled is fast._compiled  # compiled before: no check again
+
+
 def test_policy_saves_loads_with_its_encoder_and_acts(tmp_path):
     from reprl.encoders.io import save_encoder
 

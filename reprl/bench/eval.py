@@ -53,7 +53,7 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
     encoder = bench_encoder(cfg.encoder, cfg.image_size)  # --image-size shapes a new encoder only
     torch.manual_seed(0)
     act = Policy(encoder, PolicyHead(encoder.embed_dim, PROPRIO_DIM, 4, HeadConfig()), cfg.encoder,
-                 precision=cfg.precision).act
+                 precision=cfg.precision, compile=cfg.compile).act
     const = lambda frames, proprio: np.full((len(frames), 4), 0.1, np.float32)  # noqa: E731
     workers = default_env_workers(cfg.envs) if cfg.workers is None else cfg.workers
     groups = 2 if workers > 0 else 1
@@ -61,8 +61,10 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
     serial = open_envs(cfg.task, cfg.camera, cfg.frame_size, cfg.envs, 0) if cfg.serial and workers else None
     bound, harness, old = [], [], []
     try:
-        warm = EvalBenchConfig(horizon=2, envs=cfg.envs)  # first renders, allocator
+        warm = EvalBenchConfig(horizon=2, envs=cfg.envs)  # first renders, allocator, compiling
+        start = time.perf_counter()
         _rate(envs, act, warm, groups)
+        warm_s = time.perf_counter() - start
         if serial is not None:
             _rate(serial, act, warm, 1)
         for _ in range(cfg.repeats):
@@ -80,7 +82,7 @@ def run_eval_bench(cfg: EvalBenchConfig) -> dict[str, Any]:
            "encoder": encoder.config.name, "image_size": encoder.config.image_size,
            "threads": max(1, min(threads, usable_cores() - workers)) if workers else threads,
            "bound": median_spread(bound), "harness": median_spread(harness),
-           "ratio": median_spread(ratios), "study": STUDY,
+           "ratio": median_spread(ratios), "warmup_s": warm_s, "study": STUDY,
            "study_budget": study_budget_hours(median_spread(harness)["median"])}
     if old:
         out["serial_harness"] = median_spread(old)
@@ -93,7 +95,8 @@ def format_eval_bench(r: dict[str, Any]) -> str:
     lines = [
         f"eval: {c['task']} at {c['frame_size']} px, {c['envs']} envs over {r['workers']} worker process(es), "
         f"{r['groups']} group(s); {r['encoder']} at {r['image_size']} px"
-        f"{'' if c.get('precision', '32') == '32' else ' under ' + c['precision'] + ' autocast'} + MLP head, "
+        f"{'' if c.get('precision', '32') == '32' else ' under ' + c['precision'] + ' autocast'}"
+        f"{' compiled' if c.get('compile') else ''} + MLP head, "
         f"{r['threads']} torch threads; "
         f"{c['horizon']}-step rollouts, median [min-max] of {c['repeats']}",
         f"  harness (encoder + head act every step)          {f(r['harness'])} env steps/s",
@@ -101,6 +104,8 @@ def format_eval_bench(r: dict[str, Any]) -> str:
         f"  ratio harness / bound                            {r['ratio']['median']:8.3f} "
         f"[{r['ratio']['min']:.3f}-{r['ratio']['max']:.3f}]",
     ]
+    if c.get("compile"):
+        lines.append(f"  warm-up with compiling (not in the rates)        {r['warmup_s']:8.1f} s")
     if "serial_harness" in r:
         lines.append(f"  single-process harness (before)                  {f(r['serial_harness'])} env steps/s")
     lines.append(f"  study: {b['rollouts']} rollouts -> {b['hours_no_success']:.1f} h if none succeeds (500 steps "

@@ -73,7 +73,7 @@ def run_cell(spec: SuiteSpec, encoder: Encoder, pool: Envs, episodes: list[dict[
     seeds = [spec.eval_seed + 1000 * seed + i for i in range(spec.rollouts)]
     evals, losses = [], []
     learner = make_learner(kind, data, spec.head, spec.head_config(kind), seed=seed)
-    policy = Policy(encoder, learner.actor, source, kind, precision=spec.precision)
+    policy = Policy(encoder, learner.actor, source, kind, precision=spec.precision, compile=spec.compile)
     steps_each = max(1, spec.head.steps // spec.evaluations)
     for _ in range(spec.evaluations):
         losses.append(learner.train(steps_each))
@@ -188,6 +188,10 @@ def run_suite(spec: SuiteSpec, encoders: dict[str, str], *, out: str | Path = "e
     from reprl.utils.machine import resolve_device
 
     check_precision(torch.device(resolve_device(device)), spec.precision)  # float16 off CUDA: before rendering
+    if spec.compile:
+        from reprl.encoders.compiled import check_compile
+
+        check_compile(torch.device(resolve_device(device)))  # no C++ compiler: before rendering
     cells: list[dict[str, Any]] = []
     seen: set[Path] = set()  # this run's cell files
     keys, legacy = {kind: spec.cell_key(kind) for kind in spec.heads}, spec.cell_key()  # legacy: older cells' key

@@ -68,6 +68,8 @@ class SuiteSpec:
     precision: str = "32"  # the encoder's forward (demo embeddings and rollouts): 32, or bf16 (autocast; faster on
     # CPUs with bfloat16 instructions, embeddings close to float32's, not equal; its cells and embeddings are kept
     # apart); 16 on CUDA only
+    compile: bool = False  # run the encoder compiled in rollouts (torch.compile, frozen weights; faster on the CPU,
+    # outputs equal up to rounding, so its cells are kept apart; the demos are embedded uncompiled)
 
     def __post_init__(self) -> None:
         self.tasks = [task_name(t) for t in self.tasks]
@@ -112,9 +114,9 @@ class SuiteSpec:
     def cell_key(self, head: str | None = None) -> str:
         """Identifies everything a result cell of `head` depends on besides encoder, task, demos, seed and head:
         the shared settings and that head's own section, so adding a head to a suite or changing another head's
-        settings leaves its finished cells valid. A precision other than float32 adds it. How the envs are spread
-        (parallel_envs, env_workers) does not change results; full-horizon rollouts give what they gave before
-        settle_steps existed, so their cells keep their key. A head whose revision
+        settings leaves its finished cells valid. A precision other than float32 adds it, and so does compile.
+        How the envs are spread (parallel_envs, env_workers) does not change results; full-horizon rollouts give
+        what they gave before settle_steps existed, so their cells keep their key. A head whose revision
         (reprl.heads.registry.REVISIONS) is above 0 adds it, so cells an older revision of that head trained are
         not reused; settings in LATER_HEAD_SETTINGS are left out at their earlier value. Without `head`: the key
         cells were written with before keys were per head (the settings of every head the suite runs, and
@@ -128,6 +130,8 @@ class SuiteSpec:
                 "save_policies", *others}
         if self.precision == "32":
             skip.add("precision")  # float32 cells keep the key they had before the setting existed
+        if not self.compile:
+            skip.add("compile")  # likewise uncompiled cells
         if self.final_step_success:
             skip |= {"final_step_success", "settle_steps"}
         parts = {k: v for k, v in to_dict(self).items() if k not in skip}

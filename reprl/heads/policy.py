@@ -79,17 +79,28 @@ class PolicyHead(nn.Module):
 class Policy(nn.Module):
     """A frozen encoder and a trained actor (any head's): what control code and the evaluation harness call."""
 
+    _compiled: Any  # the encoder's compiled copy (compile=True) or None
+
     def __init__(self, encoder: Any, head: nn.Module, encoder_source: str = "", kind: str = "bc",
-                 precision: str = "32") -> None:
+                 precision: str = "32", compile: bool = False) -> None:
         """precision: the encoder's forward in float32 ("32", the default) or under bfloat16 autocast ("bf16":
         faster on CPUs with bfloat16 instructions, docs/benchmarks.md; embeddings are close to float32's, not
-        equal, so train the head on embeddings of the same precision). The head always runs in float32."""
+        equal, so train the head on embeddings of the same precision). The head always runs in float32.
+        compile: run the encoder compiled for inference (reprl.encoders.compiled: torch.compile with frozen
+        weights; the first act compiles, seconds to a minute; outputs equal up to rounding). The encoder must be
+        in eval mode and stay unchanged."""
         super().__init__()
         from reprl.embed.pipeline import check_precision
 
         precision = check_precision(_device(encoder), precision)  # refused here, not at the first act
         self.encoder, self.head = encoder, head.eval()
         self.encoder_source, self.kind, self.precision = encoder_source, kind, precision
+        fast = None
+        if compile:
+            from reprl.encoders.compiled import compiled_for_inference
+
+            fast = compiled_for_inference(encoder)
+        self.__dict__["_compiled"] = fast  # not a submodule: it shares the encoder's weights
 
     @torch.inference_mode()
     def act(self, image: Any, proprio: Any = None) -> np.ndarray:
@@ -99,7 +110,7 @@ class Policy(nn.Module):
         from reprl.embed.pipeline import autocast
 
         with autocast(_device(self.encoder), self.precision):
-            emb = self.encoder(image)
+            emb = (self.encoder if self._compiled is None else self._compiled)(image)
         emb = emb.float()
         p = None
         if proprio is not None:
@@ -225,10 +236,11 @@ def load_head(path: str | Path) -> tuple[nn.Module, str, dict[str, Any]]:
     return head.eval(), source, meta
 
 
-def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None, precision: str | None = None) -> Policy:
+def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None, precision: str | None = None,
+                compile: bool = False) -> Policy:
     """A saved policy with its frozen encoder (its copy in the folder, or the source recorded at training,
     unless one is given), in the precision its head was trained with (recorded when not float32) unless
-    `precision` says otherwise."""
+    `precision` says otherwise; `compile` as in Policy."""
     import reprl
     from reprl.utils.machine import resolve_device
 
@@ -246,7 +258,7 @@ def load_policy(path: str | Path, device: str = "cpu", encoder: Any = None, prec
                          f"{encoder.embed_dim}")
     try:
         return Policy(encoder, head.to(device), meta.get("encoder_source", source), meta.get("head", "bc"),
-                      precision=precision or str(meta.get("precision", "32")))
+                      precision=precision or str(meta.get("precision", "32")), compile=compile)
     except ReprlError as e:
         raise ReprlError(f"{path}: {e}; pass load_policy(..., precision='32') to run it in float32") from None
 
