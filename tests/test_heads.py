@@ -151,6 +151,19 @@ def test_a_compiled_policy_acts_as_the_eager_one_and_compiles_one_batch_size(tmp
     assert fast.state_dict().keys() == eager.state_dict().keys()
     assert fast.act(np.concatenate([imgs, imgs]), np.zeros((16, 4))).shape == (16, 4)
     assert fast._compiled.encode.sizes == [8, 16]
+    # inductor freezes the weights while compiling (what makes it fast on the CPU; torch.compile's options= form
+    # does not); a saved policy loads compiled when asked
+    from torch._inductor import config
+
+    frozen, call = [], fast._compiled.encode.fn
+    fast._compiled.encode.fn = lambda x: frozen.append(config.freezing) or call(x)
+    fast.act(imgs[:2], proprio[:2])
+    assert frozen == [True] and not config.freezing
+    fast.save(tmp_path / "policy", copy_encoder=True)
+    loaded = load_policy(tmp_path / "policy", compile=True)
+    assert loaded._compiled is not None and loaded._compiled is not fast._compiled
+    np.testing.assert_allclose(loaded.act(imgs[:4], proprio[:4]), eager.act(imgs[:4], proprio[:4]), atol=1e-5)
+    assert load_policy(tmp_path / "policy")._compiled is None
     with pytest.raises(ReprlError, match="frozen encoder in eval mode"):
         Policy(reprl.load("tiny", image_size=32, embed_dim=4).train(), head, compile=True)
     with pytest.raises(ReprlError, match="works with reprl encoders"):
