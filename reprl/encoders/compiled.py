@@ -21,6 +21,7 @@ import weakref
 from typing import Any
 
 import torch
+from torch._inductor import config as inductor_config
 
 from reprl.errors import ReprlError
 
@@ -40,22 +41,19 @@ class _StaticBatches:
 
     def __init__(self, encode: Any) -> None:
         self.fn = torch.compile(encode, dynamic=False)
-        self.size = 0  # the largest batch size compiled so far
-        self.sizes: list[int] = []  # every size compiled, in order (tests read it)
+        self.sizes: list[int] = []  # every batch size compiled, in order: the last is the largest
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        if n > self.size:
-            self.size = n
+        if not self.sizes or n > self.sizes[-1]:
             self.sizes.append(n)
-        if n < self.size:
-            pad = x[-1:].expand(self.size - n, *x.shape[1:])
+        size = self.sizes[-1]
+        if n < size:
+            pad = x[-1:].expand(size - n, *x.shape[1:])
             x = torch.cat([x, pad]).contiguous(memory_format=_format(x))
         # freezing is read when a graph compiles (at a call), and only from the global config: torch.compile's
         # options={"freezing": True} left ResNet-18 as slow as eager (measured), so it is patched around the call
-        from torch._inductor import config
-
-        with config.patch(freezing=True):
+        with inductor_config.patch(freezing=True):
             return self.fn(x)[:n]
 
 
