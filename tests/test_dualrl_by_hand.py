@@ -126,6 +126,28 @@ def test_awr_losses_by_hand():
     assert out["actor"].item() == pytest.approx((E(1) + E(-1)) / 2, rel=1e-6)
 
 
+def test_awr_weights_follow_the_advantage_not_the_target():
+    seen: dict = {}
+    learner = _rigged("awr", {"beta": 1.0, "discount": 0.5}, seen)
+    # the same targets [2, 0.5] as above, but V = [1.5, -1]: advantages [0.5, 1.5] rank the rows the other way
+    # round from the targets, z-scored to [-1, 1]
+    mix = {**MIX, "state": _t([[1.5, 3, 4, 2, 5], [-1, -1, 0, -2, -1]])}
+    learner.sample = lambda pool=None, size=None: mix
+    out = learner.losses()
+    assert seen["w"].tolist() == pytest.approx([E(-1), E(1)], rel=1e-6)
+    assert out["value"].item() == pytest.approx(0.5 * (0.25 + 2.25) / 2)
+
+
+def test_weighted_actor_loss_is_the_plain_mean_of_weight_times_loss():
+    learner = make_learner("awr", Transitions.from_episodes(episodes(3)), HeadConfig(hidden=(8,), batch_size=2),
+                           {})
+    learner.actor.per_sample_loss = lambda emb, proprio, actions: _t([1.0, 0.0])
+    batch = {"emb": torch.zeros(2, 3), "proprio": None, "actions": torch.zeros(2, 2)}
+    # (3 * 1 + 1 * 0) / 2, not normalised by the weights' sum (0.75)
+    assert learner.actor_loss(batch, _t([3.0, 1.0])).item() == pytest.approx(1.5)
+    assert learner.actor_loss(batch).item() == pytest.approx(0.5)
+
+
 def test_recoil_losses_by_hand():
     out = _rigged("recoil", {"temperature": 1.0, "beta": 1.0, "discount": 0.5}).losses()
     # expert target 2 / (1 - 0.5) = 4; mixture targets -2 + 0.5 V(s') = 0 and, done, -2 + 0.5 * (-2 / 0.5) = -4
@@ -137,6 +159,13 @@ def test_recoil_losses_by_hand():
     assert out["value"].item() == pytest.approx((E(-2) - E(-3) + E(-5)) / 2, rel=1e-6)
     # weighted BC on the mixture half: exp(y) = [e, e^-2]
     assert out["actor"].item() == pytest.approx((E(1) + E(-2)) / 2, rel=1e-6)
+
+
+def test_gumbel_normaliser_rows_are_divided_by_the_temperature_too():
+    # temperature 2: z = 2 / 2 = 1; the normaliser row 4 / 2 = 2 sets m = 2 -> e^(1-2) - 1 e^-2 - e^-2
+    # (an undivided normaliser row would set m = 4)
+    loss = L.gumbel_loss(_t([2.0]), 2.0, normaliser_rows=_t([4.0]))
+    assert loss.item() == pytest.approx(E(-1) - 2 * E(-2), rel=1e-6)
 
 
 def test_gumbel_normaliser_takes_no_gradient():
@@ -219,3 +248,50 @@ def test_trail_latent_bc_by_hand():
     # expert batch only: z = state columns 5-6 = [[1, 0], [0, 0]], target [[0, 2], [0, 0]]: squared distance
     # summed over dims [1 + 4, 0], averaged over rows
     assert learner.losses()["actor"].item() == pytest.approx(2.5)
+
+
+def test_trail_fine_tunes_the_decoder_on_the_expert_latent_phi():
+    learner = _rigged_trail(2)
+    learner.phi = Columns(0, 2)  # phi(s, a) = state columns 0-1 = [[0, 2], [0, 0]]; pi_Z(s) = columns 5-6
+    expert = {"state": _t([[0, 2, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0]]), "actions": _t([[0, 0], [0, 0]])}
+    learner.sample = lambda pool=None, size=None: expert
+    learner.actor.decode = lambda s, z: (z, torch.zeros_like(z))  # mean = the latent it is given, std 1
+    # decoder NLL of actions 0 with means phi = [[0, 2], [0, 0]]: rows (0.5 * 4 + ln 2pi) and ln 2pi, averaged
+    # (with pi_Z(s) = [[1, 0], [0, 0]] as the latent it would be 0.25 + ln 2pi)
+    assert learner.losses()["decoder"].item() == pytest.approx(1 + math.log(2 * math.pi), rel=1e-6)
+
+
+class Fixed(nn.Module):
+    """x -> the same row for every input row."""
+
+    def __init__(self, row: torch.Tensor) -> None:
+        super().__init__()
+        self.row = row
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.row.expand(len(x), len(self.row))
+
+
+def test_trail_decoder_log_std_is_clamped():
+    learner = make_learner("trail", Transitions.from_episodes(episodes(3)),
+                           HeadConfig(hidden=(8,), batch_size=2, steps=10), {"hidden": [8], "embed_dim": 2})
+    actor = learner.actor
+    actor.norm = nn.Identity()
+    actor.decoder = Fixed(_t([0.0, 0.0, 10.0, -10.0]))  # mean 0, log-std [10, -10]
+    mean, log_std = actor.decode(torch.zeros(1, 3), torch.zeros(1, 2))
+    assert mean.tolist() == [[0.0, 0.0]]
+    assert log_std.tolist() == [[learner.cfg.max_log_std, learner.cfg.min_log_std]] == [[2.0, -5.0]]
+
+
+@pytest.mark.parametrize("standardize, scale, expected", [
+    (True, 2.0, [-2.0, 0.0, 2.0]),  # mean 2, (unbiased) std 1 -> [-1, 0, 1], then scaled by 2
+    (False, 3.0, [3.0, 6.0, 9.0]),  # scaled only
+    (True, 1.0, [-1.0, 0.0, 1.0]),
+])
+def test_value_head_rewards_are_z_scored_then_scaled(standardize, scale, expected):
+    from types import SimpleNamespace
+
+    from reprl.heads.registry import prepare_rewards
+
+    cfg = SimpleNamespace(standardize_reward=standardize, reward_scale=scale)
+    assert prepare_rewards(_t([1.0, 2.0, 3.0]), cfg).tolist() == pytest.approx(expected)

@@ -12,7 +12,7 @@ from reprl.evaluation.report import aggregate
 from reprl.heads import HeadConfig, Transitions
 from reprl.heads.registry import make_learner
 from reprl.scoring import Record, ScoreVideo, _near_frame, embed_records, score_records
-from reprl.stats import percentile_interval, two_level_ci
+from reprl.stats import percentile_interval, resampled_means, two_level_ci
 
 
 def neg_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,21 @@ def test_percentile_interval_cuts_two_and_a_half_percent_from_each_tail_of_the_f
     # (cutting 5% per tail would give 5 and 95)
     ci = percentile_interval(7.0, [float("nan"), *range(101)])
     assert ci == {"mean": 7.0, "lo": pytest.approx(2.5), "hi": pytest.approx(97.5), "n": 101}
+
+
+def test_percentile_interval_drops_infinite_values_too():
+    # "finite values": inf is dropped like NaN, so the interval is that of [0, 1] (positions 0.025 and 0.975)
+    ci = percentile_interval(1.0, [0.0, 1.0, float("inf"), float("-inf")])
+    assert ci == {"mean": 1.0, "lo": pytest.approx(0.025), "hi": pytest.approx(0.975), "n": 2}
+
+
+def test_resampled_means_draw_as_many_items_as_there_are():
+    # x = [0, 3]: each mean is over 2 draws with replacement, so it is 0, 1.5 or 3, and 1.5 (one of each) has
+    # probability 1/2; a resample of one item would give only 0 or 3
+    means = resampled_means([0.0, 3.0], 400, np.random.default_rng(0))
+    assert means.shape == (400,) and set(means.tolist()) <= {0.0, 1.5, 3.0}
+    assert 150 < (means == 1.5).sum() < 250
+    assert resampled_means([2.0], 5, np.random.default_rng(0)).tolist() == [2.0] * 5
 
 
 def test_two_level_ci_cuts_two_and_a_half_percent_from_each_tail():

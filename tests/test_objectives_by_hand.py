@@ -168,6 +168,24 @@ def test_r3m_weights_the_time_contrastive_and_language_terms():
     assert loss.item() == pytest.approx(0.7520986, rel=1e-6)
 
 
+def test_r3m_language_reward_reads_the_start_frame_first():
+    from reprl.objectives.r3m import language_loss
+
+    class LaterFrame(torch.nn.Module):
+        """An asymmetric stand-in: R(e0, et, lang) = sum(et), so swapping the two frames changes every term."""
+
+        def forward(self, e0, et, lang):
+            return et.sum(-1)
+
+    start, goal, s0, s1, s2 = (torch.tensor([[v]]) for v in (1.0, 3.0, 0.0, 1.0, 2.0))
+    loss, _ = language_loss(start, goal, s0, s1, s2, torch.zeros(1, 4), torch.ones(1), LaterFrame(),
+                            num_negatives=0, generator=None)
+    # three terms -log softmax(pos among [pos, neg]) = log(1 + e^(neg - pos)), pos = R(start, frame) = frame:
+    # (goal 3 vs start 1), (s1 1 vs s0 0), (s2 2 vs s1 1); with R(frame, start) every pos would be 1 instead
+    expected = (math.log(1 + math.exp(-2)) + 2 * math.log(1 + math.exp(-1))) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_r3m_penalties_act_on_all_five_roles_with_their_own_weights():
     # start (3, 4), goal 0, s0 (1, 0), s1 (0, 2), s2 0: L1 norms 7, 0, 1, 2, 0 -> mean 2.0
     #   L2 norms 5, 0, 1, 2, 0 -> mean 1.6; loss = 0.1 * 2.0 + 0.01 * 1.6 = 0.216
