@@ -6,6 +6,7 @@ import json
 import pytest
 from conftest import TRAIN_SHARDS, VIDEO
 
+from reprl.bench.eval import study_budget_hours
 from reprl.cli import main
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,13 @@ def test_bench_data_tiny(tmp_path, capsys):
     assert r["workers"][0]["workers"] == 1
     assert r["in_process"]["decode_bound"]["tuples_per_s"]["median"] > 0 and r["in_process"]["ratio_vs_decode_bound"]
     assert set(r["in_process"]["read_s_per_video"]) == {"reprl_index", "reprl_walk", "webdataset"}
+    # one repeat: each printed ratio is its two figures' quotient, the loader's rate over the bound's
+    ip, bound = r["in_process"], r["in_process"]["decode_bound"]
+    assert bound["frames_per_tuple"] == 4  # VIP tuples
+    assert bound["tuples_per_s"]["median"] == pytest.approx(bound["frames_per_s"]["median"] / 4)
+    ours = ip["reprl"]["median"]
+    assert ip["ratio_vs_decode_bound"]["median"] == pytest.approx(ours / bound["tuples_per_s"]["median"])
+    assert r["ratio_vs_framefiles"] == pytest.approx(ip["reprl"]["median"] / ip["framefiles_reference"]["median"])
     scales = r["in_process"]["decode_time_by_scale"]
     assert sorted(int(n) for n in scales) == list(range(1, 9))
     assert all(v["median"] > 0 for v in scales.values()) and scales.get(8, scales.get("8"))["median"] == 1.0
@@ -42,6 +50,8 @@ def test_bench_train_tiny(tmp_path, capsys):
               "--repeats", "1", "--device", "cpu")
     assert r["real"]["steps_per_s"]["median"] > 0 and r["synthetic"]["steps_per_s"]["median"] > 0
     assert 0 <= r["real"]["data_wait_share"]["median"] <= 1
+    real, synthetic = r["real"]["steps_per_s"]["median"], r["synthetic"]["steps_per_s"]["median"]
+    assert r["ratio"]["median"] == pytest.approx(real / synthetic)
     assert "ratio real / synthetic" in capsys.readouterr().out
 
 
@@ -122,6 +132,9 @@ def test_bench_embed_tiny(tmp_path, capsys):
     r = bench(tmp_path, "embed", "--video", VIDEO, "--encoder", "tiny", "--image-size", "32", "--batch-size", "8",
               "--repeats", "1")
     assert r["frames"] > 0 and r["ratio"]["median"] > 0 and r["ratio_callers"]["median"] > 0
+    pipeline = r["embed_pipeline"]["median"]
+    assert r["ratio"]["median"] == pytest.approx(pipeline / r["forward_only"]["median"])
+    assert r["ratio_callers"]["median"] == pytest.approx(pipeline / r["forward_callers"]["median"])
     assert r["callers"] * r["threads_per_caller"] <= max(r["threads"], r["callers"])
     out = capsys.readouterr().out
     assert "forward only" in out and "as the pipeline calls it" in out
@@ -156,6 +169,24 @@ def test_bench_eval_tiny(tmp_path, capsys, monkeypatch):
               "--precision", "bf16-mixed", "--compile")
     assert r["harness"]["median"] > 0 and r["bound"]["median"] > 0 and r["workers"] == 1
     assert r["study_budget"]["rollouts"] == 5 * 3 * 3 * 3 * 30 and r["config"]["precision"] == "bf16"
+    assert r["ratio"]["median"] == pytest.approx(r["harness"]["median"] / r["bound"]["median"])
+    assert r["study_budget"] == study_budget_hours(r["harness"]["median"])  # the harness's rate, not the bound's
     out = capsys.readouterr().out
     assert "ratio harness / bound" in out and "under bf16 autocast compiled" in out and made == [("bf16", True)]
     assert "warm-up with compiling" in out and r["warmup_s"] > 0 and r["config"]["compile"] is True
+
+
+def test_study_budget_hours_by_hand():
+    # 4,050 rollouts at 2 env steps/s: all 500 steps -> 4050 * 500 / 2 / 3600 = 281.25 h; half ending at step
+    # 150 + 10 settling steps -> 4050 * (0.5 * 160 + 0.5 * 500) / 2 / 3600 = 185.625 h
+    assert study_budget_hours(2.0) == {"rollouts": 4050, "hours_no_success": pytest.approx(281.25),
+                                       "hours_half_succeed_at_150": pytest.approx(185.625)}
+
+
+def test_step_timer_counts_steps_after_the_warmup_and_the_waits_between_them():
+    from reprl.bench.train import StepTimer
+
+    t = StepTimer(warmup=1)
+    t.starts, t.ends = [0.0, 1.0, 3.0], [0.5, 2.0, 4.0]
+    # after the first step (ending at 0.5): 2 steps in 4.0 - 0.5 = 3.5 s, waiting 0.5 + 1.0 s of it
+    assert t.figures() == {"steps_per_s": pytest.approx(2 / 3.5), "data_wait_share": pytest.approx(1.5 / 3.5)}

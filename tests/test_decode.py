@@ -108,3 +108,54 @@ def test_frames_are_decoded_in_place_and_must_share_one_size():
         for k in (8, 4):
             with pytest.raises(ValueError, match="different sizes"):
                 decode_frames(frames, k)
+
+
+def test_crop_params_on_frames_that_are_not_square():
+    rng = np.random.default_rng(0)
+    # half of a 100 x 200 frame's area at aspect 1: 100 x 100, top 0 (no room), left drawn in 0..100
+    assert crop_params(100, 200, rng, (0.5, 0.5), (1, 1)) == (0, 31, 100, 100)
+    assert crop_params(100, 100, rng, (0.25, 0.25), (1, 1))[2:] == (50, 50)  # a quarter of the area
+    # an area that never fits (twice the frame): the central crop at the nearest allowed aspect ratio
+    assert crop_params(100, 200, rng, (2.0, 2.0)) == (0, 33, 100, 133)  # 4/3 at most
+    assert crop_params(200, 100, rng, (2.0, 2.0)) == (33, 0, 133, 100)  # 3/4 at least
+    assert crop_params(100, 100, rng, (2.0, 2.0)) == (0, 0, 100, 100)
+
+
+def test_crop_aspect_ratio_is_log_uniform():
+    # log-uniform in [3/4, 4/3] has median 1; uniform would have (3/4 + 4/3) / 2 = 1.04
+    rng = np.random.default_rng(0)
+    ratios = [w / h for _, _, h, w in (crop_params(1000, 1000, rng, (0.1, 0.1)) for _ in range(4000))]
+    assert abs(np.median(ratios) - 1.0) < 0.02
+
+
+def test_crop_params_retries_before_falling_back():
+    class Scripted:
+        """uniform() returns the scripted values in turn; integers() its lower bound."""
+
+        def __init__(self, values):
+            self.values = iter(values)
+
+        def uniform(self, lo, hi):
+            return next(self.values)
+
+        def integers(self, lo, hi):
+            return lo
+
+    # first try: area 2 x the frame (does not fit); second: a quarter of it at log-aspect 0 -> 50 x 50
+    assert crop_params(100, 100, Scripted([2.0, 0.0, 0.25, 0.0]), (0.2, 1.0)) == (0, 0, 50, 50)
+
+
+def test_center_box_of_wide_and_tall_frames():
+    from reprl.data.augment import center_box
+
+    assert center_box(100, 200) == (0, 50, 100, 100)
+    assert center_box(200, 100) == (50, 0, 100, 100)
+
+
+def test_crop_box_maps_onto_a_reduced_scale_frame_by_rounding_and_stays_inside():
+    f = torch.arange(64, dtype=torch.uint8).view(1, 1, 8, 8).expand(1, 3, 8, 8).contiguous()
+    # an 8 x 8 decode of a 64 x 64 frame: box (12, 12, 40, 40) -> top 1.5 -> 2, side 5 (rounded, not floored)
+    assert torch.equal(crop_resize(f, (12, 12, 40, 40), 5, full_hw=(64, 64)), f[..., 2:7, 2:7])
+    g = torch.arange(49, dtype=torch.uint8).view(1, 1, 7, 7).expand(1, 3, 7, 7).contiguous()
+    # a 7 x 7 decode of a 14 x 14 frame: box (7, 7, 7, 7) -> top 3.5 -> 4, side 3.5 -> 4, cut to the 3 left
+    assert torch.equal(crop_resize(g, (7, 7, 7, 7), 3, full_hw=(14, 14)), g[..., 4:7, 4:7])

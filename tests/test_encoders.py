@@ -258,3 +258,22 @@ def test_compile_encode_keeps_embeddings_and_weights():
         after = enc(frames)
     assert calls and list(enc.state_dict()) == keys  # compiled for real; nothing added to the checkpoint
     torch.testing.assert_close(after, before)
+
+
+def test_preprocess_resizes_the_shorter_side_then_crops_the_centre_and_rounds_float_pixels():
+    enc = reprl.load("tiny", image_size=32)
+    mean, std = enc.pixel_mean.view(1, 3, 1, 1), enc.pixel_std.view(1, 3, 1, 1)
+
+    def pixels(x):  # the preprocessed images, de-normalised back to [0, 1]
+        return enc.preprocess(x) * std + mean
+
+    # a 64 x 64 black frame with a white 32 x 32 centre: shrunk to 32 first, the white is a quarter of the crop
+    # (cropping first would keep only the white)
+    frame = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+    frame[..., 16:48, 16:48] = 255
+    assert pixels(frame).mean().item() == pytest.approx(0.25, abs=1e-3)
+    # a 24 x 32 frame: its shorter side (24) goes to 32, so the crop is all frame, no padding
+    assert pixels(torch.full((1, 3, 24, 32), 200, dtype=torch.uint8)).min().item() == pytest.approx(200 / 255, abs=1e-3)
+    # float pixels are rounded to 8 bits before the resize: 0.999 is 254.7 -> 255, as the uint8 frame
+    assert torch.equal(enc.preprocess(torch.full((1, 3, 64, 64), 0.999)),
+                       enc.preprocess(torch.full((1, 3, 64, 64), 255, dtype=torch.uint8)))

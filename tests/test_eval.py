@@ -439,3 +439,17 @@ def test_a_second_encoder_keeps_the_first_in_the_tables(tmp_path, monkeypatch):
     result = harness.run_suite(spec, {"second": "random:tiny"}, out=out, cache=cache, progress=False)
     assert list(result["encoders"]) == ["second"] and len(result["cells"]) == 1 and len(calls) == 3
     assert "| first |" not in (out / "t" / "table.md").read_text()
+
+
+def test_outcomes_take_the_last_evaluation_or_the_best_and_the_final_flags_as_recorded():
+    from reprl.evaluation.report import outcomes
+
+    def ev(hits, final):
+        return {"success": float(np.mean(hits)), "first_success": [3 if h else None for h in hits], "final": final}
+
+    cell = {"success": 0.4, "evaluations": [ev([1, 0, 0, 0, 0], [0] * 5), ev([1, 1, 1, 0, 0], [1, 0, 0, 0, 0]),
+                                            ev([1, 1, 0, 0, 0], [1, 1, 1, 1, 0])]}
+    assert outcomes(cell, "success").tolist() == [1, 1, 0, 0, 0]  # the last evaluation
+    assert outcomes(cell, "success_max").tolist() == [1, 1, 1, 0, 0]  # the best one (0.6)
+    assert outcomes(cell, "success_final_step").tolist() == [1, 1, 1, 1, 0]  # the last one's final flags
+    assert outcomes({"success": 0.25, "evaluations": []}, "success").tolist() == [0.25]

@@ -120,3 +120,10 @@ def test_a_worker_that_dies_is_a_one_line_error_when_asked_to_step_or_reset():
     finally:
         envs.close()
 
+
+
+def test_stop_after_success_keeps_the_final_flag_of_episodes_that_reach_the_horizon():
+    # seed 0 starts at 0 and moves about 0.02 a step: no success in 3 steps, so the episode runs to the horizon
+    # and its final-step flag is known (False), early stop or not
+    (res,) = rollout(SerialEnvs([DriftEnv()]), drift_act, [0], 3, stop_after_success=2)
+    assert res.steps == 3 and not res.success_any and res.success_final is False

@@ -96,3 +96,20 @@ def test_built_in_and_registered_modes_share_one_table(monkeypatch):
     sampling.register_mode("pair", ("a", "b"), lambda n, rng: {"a": 0, "b": n})  # a plugin may re-register
     with pytest.raises(ValueError, match="must give each of"):
         sampling.sample_indices("pair", 7, np.random.default_rng(0))
+
+
+def test_last_goal_and_r3m_windows_are_drawn_whole():
+    from reprl.data.sampling import other_goal_mode
+
+    rng = np.random.default_rng(0)
+    # vip_last: goal the last frame, start anywhere in 0 .. L - 2
+    assert {sample_indices("vip_last", 3, rng)["start"] for _ in range(400)} == {0, 1}
+    # liv_last keeps vip_last's goal (liv draws a random later frame)
+    assert {sample_indices("liv_last", 7, rng)["goal"] for _ in range(100)} == {6}
+    # r3m, alpha 0.2 on 10 frames: start in 0 .. int(2), goal in ceil(8) - 1 .. 9
+    draws = [sample_indices("r3m", 10, rng) for _ in range(400)]
+    assert {d["start"] for d in draws} == {0, 1, 2}
+    assert {d["goal"] for d in draws} == {7, 8, 9}
+    # other_goal draws in the mode's last-frame form, which a _last mode already is
+    assert [other_goal_mode(m) for m in ("vip", "vip_last", "liv", "liv_last", "r3m")] == ["vip_last", "vip_last",
+                                                                                         "liv_last", "liv_last", None]

@@ -280,3 +280,24 @@ def test_torchrl_transform_gives_the_same_rewards():
     td = env.rollout(3, policy=lambda td: td.set("action", torch.nn.functional.one_hot(torch.tensor(51), 256)))
     expected = [1.0 + 2.0 * -math.sqrt(3) * (1 - 0.2 * k) for k in (1, 2, 3)]
     assert td["next", "reward"].flatten().tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_vector_env_skips_the_reward_of_a_truncated_sub_env_restart_and_a_full_reset_clears_it():
+    step = math.sqrt(3) * 0.2  # one step of 51 brightness levels towards WHITE
+    limited = gym.vector.SyncVectorEnv([lambda: Brightness(start=0),
+                                        lambda: gym.wrappers.TimeLimit(Brightness(start=0), 1)])
+    env = GoalReward(limited, MeanColour(), goal=WHITE)
+    env.reset()
+    _, r, term, trunc, _ = env.step(np.array([51, 51]))  # env 1 truncated by its time limit
+    np.testing.assert_allclose(r, [step, step], rtol=1e-6)
+    assert term.tolist() == [False, False] and trunc.tolist() == [False, True]
+    _, r, _, _, _ = env.step(np.array([51, 51]))  # env 1's restart step: no transition to reward
+    np.testing.assert_allclose(r, [step, 0.0], rtol=1e-6, atol=1e-9)
+
+    venv = gym.vector.SyncVectorEnv([lambda: Brightness(start=0), lambda: Brightness(start=204)])
+    env = GoalReward(venv, MeanColour(), goal=WHITE)
+    env.reset()
+    env.step(np.array([51, 51]))  # env 1 terminates
+    env.reset()  # every sub-env starts again here, so the next step is a real transition for all of them
+    _, r, _, _, _ = env.step(np.array([51, 51]))
+    np.testing.assert_allclose(r, [step, step], rtol=1e-6)
