@@ -112,8 +112,9 @@ def test_frames_are_decoded_in_place_and_must_share_one_size():
 
 def test_crop_params_on_frames_that_are_not_square():
     rng = np.random.default_rng(0)
-    # half of a 100 x 200 frame's area at aspect 1: 100 x 100, top 0 (no room), left drawn in 0..100
-    assert crop_params(100, 200, rng, (0.5, 0.5), (1, 1)) == (0, 31, 100, 100)
+    # half of a 100 x 200 frame's area at aspect 1: 100 x 100, top 0 (no room), left drawn in 0..100 (31 here)
+    top, left, h, w = crop_params(100, 200, rng, (0.5, 0.5), (1, 1))
+    assert (top, h, w) == (0, 100, 100) and 0 <= left <= 100
     assert crop_params(100, 100, rng, (0.25, 0.25), (1, 1))[2:] == (50, 50)  # a quarter of the area
     # an area that never fits (twice the frame): the central crop at the nearest allowed aspect ratio
     assert crop_params(100, 200, rng, (2.0, 2.0)) == (0, 33, 100, 133)  # 4/3 at most
