@@ -453,3 +453,13 @@ def test_outcomes_take_the_last_evaluation_or_the_best_and_the_final_flags_as_re
     assert outcomes(cell, "success_max").tolist() == [1, 1, 1, 0, 0]  # the best one (0.6)
     assert outcomes(cell, "success_final_step").tolist() == [1, 1, 1, 1, 0]  # the last one's final flags
     assert outcomes({"success": 0.25, "evaluations": []}, "success").tolist() == [0.25]
+
+
+def test_report_table_prints_percentages_with_their_interval_per_task_and_mean():
+    from reprl.evaluation.report import _table
+
+    ci = {"mean": 0.5, "lo": 0.4, "hi": 0.6}
+    agg = {(1, "e", "h", "a"): ci, (1, "e", "h", "mean"): ci}
+    assert _table(agg, 1, ["e"], ["h"], ["a"]) == ["| encoder | head | a | mean |", "| --- | --- | --- | --- |",
+                                                   "| e | h | 50 [40, 60] | 50 [40, 60] |"]
+    assert _table(agg, 1, ["e"], ["h", "g"], ["a"])[-1] == "| e | g | - | - |"  # a head with no cells

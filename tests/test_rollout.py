@@ -127,3 +127,23 @@ def test_stop_after_success_keeps_the_final_flag_of_episodes_that_reach_the_hori
     # and its final-step flag is known (False), early stop or not
     (res,) = rollout(SerialEnvs([DriftEnv()]), drift_act, [0], 3, stop_after_success=2)
     assert res.steps == 3 and not res.success_any and res.success_final is False
+
+
+@pytest.mark.parametrize("cores, envs, workers", [(1, 5, 0), (2, 5, 2), (8, 3, 3), (4, 10, 4)])
+def test_default_env_workers_one_process_per_core_and_none_on_one_core(monkeypatch, cores, envs, workers):
+    import reprl.evaluation.rollout as rollout_module
+
+    monkeypatch.setattr(rollout_module, "usable_cores", lambda: cores)
+    assert rollout_module.default_env_workers(envs) == workers
+
+
+def test_suite_rollout_options_stop_after_the_settle_steps_unless_the_final_step_counts():
+    from types import SimpleNamespace
+
+    from reprl.evaluation.rollout import suite_rollout_options
+
+    envs = SerialEnvs([DriftEnv()])
+    spec = SimpleNamespace(final_step_success=False, settle_steps=10)
+    assert suite_rollout_options(spec, envs) == {"stop_after_success": 10, "groups": 1}
+    spec.final_step_success = True
+    assert suite_rollout_options(spec, envs) == {"stop_after_success": None, "groups": 1}
