@@ -261,24 +261,13 @@ def test_trail_fine_tunes_the_decoder_on_the_expert_latent_phi():
     assert learner.losses()["decoder"].item() == pytest.approx(1 + math.log(2 * math.pi), rel=1e-6)
 
 
-class Fixed(nn.Module):
-    """x -> the same row for every input row."""
-
-    def __init__(self, row: torch.Tensor) -> None:
-        super().__init__()
-        self.row = row
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.row.expand(len(x), len(self.row))
-
-
 def test_trail_decoder_log_std_is_clamped():
     learner = make_learner("trail", Transitions.from_episodes(episodes(3)),
                            HeadConfig(hidden=(8,), batch_size=2, steps=10), {"hidden": [8], "embed_dim": 2})
     actor = learner.actor
     actor.norm = nn.Identity()
-    actor.decoder = Fixed(_t([0.0, 0.0, 10.0, -10.0]))  # mean 0, log-std [10, -10]
-    mean, log_std = actor.decode(torch.zeros(1, 3), torch.zeros(1, 2))
+    actor.decoder = Columns(0, 4)  # the decoder reads [s, z]: s = [0, 0, 10, -10] -> mean 0, log-std [10, -10]
+    mean, log_std = actor.decode(_t([[0.0, 0.0, 10.0, -10.0]]), torch.zeros(1, 2))
     assert mean.tolist() == [[0.0, 0.0]]
     assert log_std.tolist() == [[learner.cfg.max_log_std, learner.cfg.min_log_std]] == [[2.0, -5.0]]
 
