@@ -152,3 +152,81 @@ def test_failure_auc_compares_successes_and_failures_of_the_same_camera_only():
     for r, camera in zip(records, "AABB"):
         r.camera = camera
     assert score_records(records, n_boot=10, metrics=("fail_auc_final",))["fail_auc_final"]["mean"] == 1.0
+
+
+def _bar_suite(**extra):
+    return {"name": "s", "description": "", "demos": [5], "heads": ["bc", "rwr"], "tasks": ["a"], "seeds": [0],
+            "rollouts": 30, "horizon": 100, "data": {"camera": "corner", "frame_size": 64},
+            "head": {"steps": 10, "batch_size": 4, "lr": 0.001}, **extra}
+
+
+def test_success_plot_draws_each_cell_at_its_offset_with_its_interval_and_shade():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from reprl.evaluation.report import success_figure
+
+    def ci(mean, lo, hi):
+        return {"mean": mean, "lo": lo, "hi": hi}
+
+    agg = {(5, "e0", "bc", "a"): ci(0.5, 0.4, 0.7), (5, "e0", "rwr", "a"): ci(0.2, 0.1, 0.25),
+           (5, "e1", "bc", "a"): ci(1.0, 0.9, 1.0), (5, "e0", "bc", "mean"): ci(0.3, 0.2, 0.4)}
+    fig = success_figure(agg, _bar_suite(), ["e0", "e1"])
+    ax = fig.axes[0]
+    from matplotlib.container import BarContainer
+
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]  # one per (encoder, head), encoder-major
+    assert [b.get_label() for b in bars] == ["e0 / bc", "e0 / rwr", "e1 / bc", "e1 / rwr"]
+    # 4 bars per group: width 0.8 / 4 = 0.2, centres at x + (i - 1.5) * 0.2 = x - 0.3, x - 0.1, x + 0.1, x + 0.3
+    for i, b in enumerate(bars):
+        for x, patch in zip((0, 1), b.patches):
+            assert patch.get_width() == pytest.approx(0.2)
+            assert patch.get_x() + 0.1 == pytest.approx(x + (i - 1.5) * 0.2)
+    # heights in percent; a cell with no result (e1 / rwr, and e0 / rwr's mean) is an empty bar
+    assert [p.get_height() for p in bars[0].patches] == pytest.approx([50, 30])
+    assert bars[1].patches[0].get_height() == pytest.approx(20) and np.isnan(bars[1].patches[1].get_height())
+    assert all(np.isnan(p.get_height()) for p in bars[3].patches)
+    # error bars from lo to hi, in percent: e0 / bc at task a spans 40..70 at x = -0.3; e1 / bc 90..100 at 0.1
+    seg = bars[0].errorbar.lines[2][0].get_segments()[0]
+    assert np.asarray(seg).ravel() == pytest.approx([-0.3, 40, -0.3, 70])
+    seg = bars[2].errorbar.lines[2][0].get_segments()[0]
+    assert np.asarray(seg).ravel() == pytest.approx([0.1, 90, 0.1, 100])
+    # shades: two heads -> 0.85 and 0.85 - 0.4 = 0.45 of the encoder's family (Blues, then Oranges)
+    blues, oranges = matplotlib.colormaps["Blues"], matplotlib.colormaps["Oranges"]
+    assert bars[0].patches[0].get_facecolor() == pytest.approx(blues(0.85))
+    assert bars[1].patches[0].get_facecolor() == pytest.approx(blues(0.45))
+    assert bars[2].patches[0].get_facecolor() == pytest.approx(oranges(0.85))
+    assert bars[1].patches[0].get_hatch() == "//" and not bars[0].patches[0].get_hatch()
+    plt.close(fig)
+    one = success_figure({(5, "e0", "bc", "a"): ci(0.5, 0.4, 0.7)}, _bar_suite(heads=["bc"]), ["e0"])
+    bar = next(c for c in one.axes[0].containers if isinstance(c, BarContainer))
+    assert bar.get_label() == "e0"  # one head: the encoder's name alone
+    assert bar.patches[0].get_facecolor() == pytest.approx(blues(0.75))  # and the middle shade
+    assert bar.patches[0].get_width() == pytest.approx(0.8) and bar.patches[0].get_x() == pytest.approx(-0.4)
+    plt.close(one)
+
+
+def test_report_has_the_final_step_and_best_evaluation_sections_only_when_they_apply(tmp_path):
+    from reprl.evaluation.report import write_report
+
+    def cell(final):  # one seed, no per-rollout record: each section's cell is its own rate
+        return {"demos": 5, "encoder": "e0", "head": "bc", "task": "a", "seed": 0, "success": 0.5,
+                "success_final_step": final, "success_max": 0.8}
+
+    def sections(cells, **extra):
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        out.mkdir()
+        write_report({"suite": _bar_suite(heads=["bc"], **extra), "cells": cells, "encoders": {"e0": "random"}}, out)
+        text = (out / "table.md").read_text()
+        return [line for line in text.splitlines() if line.startswith("## ")], text
+
+    heads, text = sections([cell(0.25)])
+    assert heads == ["## success at any step within the horizon, 5 demos", "## success at the final step, 5 demos"]
+    assert "| e0 | bc | 50 [50, 50] | 50 [50, 50] |" in text and "| e0 | bc | 25 [25, 25] | 25 [25, 25] |" in text
+    # rollouts that stopped after their success have no final-step flag: that section is left out
+    assert sections([cell(None)])[0] == ["## success at any step within the horizon, 5 demos"]
+    mixed = [cell(0.25), {**cell(None), "seed": 1}]  # one seed with the flag, one without: no section either
+    assert sections(mixed)[0] == ["## success at any step within the horizon, 5 demos"]
+    heads, text = sections([cell(None)], evaluations=3)
+    assert heads[-1] == "## best of 3 evaluations during head training (R3M's protocol), 5 demos"
+    assert "| e0 | bc | 80 [80, 80] | 80 [80, 80] |" in text

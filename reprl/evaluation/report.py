@@ -112,6 +112,17 @@ def bar_style(encoder_i: int, head_i: int, n_heads: int) -> dict[str, Any]:
 
 
 def plot_success(agg: dict[tuple, dict[str, float]], suite: dict[str, Any], encoders: list[str], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = success_figure(agg, suite, encoders)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def success_figure(agg: dict[tuple, dict[str, float]], suite: dict[str, Any], encoders: list[str]) -> Any:
+    """The bar plot of plot_success: one panel per demo count, one group of bars per task (and the mean), one bar
+    per (encoder, head) with its interval as an error bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,6 +152,4 @@ def plot_success(agg: dict[tuple, dict[str, float]], suite: dict[str, Any], enco
                             f"error bars: {CI_NOTE}.", width=int(fig.get_figwidth() * 17))  # about 17 chars per inch
     fig.text(0.01, 0.01, "\n".join(caption), fontsize=7)
     fig.tight_layout(rect=(0, 0.04 * len(caption), 1, 1))
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    return fig
