@@ -301,3 +301,29 @@ def test_vector_env_skips_the_reward_of_a_truncated_sub_env_restart_and_a_full_r
     env.reset()  # every sub-env starts again here, so the next step is a real transition for all of them
     _, r, _, _, _ = env.step(np.array([51, 51]))
     np.testing.assert_allclose(r, [step, step], rtol=1e-6)
+
+
+class StrictOptions(Brightness):
+    """Rejects reset options it does not know (as many envs do) and records the ones it got."""
+
+    def reset(self, *, seed=None, options=None):
+        self.got = options
+        if options and set(options) - {"reset_mask", "level"}:
+            raise ValueError(f"unknown reset options {sorted(options)}")
+        return super().reset(seed=seed, options=options)
+
+
+def test_the_wrapped_env_never_sees_the_goal_option_and_keeps_its_own():
+    env = GoalReward(StrictOptions(), MeanColour())
+    env.reset(options={"goal": WHITE})
+    assert env.unwrapped.got is None  # the goal alone: no options left for the env
+    env.reset(options={"goal": WHITE, "level": 2})
+    assert env.unwrapped.got == {"level": 2}
+    env.reset(options={"level": 3})  # no goal given: everything passes through, the last goal stays
+    assert env.unwrapped.got == {"level": 3}
+    env.reset()
+    assert env.unwrapped.got is None
+    venv = gym.vector.SyncVectorEnv([StrictOptions, StrictOptions])
+    vec = GoalReward(venv, MeanColour())
+    vec.reset(options={"goal": WHITE, "level": 1})
+    assert [e.unwrapped.got for e in venv.envs] == [{"level": 1}, {"level": 1}]
