@@ -166,6 +166,6 @@ def test_in_process_figures_are_medians_over_repeats_and_each_ratio_pairs_figure
     # shares: medians per stage; a stage a repeat did not time counts 0 (augment: 0.2, 0, 0.1 -> 0.1)
     assert r["stage_share"] == pytest.approx({"read": 0.2, "decode": 0.5, "augment": 0.1, "collate": 0.0,
                                               "other": 0.0})
-    reads_ms = r["read_s_per_video"]
-    assert reads_ms["reprl_index"]["median"] == 2.0 and reads_ms["webdataset"]["median"] == 3.0
+    per_video = r["read_s_per_video"]
+    assert per_video["reprl_index"]["median"] == 2.0 and per_video["webdataset"]["median"] == 3.0
     assert r["decode_time_by_scale"][4]["median"] == pytest.approx(0.8)
