@@ -463,3 +463,128 @@ def test_report_table_prints_percentages_with_their_interval_per_task_and_mean()
     assert _table(agg, 1, ["e"], ["h"], ["a"]) == ["| encoder | head | a | mean |", "| --- | --- | --- | --- |",
                                                    "| e | h | 50 [40, 60] | 50 [40, 60] |"]
     assert _table(agg, 1, ["e"], ["h", "g"], ["a"])[-1] == "| e | g | - | - |"  # a head with no cells
+
+
+def test_suite_data_renders_its_episode_mix_with_the_suites_settings(tmp_path, monkeypatch):
+    """data: 4 expert, 15 noisy, 2 random and 1 early-stopped episode: 22 in all, rendered as fractions 15/22,
+    2/22 and 1/22 of 22 episodes, which corpus_jobs turns back into exactly 15 noisy (15/22 * 22 is
+    14.999999999999998 in floating point: rounded, not floored), 2 random, 1 early and 4 expert episodes, with
+    the action noise 0.3 only on the noisy ones."""
+    import reprl.sim.corpus as corpus
+    from reprl.evaluation.data import ensure_task_data
+
+    spec = from_dict(SuiteSpec, {"name": "t", "tasks": ["drawer-open"], "demos": [2], "seeds": [0], "heads": ["bc"],
+                                 "data": {"expert_episodes": 4, "noisy_episodes": 15, "random_episodes": 2,
+                                          "early_stopped_episodes": 1, "noise": 0.3, "early_stop_steps": 12,
+                                          "stop_after_success": 7, "seed": 5, "frame_size": 64, "camera": "topview"}})
+    seen = []
+    monkeypatch.setattr(corpus, "render_corpus", lambda cfg, out, progress=True: seen.append((cfg, Path(out))))
+    out = ensure_task_data(spec, tmp_path, "drawer-open", progress=False)
+    (cfg, where), = seen
+    assert where == out == task_dir(spec, tmp_path, "drawer-open")
+    assert (cfg.tasks, cfg.episodes, cfg.cameras, cfg.size, cfg.seed) == ("drawer-open", 22, "topview", 64, 5)
+    assert (cfg.noise, cfg.early_stop_steps, cfg.stop_after_success, cfg.frame_every) == (0.3, 12, 7, 1)
+    jobs = corpus.corpus_jobs(cfg)
+    assert [j[5] for j in jobs] == ["noisy"] * 15 + ["random"] * 2 + ["early"] + ["expert"] * 4
+    assert [j[3] for j in jobs] == [0.3] * 15 + [0.0] * 7
+
+
+def test_corpus_seeds_are_the_documented_seed_task_episode_triple_below_2_31():
+    """Episode e of task i renders with seed SeedSequence((seed, i, e)) reduced mod 2^31: fixed per (task, episode)
+    whatever the number of episodes, different across tasks and base seeds."""
+    from reprl.sim.corpus import CorpusConfig, corpus_jobs
+
+    jobs = corpus_jobs(CorpusConfig(tasks="drawer-open,button-press", episodes=6, seed=3))
+    expected = [int(np.random.SeedSequence([3, i, e]).generate_state(1)[0]) % 2**31 for i in range(2) for e in range(6)]
+    assert [j[2] for j in jobs] == expected and all(0 <= s < 2**31 for s in expected)
+    assert [(j[0], j[1]) for j in jobs] == [(t, e) for t in ("drawer-open", "button-press") for e in range(6)]
+    fewer = corpus_jobs(CorpusConfig(tasks="drawer-open,button-press", episodes=2, seed=3))
+    assert [j[2] for j in fewer] == expected[:2] + expected[6:8]
+
+
+class _FakeEpisode:
+    """What run_episode returns, for one camera and 2 steps."""
+
+    def __init__(self, task: str, info: dict) -> None:
+        self.task, self.info = task, info
+        self.frames = {"corner": [np.full((16, 16, 3), v, np.uint8) for v in (0, 100, 200)]}
+        self.actions, self.proprio, self.state = np.zeros((2, 4)), np.zeros((3, 4)), np.zeros((3, 39))
+        self.success, self.reward, self.frame_step = np.array([0, 0, 1], bool), np.zeros(2), np.arange(3)
+
+    @property
+    def steps(self) -> int:
+        return 2
+
+
+def test_render_jobs_run_each_behaviour_with_its_policy_length_and_noise(monkeypatch):
+    """A random episode acts with RandomPolicy(seed), an early one runs min(max_steps, early_stop_steps) = 12
+    steps of the expert, the others max_steps = 40; only a clean expert run is marked expert (an early-stopped run
+    has noise 0 but is not)."""
+    import reprl.sim.corpus as corpus
+    import reprl.sim.metaworld as metaworld
+    from reprl.sim.corpus import CorpusConfig, corpus_jobs
+
+    runs = []
+
+    def run_episode(env, policy, *, seed, noise, max_steps, stop_after_success, frame_every):
+        runs.append((policy, seed, noise, max_steps))
+        return _FakeEpisode("drawer-open", {"noise": noise, "text": "open the drawer", "succeeded": True})
+
+    monkeypatch.setattr(corpus, "_env", lambda task, cameras, size: None)
+    monkeypatch.setattr(metaworld, "run_episode", run_episode)
+    monkeypatch.setattr(metaworld, "expert_policy", lambda task: f"expert:{task}")
+    monkeypatch.setattr(metaworld, "RandomPolicy", lambda seed: f"random:{seed}")
+    cfg = CorpusConfig(tasks="drawer-open", episodes=4, noise=0.5, noisy_fraction=0.25, random_fraction=0.25,
+                       early_fraction=0.25, early_stop_steps=12, max_steps=40)
+    jobs = corpus_jobs(cfg)
+    videos = [corpus._render_job(job) for job in jobs]
+    seeds = [j[2] for j in jobs]
+    assert runs == [("expert:drawer-open", seeds[0], 0.5, 40), (f"random:{seeds[1]}", seeds[1], 0.0, 40),
+                    ("expert:drawer-open", seeds[2], 0.0, 12), ("expert:drawer-open", seeds[3], 0.0, 40)]
+    assert [v[0].meta["behaviour"] for v in videos] == ["noisy", "random", "early", "expert"]
+    assert [v[0].meta["expert"] for v in videos] == [False, False, False, True]
+    assert videos[3][0].arrays["success"].tolist() == [0, 0, 1] and videos[3][0].meta["episode"] == 3
+
+
+def test_a_rendered_corpus_counts_its_successful_episodes_and_names_the_eval_tasks_it_holds(tmp_path, monkeypatch):
+    """3 episodes of each of 2 tasks, the middle one of each failing: index.json says 6 episodes, 4 succeeded, and
+    that drawer-open (an evaluation task) is in the corpus."""
+    import reprl.sim.corpus as corpus
+    from reprl.sim.corpus import EVAL_TASKS, CorpusConfig, episode_videos
+
+    def fake_job(job):
+        task, episode = job[0], job[1]
+        info = {"noise": 0.0, "text": task, "succeeded": episode != 1, "behaviour": "expert"}
+        return episode_videos(_FakeEpisode(task, info), episode, 90)
+
+    monkeypatch.setattr(corpus, "_render_job", fake_job)
+    assert "drawer-open" in EVAL_TASKS and "reach" not in EVAL_TASKS
+    index = corpus.render_corpus(CorpusConfig(tasks="drawer-open,reach", episodes=3, size=16), tmp_path / "c",
+                                 progress=False)
+    assert index["episodes"] == 6 and index["episodes_succeeded"] == 4
+    assert index["split"]["contains_eval_tasks"] == ["drawer-open"]
+
+
+def test_task_episodes_fill_in_expert_behaviour_and_episode_for_videos_that_do_not_record_them(tmp_path, monkeypatch):
+    """Renders from before the behaviour field: a video without 'expert' is an expert run, behaviour 'expert' for
+    an expert and 'noisy' otherwise, episode 0 where none is recorded; a recorded behaviour and episode are kept.
+    Embeddings come from the cache file (e0, e1, e2), so nothing is embedded."""
+    from types import SimpleNamespace
+
+    import reprl.evaluation.data as data_mod
+
+    spec, cache = from_dict(SuiteSpec, {"name": "t", "tasks": ["drawer-open"], "demos": [1], "heads": ["bc"],
+                                        "data": {"expert_episodes": 1}}), tmp_path
+    metas = [{}, {"expert": False}, {"expert": False, "behaviour": "random", "episode": 4}]
+    arrays = {"proprio": np.zeros((2, 4)), "actions": np.zeros((1, 4)), "success": np.array([0, 1], np.uint8),
+              "reward": np.array([0.5])}
+    videos = [SimpleNamespace(key=f"v{i}", meta=m, array=arrays.__getitem__) for i, m in enumerate(metas)]
+    monkeypatch.setattr(data_mod, "expand_urls", lambda spec_: [spec_])
+    monkeypatch.setattr(data_mod, "iter_videos", lambda urls: iter(videos))
+    stored = cache / "embeddings" / "fp" / f"drawer-open-{spec.data_key()}.npz"
+    stored.parent.mkdir(parents=True)
+    np.savez(stored, **{f"e{i}": np.full((2, 3), float(i), np.float32) for i in range(3)})
+    episodes = task_episodes(spec, cache, "drawer-open", None, "fp")  # no encoder: nothing is embedded
+    assert [(e["key"], e["expert"], e["behaviour"], e["episode"]) for e in episodes] == [
+        ("v0", True, "expert", 0), ("v1", False, "noisy", 0), ("v2", False, "random", 4)]
+    assert episodes[2]["emb"].tolist() == [[2.0] * 3] * 2 and episodes[0]["success"].tolist() == [False, True]

@@ -465,3 +465,109 @@ def test_heldout_videos_of_named_tasks_only_and_an_unknown_task_lists_the_real_o
                                          r"door-open, drawer-close, reach, window-open\); name tasks"):
         list(dm.heldout_videos(train, 100, ("reach", "rech")))
 
+
+
+def _ci(mean: float, lo: float, hi: float, **extra: float) -> dict[str, float]:
+    return {"mean": mean, "lo": lo, "hi": hi, **extra}
+
+
+def test_score_table_puts_each_encoders_figures_in_its_own_column_with_the_metrics_direction():
+    """Two encoders: A has VOC (last) and bump rate (last), B only VOC (last); no text metric anywhere (rows
+    dropped). Each cell is format_ci's 'mean [lo, hi]', '-' where the encoder lacks the metric."""
+    from reprl.evaluation.score_report import table_lines
+
+    scores = {"a": {"voc_last": _ci(0.5, 0.25, 0.75), "bump_last": _ci(0.1, 0.0, 0.2)},
+              "b": {"voc_last": _ci(-0.5, -0.75, -0.25)}}
+    lines = table_lines(scores, {"a": "A", "b": "B"})
+    assert lines[:4] == [
+        "| metric | A | B |", "| --- | --- | --- |",
+        "| VOC, goal = own last frame (higher is better) | 0.500 [0.250, 0.750] | -0.500 [-0.750, -0.250] |",
+        "| bump rate, goal = own last frame (lower is better) | 0.100 [0.000, 0.200] | - |"]
+    assert lines[4] == "| VOC, goal = other episodes (higher is better) | - | - |"
+    assert lines[5] == "| bump rate, goal = other episodes (lower is better) | - | - |"
+    assert len(lines) == 2 + 11 - 2  # header, separator, the 11 metrics but the 2 text ones
+
+
+def test_voc_breakdown_table_lists_groups_in_order_of_appearance_with_the_reference_column_last():
+    """Groups in the order first met over the columns (A's drawer, expert episodes, then B's button, then the
+    reference's own 'zz'); '(n videos)' is the group's video count; '-' where a column lacks the group."""
+    from reprl.evaluation.score_report import REFERENCE, breakdown_lines
+
+    breakdown = {"a": {"drawer": _ci(0.5, 0.4, 0.6, videos=3), "expert episodes": _ci(0.2, 0.1, 0.3, videos=2)},
+                 "b": {"button": _ci(1.0, 1.0, 1.0, videos=1)}}
+    reference = {"drawer": _ci(0.9, 0.8, 1.0, videos=4), "zz": _ci(0.0, -0.1, 0.1, videos=5)}
+    assert breakdown_lines(breakdown, {"a": "A", "b": "B"}, reference) == [
+        f"| group | A | B | {REFERENCE} |", "| --- | --- | --- | --- |",
+        "| drawer | 0.500 [0.400, 0.600] (n 3) | - | 0.900 [0.800, 1.000] (n 4) |",
+        "| expert episodes | 0.200 [0.100, 0.300] (n 2) | - | - |",
+        "| button | - | 1.000 [1.000, 1.000] (n 1) | - |",
+        "| zz | - | - | 0.000 [-0.100, 0.100] (n 5) |"]
+    assert breakdown_lines(breakdown, {"a": "A", "b": "B"})[0] == "| group | A | B |"  # no reference: no column
+
+
+def test_score_report_text_names_the_data_resamples_groups_and_sources(tmp_path, monkeypatch):
+    import reprl.evaluation.score_report as score_report
+
+    drawn = []
+    monkeypatch.setattr(score_report, "plot", lambda scores, names, path, title: drawn.append(sorted(scores)))
+    result = {"title": "T", "scores": {"e1": {"voc_last": _ci(0.5, 0.25, 0.75)}}, "names": {"e1": "one"},
+              "sources": {"e1": "random:tiny"}, "settings": {"n_boot": 37},
+              "data": {"videos": 5, "tasks": {"drawer-open": {"succeeded": 3, "failed": 2}}},
+              "breakdown": {"e1": {"drawer-open": _ci(0.5, 0.4, 0.6, videos=3)}},
+              "reward_reference": {"drawer-open": _ci(0.9, 0.8, 1.0, videos=3)}}
+    score_report.write_score_report(tmp_path / "r", result)
+    table = (tmp_path / "r" / "table.md").read_text()
+    assert "5 held-out videos: drawer-open (3 ok / 2 failed)." in table and "37 resamples" in table
+    assert f"| group | one | {score_report.REFERENCE} |" in table
+    assert "| drawer-open | 0.500 [0.400, 0.600] (n 3) | 0.900 [0.800, 1.000] (n 3) |" in table
+    assert "Encoders: `one` = `random:tiny`" in table and drawn == [["e1"]]
+
+
+def test_metrics_plot_draws_a_panel_per_metric_with_asymmetric_error_bars(tmp_path, monkeypatch):
+    """4 metrics that some encoder has (of 11): 4 panels on 2 rows of 3. voc_last: A 0.5 [0.2, 0.6] gives error
+    bars 0.3 below and 0.1 above; B lacks it: a NaN bar with no error bar. bump_other only B has: still a panel."""
+    import matplotlib.axes
+
+    from reprl.evaluation.score_report import plot
+
+    bars = []
+    real = matplotlib.axes.Axes.bar
+
+    def spy(self, x, height, *args, **kwargs):
+        bars.append((self.get_subplotspec().get_geometry()[:2], np.asarray(height), np.asarray(kwargs["yerr"])))
+        return real(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", spy)
+    scores = {"a": {"voc_last": _ci(0.5, 0.2, 0.6), "bump_last": _ci(0.1, 0.0, 0.3),
+                    "voc_other": _ci(0.4, 0.3, 0.5)},
+              "b": {"bump_last": _ci(0.2, 0.1, 0.25), "bump_other": _ci(0.7, 0.6, 0.9),
+                    "voc_other": _ci(0.1, 0.0, 0.2)}}
+    plot(scores, {"a": "A", "b": "B"}, tmp_path / "m.png", "t")
+    assert len(bars) == 4 and all(geometry == (2, 3) for geometry, _, _ in bars)
+    voc_last, bump_last, _, bump_other = bars
+    assert voc_last[1][0] == 0.5 and np.isnan(voc_last[1][1])
+    assert np.allclose(voc_last[2], [[0.3, 0.0], [0.1, 0.0]])
+    assert np.allclose(bump_last[2], [[0.1, 0.1], [0.2, 0.05]])
+    assert np.isnan(bump_other[1][0]) and bump_other[1][1] == 0.7
+
+
+def test_value_curve_plot_scales_each_curve_to_0_1_over_the_videos_every_encoder_has(tmp_path, monkeypatch):
+    """A has 2 videos, B 1: one panel. A's curve 1, 3, 5 scales to 0, 0.5, 1 over x 0, 0.5, 1; B's constant
+    curve 2, 2, 2 to 0, 0, 0 (span taken as 1)."""
+    import matplotlib.axes
+
+    from reprl.evaluation.score_report import plot_curves
+
+    lines = []
+    real = matplotlib.axes.Axes.plot
+
+    def spy(self, x, y, *args, **kwargs):
+        lines.append((np.asarray(x).tolist(), np.asarray(y).tolist(), kwargs.get("label")))
+        return real(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    curves = {"a": [("v1", np.array([1.0, 3.0, 5.0])), ("v2", np.array([0.0, 1.0]))],
+              "b": [("v1", np.array([2.0, 2.0, 2.0]))]}
+    plot_curves(curves, {"a": "A", "b": "B"}, tmp_path / "c.png", "t")
+    assert lines == [([0.0, 0.5, 1.0], [0.0, 0.5, 1.0], "A"), ([0.0, 0.5, 1.0], [0.0, 0.0, 0.0], "B")]
+    assert (tmp_path / "c.png").stat().st_size > 0

@@ -298,3 +298,39 @@ def test_collated_frames_keep_each_tuple_in_role_order_in_either_layout():
     assert torch.equal(batch.frames["a"], torch.stack(ims))
     assert torch.equal(batch.frames["b"], torch.stack(ims[1:] + ims[:1]))
     assert batch.indices["b"].tolist() == [1, 2, 3] and batch.goal_from == ["", "", ""]
+
+
+def test_other_goal_counts_a_video_without_a_success_flag_as_successful(tmp_path):
+    """Plain expert videos carry no 'succeeded' field: they lend and borrow goals like successful ones."""
+    videos = [flat_video("a0", "a", 10), flat_video("a1", "a", 40)]
+    for v in videos:
+        v["json"] = json.dumps({k: w for k, w in json.loads(v["json"]).items() if k != "succeeded"}).encode()
+    write_tar(tmp_path / "s.tar", videos)
+    batches = take(TupleStream(str(tmp_path / "s.tar"), small("vip", batch_size=1, shuffle_buffer=1, augment=False,
+                                                              other_goal=1.0)), 2)
+    assert [b.goal_from[0] for b in batches] == ["", "a0"]
+    assert round(float(batches[1].frames["goal"].float().mean())) == 110  # a0's last frame
+
+
+def test_other_goal_forgets_the_goals_of_an_earlier_iteration(tmp_path):
+    """Each iteration starts with no goal to borrow: its first video keeps its own goal even though the
+    previous iteration ended on another successful video of the same task."""
+    write_tar(tmp_path / "s.tar", [flat_video("a0", "a", 10), flat_video("a1", "a", 40)])
+    stream = TupleStream(str(tmp_path / "s.tar"), small("vip", batch_size=1, shuffle_buffer=1, other_goal=1.0))
+    assert [b.goal_from[0] for b in take(stream, 2)] == ["", "a0"]
+    assert [b.goal_from[0] for b in take(stream, 2)] == ["", "a0"]
+
+
+def test_other_goal_zero_draws_exactly_what_a_stream_without_task_names_draws(tmp_path):
+    """With other_goal 0 no random draw is spent on goals: videos with task names give the very same tuples
+    (indices and crops) as the same videos without them."""
+    def videos(task: str) -> list[dict[str, bytes]]:
+        return [flat_video(f"v{i}", task, 10 * i, n=8) for i in range(4)]
+
+    write_tar(tmp_path / "named.tar", videos("a"))
+    write_tar(tmp_path / "unnamed.tar", videos(""))
+    cfg = small("vip", batch_size=2, shuffle_buffer=3, other_goal=0.0, tuples_per_video=2)
+    named, unnamed = (take(TupleStream(str(tmp_path / f"{k}.tar"), cfg), 8) for k in ("named", "unnamed"))
+    for a, b in zip(named, unnamed):
+        assert a.key == b.key and all(torch.equal(a.indices[r], b.indices[r]) for r in a.roles)
+        assert all(torch.equal(a.frames[r], b.frames[r]) for r in a.roles)

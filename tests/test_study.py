@@ -206,3 +206,65 @@ def test_the_committed_liv_encoder_loads_by_name_takes_text_goals_and_carries_it
     assert torch.cosine_similarity(text[0], text[2], dim=0) < 0.99  # 0.958 for these two
     frames = torch.rand(2, 3, 64, 64)
     assert enc(frames).shape == (2, 512)
+
+
+def _ens_record(task: str, ok: bool, voc: float, curve: list[float] | None = None):
+    import numpy as np
+
+    from reprl.scoring import Record
+
+    return Record(task=task, succeeded=ok, voc_last=1.0, bump_last=0.0, voc_other=voc, bump_other=0.0, final=0.0,
+                  summed=0.0, near_value=None, curve=None if curve is None else np.array(curve), emb=np.zeros((1, 1)),
+                  state=None)
+
+
+def test_ensemble_gain_pairs_successful_videos_within_tasks_and_scales_are_population_stds():
+    """Ensemble VOCs 0.9 (a), -0.5 (a, failed), 0.4 (b) against the best member's 0.7, 0.5, 0.6: the failed video
+    is left out, gains 0.2 and -0.2, mean 0; with one video per task every resample within tasks is the same pair,
+    so the interval is [0, 0]. A member's scale is the population std of all its values: 0, 2, 1 -> sqrt(2/3);
+    values that never vary cannot be weighed."""
+    import math
+
+    from reprl.errors import ReprlError
+
+    tool = _ensemble_tool()
+    ensemble = [_ens_record("a", True, 0.9), _ens_record("a", False, -0.5), _ens_record("b", True, 0.4)]
+    best = [_ens_record("a", True, 0.7), _ens_record("a", False, 0.5), _ens_record("b", True, 0.6)]
+    gain = tool.paired_voc_gain(ensemble, best, n_boot=50)
+    assert [gain[k] for k in ("mean", "lo", "hi")] == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
+    scale = tool.value_scale([_ens_record("a", True, 1.0, [0.0, 2.0]), _ens_record("a", True, 1.0, [1.0]),
+                              _ens_record("a", True, 1.0)])
+    assert scale == pytest.approx(math.sqrt(2 / 3))
+    with pytest.raises(ReprlError, match="do not vary"):
+        tool.value_scale([_ens_record("a", True, 1.0, [3.0, 3.0]), _ens_record("a", True, 1.0, [3.0])])
+
+
+def test_ensemble_gain_is_measured_against_the_member_with_the_higher_voc(tmp_path, monkeypatch, capsys):
+    """Three successful videos of one task, 1-d embeddings, values = -|e - goal| with goal = the mean last frame
+    of the other two videos. Member 'up' walks 0, 1, 2 (goal 2: values -2, -1, 0, VOC 1); member 'zig' walks
+    0, 3, 1 (goal 1: values -1, -2, 0, ranks 1, 0, 2: VOC 0.5). The ensemble's gain is taken against 'up'."""
+    import json
+    from types import SimpleNamespace
+
+    from reprl.scoring import ScoreVideo
+
+    tool = _ensemble_tool()
+    walks = {"up": [0.0, 1.0, 2.0], "zig": [0.0, 3.0, 1.0]}
+    neg_l2 = lambda a, b: -(a - b).norm(dim=-1)  # noqa: E731
+    encoders = {f"fake:{k}": SimpleNamespace(config=SimpleNamespace(image_size=8), similarity=neg_l2, walk=w)
+                for k, w in walks.items()}
+    videos = [ScoreVideo(key=f"v{i}", task="a", succeeded=True, frames=torch.zeros(3, 3, 8, 8, dtype=torch.uint8),
+                         near=None, state=None) for i in range(3)]
+    monkeypatch.setattr(tool.reprl, "load", lambda source: encoders[source])
+    monkeypatch.setattr(tool, "load_videos", lambda shards, size, max_frames: videos)
+    monkeypatch.setattr(tool, "embed_videos", lambda enc, vids: [torch.tensor(enc.walk)[:, None] for _ in vids])
+    out = tmp_path / "e.json"
+    tool.main(["unused", "--encoder", "zig=fake:zig", "--encoder", "up=fake:up", "--ensemble", "zig+up",
+               "--boot", "20", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["scores"]["up"]["voc_other"]["mean"] == pytest.approx(1.0)
+    assert result["scores"]["zig"]["voc_other"]["mean"] == pytest.approx(0.5)
+    gain = result["voc_gain"]["zig+up"]
+    assert gain["best_member"] == "up"
+    assert gain["mean"] == pytest.approx(result["scores"]["zig+up"]["voc_other"]["mean"] - 1.0)
+    assert "vs up |" in capsys.readouterr().out
