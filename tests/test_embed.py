@@ -188,7 +188,8 @@ def test_embed_video_decodes_in_batches_and_matches_embedding_the_whole_video(en
 
     enc = reprl.load(encoder_dir).eval()
     video = next(iter_videos(expand_urls(HELDOUT_SHARDS)))
-    got = embed_video(enc, video, batch_size=7)  # batches of 7 do not divide the video's length
+    assert len(video) % 8 != 0  # so batches of 8 end with a short one
+    got = embed_video(enc, video, batch_size=8)
     with torch.inference_mode():
         want = enc(video.decode())
     assert got.shape == (len(video), 32) and got.dtype == torch.float32
@@ -304,3 +305,216 @@ def test_thumbnails_with_the_count_known_keep_the_same_frames_resizing_only_thos
     assert known.pick(7)[-1][0] == count - 1  # the last frame is always there to pick
     for (_, a), (_, b) in zip(known.pick(7), unknown.pick(7)):
         torch.testing.assert_close(a, b, atol=1, rtol=0)  # a batch resize and a one-frame resize, within 1 level
+
+
+# -- hand-computed checks of the numbers `reprl embed` writes and draws ---------------------------------------
+
+class _Brightness:
+    """A stand-in encoder for run_embed: a frame's embedding is its mean pixel level (one dimension) and the
+    value is -L2, so V(o_t; g) = -|b_t - b_g| can be worked out by hand."""
+
+    device = torch.device("cpu")
+    has_text = False
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(name="brightness", label="brightness", embed_dim=1, similarity="l2",
+                                      image_size=8, source="test")
+
+    def preprocess(self, x):
+        return x.float()
+
+    def encode(self, x):
+        return x.float().mean(dim=(1, 2, 3))[:, None]
+
+    def similarity(self, a, b):
+        return -(a - b).norm(dim=-1)
+
+
+def _gray_frames(folder, levels):
+    """A frame folder whose frame t is a flat image of level levels[t] (lossless PNG)."""
+    folder.mkdir(parents=True)
+    for i, level in enumerate(levels):
+        Image.fromarray(np.full((8, 8, 3), level, dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _embed_with_brightness(monkeypatch, **opts):
+    """run_embed with the stand-in encoder; every video's timing is fixed (wall 0.5 s, decode 0.25 s, model
+    0.125 s), so the summary's timing is hand-computable too."""
+    import reprl.embed.run as run_mod
+    from reprl.options import EmbedOptions
+
+    real = run_mod.embed_source
+
+    def timed(*args, **kwargs):
+        emb, stats = real(*args, **kwargs)
+        stats.wall_s, stats.produce_s, stats.compute_s = 0.5, 0.25, 0.125
+        return emb, stats
+
+    monkeypatch.setattr(run_mod, "embed_source", timed)
+    monkeypatch.setattr(reprl, "load", lambda *a, **k: _Brightness())
+    return run_mod.run_embed(EmbedOptions(encoder="brightness", progress=False, **opts))
+
+
+def test_one_video_summary_and_rows_are_the_hand_computed_values(tmp_path, monkeypatch):
+    # levels 10, 50, 30, 70; goal = last frame (70): V = -|b - 70| = -60, -20, -40, 0; rewards 40, -20, 40.
+    # VOC: ranks of V are 0, 2, 1, 3 against 0, 1, 2, 3; centred (-1.5, .5, -.5, 1.5) . (-1.5, -.5, .5, 1.5) = 4,
+    # each norm^2 = 5, so VOC = 4 / 5 = 0.8. Bump rate: 1 negative reward of 3 = 1/3.
+    out = tmp_path / "out"
+    s = _embed_with_brightness(monkeypatch, input=str(_gray_frames(tmp_path / "v", [10, 50, 30, 70])), out=str(out))
+    assert s["frames"] == 4 and s["voc"] == pytest.approx(0.8) and s["bump_rate"] == pytest.approx(1 / 3)
+    assert s["value_first"] == pytest.approx(-60.0) and s["value_last"] == pytest.approx(0.0)
+    # timing: 4 frames in the fixed 0.5 s -> 8 images/s
+    assert {k: v for k, v in s["timing"].items() if k != "total_s"} == {"embed_s": 0.5, "images_per_s": 8.0,
+                                                                        "decode_preprocess_s": 0.25, "model_s": 0.125}
+    table = rows(out / "frames.csv")
+    assert [float(r["value"]) for r in table] == pytest.approx([-60, -20, -40, 0])
+    assert [r["reward"] for r in table[-1:]] == [""]
+    assert [float(r["reward"]) for r in table[:-1]] == pytest.approx([40, -20, 40])
+    # two frames are enough for both scores: V = -60, 0 -> VOC 1, bump rate 0
+    s = _embed_with_brightness(monkeypatch, input=str(_gray_frames(tmp_path / "two", [10, 70])),
+                               out=str(tmp_path / "out2"))
+    assert (s["frames"], s["voc"], s["bump_rate"]) == (2, pytest.approx(1.0), pytest.approx(0.0))
+
+
+def test_a_folder_of_videos_summary_means_over_videos_by_hand(tmp_path, monkeypatch):
+    # a: levels 10, 50, 30, 70 -> V -60, -20, -40, 0: VOC 0.8, bump rate 1/3 (as in the one-video test)
+    # b: levels 10, 30, 50, 70 -> V -60, -40, -20, 0: VOC 1, bump rate 0
+    # c: levels 10, 40, 70     -> V -60, -30, 0:      VOC 1, bump rate 0
+    # means: VOC 2.8 / 3 = 0.9333, bump rate (1/3) / 3 = 1/9 (the medians would be 1 and 0); 4 + 4 + 3 = 11 frames;
+    # timing: 3 videos of 0.5 s wall -> 1.5 s, 11 / 1.5 = 7.33 images/s, decode 0.75 s, model 0.375 s
+    videos = tmp_path / "videos"
+    for name, levels in (("a", [10, 50, 30, 70]), ("b", [10, 30, 50, 70]), ("c", [10, 40, 70])):
+        _gray_frames(videos / name, levels)
+    out = tmp_path / "out"
+    s = _embed_with_brightness(monkeypatch, input=str(videos), out=str(out))
+    assert s["kind"] == "videos" and s["videos"] == 3 and s["frames"] == 11
+    assert s["voc"] == pytest.approx(2.8 / 3) and s["bump_rate"] == pytest.approx(1 / 9)
+    assert {k: v for k, v in s["timing"].items() if k != "total_s"} == {"embed_s": 1.5, "images_per_s": 7.33,
+                                                                        "decode_preprocess_s": 0.75, "model_s": 0.375}
+    table = rows(out / "videos.csv")
+    assert [r["frames"] for r in table] == ["4", "4", "3"]
+    assert [float(r["voc"]) for r in table] == pytest.approx([0.8, 1.0, 1.0])
+    assert [float(r["bump_rate"]) for r in table] == pytest.approx([1 / 3, 0.0, 0.0])
+    assert [(float(r["value_first"]), float(r["value_last"])) for r in table] == [(-60.0, 0.0)] * 3
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["0000000_a.png", "0000001_b.png", "0000002_c.png"]
+    # --max-videos 2 --plots 1: the first two videos only, a full figure for the first one only
+    s = _embed_with_brightness(monkeypatch, input=str(videos), out=str(tmp_path / "two"), max_videos=2, plots=1)
+    assert (s["videos"], s["frames"]) == (2, 8)
+    assert s["voc"] == pytest.approx(0.9) and s["bump_rate"] == pytest.approx(1 / 6)
+    assert [p.name for p in (tmp_path / "two" / "plots").iterdir()] == ["0000000_a.png"]
+
+
+def test_thumbnails_by_hand_keep_the_last_frame_and_pick_evenly():
+    from reprl.embed.pipeline import Thumbnails
+
+    frames = torch.stack([torch.full((3, 8, 8), 10 * i, dtype=torch.uint8) for i in range(12)])  # frame i: level 10 i
+    thumbs = Thumbnails(keep=4, size=2)
+    thumbs.add(0, frames[0:4])  # stride 1: frames 0-3 held, at most keep (4) of them
+    assert sorted(thumbs.frames) == [0, 1, 2, 3] and thumbs.stride == 1
+    thumbs.add(4, frames[4:8])  # 0-7 is 8 > 4: stride 2 -> 0, 2, 4, 6
+    assert sorted(thumbs.frames) == [0, 2, 4, 6] and thumbs.stride == 2
+    thumbs.add(8, frames[8:12])  # + 8, 10 is 6 > 4: stride 4 -> 0, 4, 8; the last frame 11 is held apart
+    assert sorted(thumbs.frames) == [0, 4, 8] and thumbs.stride == 4
+    assert {i: int(img.float().mean()) for i, img in thumbs.frames.items()} == {0: 0, 4: 40, 8: 80}
+    assert thumbs.last is not None and thumbs.last[0] == 11 and thumbs.last[1].shape == (3, 2, 2)
+    assert thumbs.last[1].unique().tolist() == [110]  # the image of frame 11, not of another row of its batch
+    # pick(4) takes all four (0, 4, 8, 11); pick(3): step (4 - 1) / (3 - 1) = 1.5 -> items round(0, 1.5, 3) = 0, 2, 3
+    assert [i for i, _ in thumbs.pick(4)] == [0, 4, 8, 11]
+    assert [(i, int(img.float().mean())) for i, img in thumbs.pick(3)] == [(0, 0), (8, 80), (11, 110)]
+
+
+def test_embed_stats_images_per_second_and_thumbnails_of_the_pipeline(monkeypatch):
+    import reprl.embed.pipeline as pipeline
+    from reprl.embed.pipeline import EmbedStats
+
+    assert EmbedStats(frames=30, wall_s=2.0).images_per_s == 15.0  # 30 frames / 2 s
+    assert EmbedStats(frames=5).images_per_s == 0.0  # no time measured: no rate
+    monkeypatch.setattr(pipeline, "encoder_callers", lambda device: (1, 1))
+    frames = torch.arange(23, dtype=torch.uint8).view(23, 1, 1, 1).expand(23, 3, 4, 4).contiguous()
+    _, stats = pipeline.embed_source(_RowMeans(), _frames_source(frames), batch_size=8)
+    # 23 frames <= 48 kept: every frame is a thumbnail under its own index (batches of 8 start at 0, 8, 16)
+    assert stats.thumbnails.stride == 1 and sorted(stats.thumbnails.frames) == list(range(23))
+    assert all(img.unique().tolist() == [i] for i, img in stats.thumbnails.frames.items())
+
+
+def test_autocast_uses_the_precision_asked_for():
+    import contextlib
+
+    from reprl.embed.pipeline import autocast
+
+    assert autocast(torch.device("cpu"), "bf16").fast_dtype == torch.bfloat16
+    assert autocast(torch.device("cpu"), "bf16-mixed").fast_dtype == torch.bfloat16
+    assert isinstance(autocast(torch.device("cpu"), "32"), contextlib.nullcontext)
+
+
+def test_spans_and_video_batches_cover_every_frame_once(monkeypatch):
+    import reprl.embed.pipeline as pipeline
+    from reprl.data.reader import expand_urls, iter_videos
+    from reprl.embed.frame_sources import _video_batches, spans
+
+    assert list(spans(7, 3)) == [(0, 3), (3, 6), (6, 7)]
+    assert list(spans(1, 4)) == [(0, 1)] and list(spans(0, 4)) == []
+    # the 97 frames of the test video in batches of 16: 6 full batches and one of 97 - 96 = 1
+    assert [len(b) for b in _video_batches(VIDEO)(16)] == [16] * 6 + [1]
+    # a shard video of 105 frames in batches of 8: 13 full batches and a last one of 105 - 104 = 1 frame
+    monkeypatch.setattr(pipeline, "encoder_callers", lambda device: (1, 1))
+    video = next(iter_videos(expand_urls(HELDOUT_SHARDS)))
+    assert len(video) == 105
+    emb = pipeline.embed_video(_RowMeans(), video, batch_size=8)
+    assert emb[:, 1].tolist() == [float(i % 8) for i in range(105)]  # each frame's position in its batch
+
+
+def _captured_figures(monkeypatch):
+    """The figures reprl.embed.plot draws, kept open (it closes each once saved) so their contents can be read."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs: list = []
+    monkeypatch.setattr(plt, "close", figs.append)
+    return figs
+
+
+def test_plot_video_draws_values_against_time_and_rewards_as_coloured_bars(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from reprl.embed.plot import plot_video
+
+    figs = _captured_figures(monkeypatch)
+    thumbs = [(0, torch.zeros(3, 4, 4, dtype=torch.uint8)), (3, torch.zeros(3, 4, 4, dtype=torch.uint8))]
+    values = np.array([0.0, 1.0, 3.0, 2.0])
+    plot_video(tmp_path / "v.png", values, np.diff(values), thumbs, title="t", fps=2.0)
+    (fig,) = figs
+    ax_v, ax_r = fig.axes[-2:]
+    # 2 fps: frame t at t / 2 s -> 0, 0.5, 1, 1.5; thumbnails of frames 0 and 3 are marked at 0 s and 1.5 s
+    assert ax_v.lines[0].get_xdata().tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert [line.get_xdata()[0] for line in ax_v.lines[1:]] == [0.0, 1.5]
+    # rewards 1, 2, -1 start at frames 0, 1, 2 (0, 0.5, 1 s), one frame (0.5 s) wide: up green, down red
+    bars = ax_r.patches
+    assert [(b.get_x(), b.get_width(), b.get_height()) for b in bars] == [(0.0, 0.5, 1.0), (0.5, 0.5, 2.0),
+                                                                         (1.0, 0.5, -1.0)]
+    green, red = to_rgba("tab:green"), to_rgba("tab:red")
+    assert [tuple(b.get_facecolor()) for b in bars] == [green, green, red]
+    plt.close(fig)
+
+
+def test_plot_many_gives_every_video_a_panel_up_to_the_limit(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from reprl.embed.plot import plot_many, short_name
+
+    figs = _captured_figures(monkeypatch)
+    curves = [(f"video{i}", np.arange(3.0), 0.5) for i in range(7)]
+    plot_many(tmp_path / "m.png", curves, "title", max_panels=6)
+    (fig,) = figs
+    # 6 of the 7 videos, 4 columns -> 2 rows of 4 panels, 6 of them drawn
+    drawn = [ax for ax in fig.axes if ax.lines]
+    assert len(fig.axes) == 8 and [ax.get_title() for ax in drawn] == [f"video{i}\nVOC +0.50" for i in range(6)]
+    plt.close(fig)
+    # 16 characters in 10: head (10 - 1) // 2 = 4, the ellipsis, tail 10 - 1 - 4 = 5
+    assert short_name("abcdefghijklmnop", 10) == "abcd\u2026lmnop"

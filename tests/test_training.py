@@ -374,3 +374,264 @@ def test_encoder_params_change_a_registered_architecture_and_unknown_ones_are_re
         check_config(tiny(tmp_path, "--encoder.params", "{widht: 8}"))
     with pytest.raises(ReprlError, match="--encoder.params sets a new encoder's architecture, and --encoder.init"):
         check_config(tiny(tmp_path, "--encoder.params", "{width: 8}", "--encoder.init", "tiny"))
+
+
+# -- hand-computed checks of the schedule, the validation figures and the step bookkeeping ---------------------
+
+def test_learning_rate_factor_by_hand():
+    import math
+
+    from reprl.training.config import OptimSection
+    from reprl.training.module import lr_lambda
+
+    cosine = lr_lambda(OptimSection(warmup_steps=2, schedule="cosine", min_lr_ratio=0.1), max_steps=6)
+    # warm-up (step + 1) / 2: 0.5, 1; then progress (step - 2) / (6 - 2) and 0.1 + 0.9 * (1 + cos(pi p)) / 2:
+    # p = 0 -> 1, 0.25 -> 0.1 + 0.45 (1 + 0.70711) = 0.86820, 0.5 -> 0.55, 0.75 -> 0.1 + 0.45 (1 - 0.70711) = 0.23180,
+    # 1 -> 0.1; past the end it stays at the floor 0.1
+    half = math.sqrt(0.5)
+    expected = [0.5, 1.0, 1.0, 0.1 + 0.45 * (1 + half), 0.55, 0.1 + 0.45 * (1 - half), 0.1, 0.1]
+    assert [cosine(s) for s in (0, 1, 2, 3, 4, 5, 6, 8)] == pytest.approx(expected)
+    assert cosine(3) == pytest.approx(0.868198, abs=1e-6) and cosine(5) == pytest.approx(0.231802, abs=1e-6)
+    constant = lr_lambda(OptimSection(warmup_steps=4), max_steps=6)
+    assert [constant(s) for s in (0, 1, 2, 3, 4, 10)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    no_warmup = lr_lambda(OptimSection(schedule="cosine"), max_steps=4)  # p = step / 4: 1, 0.5 (1 + cos(pi/2)) = 0.5
+    assert [no_warmup(s) for s in (0, 2, 4)] == pytest.approx([1.0, 0.5, 0.0])
+
+
+def _module(tmp_path, *extra):
+    from reprl.training.module import PretrainModule
+    from reprl.training.run import build_training_encoder
+
+    cfg = tiny(tmp_path, *extra)
+    return PretrainModule(cfg, build_training_encoder(cfg))
+
+
+def test_optimiser_and_scheduler_follow_the_config(tmp_path):
+    module = _module(tmp_path, "--optim.name", "adamw", "--optim.weight_decay", "0.05", "--optim.warmup_steps", "2",
+                     "--optim.betas", "[0.8, 0.9]", "--optim.eps", "1e-6")
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]
+    assert type(opt) is torch.optim.AdamW and conf["lr_scheduler"]["interval"] == "step"  # warm-up moves per step
+    group = opt.param_groups[0]
+    # 0.05, not AdamW's own default of 0.01
+    assert (group["weight_decay"], group["betas"], group["eps"]) == (0.05, (0.8, 0.9), 1e-6)
+    # lr 0.002 with warm-up over 2 steps: 0.002 * 1/2 = 0.001 at step 0, then 0.002 * 2/2 = 0.002
+    assert group["lr"] == pytest.approx(0.001)
+    opt.step()  # no gradients yet: moves nothing, but keeps the optimiser-then-scheduler order
+    sched["scheduler"].step()
+    assert group["lr"] == pytest.approx(0.002)
+    assert type(_module(tmp_path).configure_optimizers()["optimizer"]) is torch.optim.Adam  # the default
+
+
+def test_validation_logs_the_mean_over_videos_of_this_validation_only(tmp_path):
+    module = _module(tmp_path)
+    logged: dict[str, float] = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    module._val.extend([{"voc": 0.5, "bump_rate": 0.25}, {"voc": -0.1, "bump_rate": 0.75}])
+    module.on_validation_epoch_end()
+    # means of two videos: VOC (0.5 - 0.1) / 2 = 0.2, bump rate (0.25 + 0.75) / 2 = 0.5
+    assert logged == {"val/voc": pytest.approx(0.2), "val/bump_rate": pytest.approx(0.5)}
+    module._val.append({"voc": 1.0, "bump_rate": 0.0})  # the next validation scores one video: its own scores
+    module.on_validation_epoch_end()
+    assert logged == {"val/voc": pytest.approx(1.0), "val/bump_rate": pytest.approx(0.0)}
+
+
+def test_images_per_second_counts_every_role_on_every_process(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import reprl.training.module as module_mod
+
+    module = _module(tmp_path)
+    module._trainer = SimpleNamespace(world_size=2, global_step=7)
+    logged: dict[str, float] = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    module._t0 = 10.0
+    monkeypatch.setattr(module_mod.time, "perf_counter", lambda: 12.0)
+    module.on_train_batch_end(None, [0] * 4, 0)
+    # VIP tuples have 4 frames (start, goal, t, t1): 4 tuples x 4 frames x 2 processes = 32 images in 2 s
+    assert logged == {"train/images_per_s": 16.0, "global_step": 7.0}
+
+
+def test_negatives_are_drawn_the_same_within_a_step_and_differently_across_steps(tmp_path):
+    from types import SimpleNamespace
+
+    module = _module(tmp_path)
+
+    def draw(step):
+        module._trainer = SimpleNamespace(world_size=1, global_step=step)
+        return torch.randint(0, 1000, (8,), generator=module.step_generator())
+
+    assert torch.equal(draw(5), draw(5)) and not torch.equal(draw(5), draw(6))
+
+
+def test_a_skipped_step_never_reaches_the_optimiser(tmp_path):
+    module = _module(tmp_path)
+    calls: list[str] = []
+
+    class Optimizer:
+        def step(self):
+            calls.append("step")
+
+        def zero_grad(self, set_to_none=True):
+            calls.append("zero_grad")
+
+    for skip in (True, False):
+        module._skip = skip
+        module.optimizer_step(0, 0, Optimizer(), lambda: calls.append("closure"))
+    assert calls == ["closure", "zero_grad", "closure", "step"]
+
+
+def test_keep_best_keeps_a_first_negative_voc(tmp_path):
+    from types import SimpleNamespace
+
+    from reprl.encoders.registry import build_encoder
+    from reprl.training.callbacks import KeepBest, read_selection
+
+    module = SimpleNamespace(encoder=build_encoder("tiny", embed_dim=8, image_size=32))
+    module.state_dict = module.encoder.state_dict
+    trainer = SimpleNamespace(is_global_zero=True, sanity_checking=False, global_step=5,
+                              callback_metrics={"val/voc": torch.tensor(-0.25)})
+    KeepBest(tmp_path / "best").on_validation_end(trainer, module)  # an untrained encoder can score below 0
+    assert read_selection(tmp_path / "best") == {"step": 5, "voc": -0.25, "by": "highest held-out VOC at a validation"}
+
+
+def test_heldout_scores_are_means_over_the_videos_by_hand(monkeypatch):
+    import reprl.data.datamodule as datamodule
+    from reprl.training.run import heldout_scores
+
+    opened = []
+
+    class Videos:  # frames are 1-dim embeddings already: the stand-in encoder passes them through
+        def __init__(self, *args):
+            opened.append(args)
+            self.videos = [torch.tensor([[0.0], [2.0], [1.0], [3.0]]), torch.tensor([[0.0], [1.0], [2.0], [3.0]])]
+
+        def __len__(self):
+            return len(self.videos)
+
+        def __getitem__(self, i):
+            return {"frames": self.videos[i]}
+
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+        def similarity(self, a, b):
+            return -(a - b).norm(dim=-1)
+
+    monkeypatch.setattr(datamodule, "HeldoutVideos", Videos)
+    out = heldout_scores({"enc": Identity()}, "shards", 48, max_videos=5, max_frames=9, tasks=("reach",))
+    # video 1: V = -|e - 3| = -3, -1, -2, 0: ranks 0, 2, 1, 3 -> VOC 4 / 5 = 0.8; rewards 2, -1, 2 -> bump rate 1/3
+    # video 2: V = -3, -2, -1, 0 -> VOC 1, bump rate 0. Means: VOC 0.9, bump rate 1/6, over 2 videos
+    assert out == {"enc": {"voc": pytest.approx(0.9), "bump_rate": pytest.approx(1 / 6), "videos": 2}}
+    assert opened == [("shards", 48, 5, 9, ("reach",))]
+
+
+def test_format_summary_reports_the_held_out_video_count_and_the_selection():
+    from reprl.training.run import format_summary
+
+    summary = {"steps": 12, "skipped_steps": 1, "run_dir": "r", "encoder": "r/encoder",
+               "selected": {"step": 9, "voc": 0.5, "by": "highest held-out VOC at a validation"},
+               "heldout": {"random init": {"voc": 0.1, "bump_rate": 0.5, "videos": 4},
+                           "trained": {"voc": 0.5, "bump_rate": 0.25, "videos": 4}}}
+    text = format_summary(summary)
+    assert text.startswith("trained 12 steps (1 skipped) in r\n")
+    assert "selected: step 9, highest held-out VOC at a validation, held-out VOC 0.500 at that validation" in text
+    assert "held-out videos (4), goal = last frame" in text  # 4 videos, not the 2 encoders
+    assert [line.split() for line in text.splitlines()[-2:]] == [["random", "init", "+0.100", "0.500"],
+                                                                 ["trained", "+0.500", "0.250"]]
+
+
+def test_select_best_accepts_a_validation_at_the_last_step(tmp_path):
+    from reprl.training.config import check_config
+
+    # val_every 6 = max_steps 6: the one validation lands on the last step, which select best can use
+    check_config(tiny(tmp_path, "--trainer.select", "best", "--data.val", HELDOUT_SHARDS, "--trainer.val_every", "6"))
+
+
+def test_skipped_steps_survive_a_checkpoint_round_trip(tmp_path):
+    module = _module(tmp_path)
+    module.skipped_steps = 3
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["reprl_skipped_steps"] == 3
+    resumed = _module(tmp_path)
+    resumed.on_load_checkpoint(checkpoint)  # a resumed run goes on counting from 3
+    assert resumed.skipped_steps == 3
+    resumed.on_load_checkpoint({})  # a checkpoint from before the count was kept: 0
+    assert resumed.skipped_steps == 0
+
+
+def test_keep_best_exports_nothing_during_a_sanity_check_or_for_a_broken_model(tmp_path):
+    from types import SimpleNamespace
+
+    from reprl.encoders.registry import build_encoder
+    from reprl.training.callbacks import KeepBest
+
+    module = SimpleNamespace(encoder=build_encoder("tiny", embed_dim=8, image_size=32))
+    module.state_dict = module.encoder.state_dict
+    keep = KeepBest(tmp_path / "best")
+
+    def validate(sanity=False):
+        trainer = SimpleNamespace(is_global_zero=True, sanity_checking=sanity, global_step=1,
+                                  callback_metrics={"val/voc": torch.tensor(0.5)})
+        keep.on_validation_end(trainer, module)
+
+    validate(sanity=True)
+    assert not (tmp_path / "best").exists() and keep.best == float("-inf")
+    with torch.no_grad():
+        next(module.encoder.parameters()).fill_(float("nan"))
+    validate()
+    assert not (tmp_path / "best").exists() and keep.best == float("-inf")
+
+
+def test_the_summary_scores_the_trained_encoder_against_its_own_random_init(tmp_path, monkeypatch):
+    import reprl.training.run as run_mod
+    from reprl.training.run import build_training_encoder, pretrain
+
+    seen = {}
+
+    def scores(encoders, *args, **kwargs):
+        seen.update(encoders)
+        return {name: {"voc": 0.0, "bump_rate": 0.0, "videos": 1} for name in encoders}
+
+    monkeypatch.setattr(run_mod, "heldout_scores", scores)
+    cfg = tiny(tmp_path, "--data.val", HELDOUT_SHARDS, "--trainer.max_steps", "2", "--trainer.val_every", "2")
+    summary = pretrain(cfg)
+    init = build_training_encoder(cfg, seed=cfg.trainer.seed)  # the weights the run started from
+    trained = reprl.load(summary["encoder"])
+    for name, want in (("random init", init), ("trained", trained)):
+        got = seen[name].state_dict()
+        assert all(torch.equal(got[k].cpu(), v.cpu()) for k, v in want.state_dict().items()), name
+
+
+def test_trainer_settings_carry_the_gradient_clip_and_step_count(tmp_path):
+    from reprl.training.run import trainer_settings
+
+    settings = trainer_settings(tiny(tmp_path, "--optim.grad_clip", "0.25"))
+    assert (settings["gradient_clip_val"], settings["max_steps"], settings["precision"]) == (0.25, 6, "32-true")
+    assert trainer_settings(tiny(tmp_path))["gradient_clip_val"] is None  # no clipping unless asked
+
+
+def test_the_global_batch_must_split_over_every_process_of_every_node(tmp_path):
+    from reprl.training.config import check_config
+
+    # 6 splits over 2 devices (3 each) but not over 2 devices x 2 nodes = 4 processes: 6 % 4 = 2
+    with pytest.raises(ReprlError, match=r"data.batch_size 6 is the global batch .* \(2 devices x 2 nodes\)"):
+        check_config(tiny(tmp_path, "--data.batch_size", "6", "--trainer.devices", "2", "--trainer.num_nodes", "2"))
+    check_config(tiny(tmp_path, "--data.batch_size", "8", "--trainer.devices", "2", "--trainer.num_nodes", "2"))
+
+
+def test_adam_betas_of_one_are_refused(tmp_path):
+    from reprl.training.config import check_config
+
+    with pytest.raises(ReprlError, match=r"--optim.betas must lie in \[0, 1\), got \[0.9, 1.0\]"):
+        check_config(tiny(tmp_path, "--optim.betas", "[0.9, 1.0]"))
+
+
+def test_training_defaults_are_the_papers_and_the_documented_ones():
+    from reprl.training.config import DataSection, OptimSection
+
+    # Adam at lr 1e-4, as VIP and R3M trained (docs/objectives.md); 64 frames per held-out video, as the demo preset
+    assert (OptimSection().name, OptimSection().lr, OptimSection().warmup_steps) == ("adam", 1e-4, 0)
+    assert (DataSection().val_videos, DataSection().val_max_frames) == (16, 64)
