@@ -277,3 +277,24 @@ def test_preprocess_resizes_the_shorter_side_then_crops_the_centre_and_rounds_fl
     # float pixels are rounded to 8 bits before the resize: 0.999 is 254.7 -> 255, as the uint8 frame
     assert torch.equal(enc.preprocess(torch.full((1, 3, 64, 64), 0.999)),
                        enc.preprocess(torch.full((1, 3, 64, 64), 255, dtype=torch.uint8)))
+
+
+def test_a_frozen_cpu_encoder_stores_its_convolutions_channels_last_and_embeds_as_before(tmp_path):
+    """freeze() on the CPU stores the 4-d weights channels-last (the layout decoded frames and rendered
+    observations come in, so no call reorders the weights), feeds the convolutions channels-last batches, and
+    embeds the same images as the encoder before freezing up to float rounding; saving writes the same weights."""
+    torch.manual_seed(0)
+    enc = reprl.load("resnet18", image_size=64, embed_dim=16, freeze=False).eval()
+    x = images()  # [B, H, W, 3] uint8: the channels-last layout a decoder or a renderer hands over
+    with torch.no_grad():
+        before = enc(x)
+    state = {k: v.clone() for k, v in enc.state_dict().items()}
+    enc.freeze()
+    convs = [m.weight for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not convs[0].is_contiguous()  # the 7x7 stem: a real change of layout (a 1x1 kernel is both)
+    assert enc.preprocess(x.permute(0, 3, 1, 2).contiguous()).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(enc(x), before, rtol=1e-4, atol=1e-5)
+    save_encoder(enc, tmp_path / "frozen")
+    again = reprl.load(tmp_path / "frozen")
+    assert all(torch.equal(state[k], v) for k, v in again.state_dict().items())

@@ -209,10 +209,16 @@ class Encoder(nn.Module):
         return self
 
     def freeze(self) -> Encoder:
-        """Eval mode, no gradients: what control code wants."""
+        """Eval mode, no gradients: what control code wants. On the CPU the convolution weights are also stored
+        channels-last, the layout that decoded frames and rendered observations arrive in: with weights in the
+        default layout, every call on a channels-last batch first reorders all of them (about 45 MB for
+        ResNet-18), which costs more than the convolutions at small batches (docs/benchmarks.md, "Frozen
+        encoders store their weights channels-last")."""
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
+        if self.device.type == "cpu":
+            self.set_channels_last(True)
         return self
 
     def extra_repr(self) -> str:
