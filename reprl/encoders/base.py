@@ -212,8 +212,8 @@ class Encoder(nn.Module):
         """Eval mode, no gradients: what control code wants. On the CPU the convolution weights are also stored
         channels-last, the layout that decoded frames and rendered observations arrive in: with weights in the
         default layout, every call on a channels-last batch first reorders all of them (about 45 MB for
-        ResNet-18), which costs more than the convolutions at small batches (docs/benchmarks.md, "Frozen
-        encoders store their weights channels-last")."""
+        ResNet-18), which at small batches costs about as much as the convolutions themselves (docs/benchmarks.md,
+        "Frozen encoders store their weights channels-last")."""
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
