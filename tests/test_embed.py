@@ -518,3 +518,23 @@ def test_plot_many_gives_every_video_a_panel_up_to_the_limit(tmp_path, monkeypat
     plt.close(fig)
     # 16 characters in 10: head (10 - 1) // 2 = 4, the ellipsis, tail 10 - 1 - 4 = 5
     assert short_name("abcdefghijklmnop", 10) == "abcd\u2026lmnop"
+
+
+def test_the_value_plots_get_each_videos_values_and_rewards(tmp_path, monkeypatch):
+    """What run_embed hands plot_video, one video and a folder: levels 10, 50, 30, 70 (goal 70) -> values -60,
+    -20, -40, 0 and rewards V_{t+1} - V_t = 40, -20, 40; levels 10, 40, 70 -> -60, -30, 0 and 30, 30."""
+    import reprl.embed.run as run_mod
+
+    drawn = []
+    monkeypatch.setattr(run_mod, "plot_video", lambda path, values, rewards, thumbs, **kw: drawn.append(
+        (path.name, np.asarray(values).tolist(), np.asarray(rewards).tolist())))
+    _embed_with_brightness(monkeypatch, input=str(_gray_frames(tmp_path / "v", [10, 50, 30, 70])),
+                           out=str(tmp_path / "one"))
+    assert drawn == [("values.png", [-60.0, -20.0, -40.0, 0.0], [40.0, -20.0, 40.0])]
+    drawn.clear()
+    videos = tmp_path / "videos"
+    _gray_frames(videos / "a", [10, 50, 30, 70])
+    _gray_frames(videos / "c", [10, 40, 70])
+    _embed_with_brightness(monkeypatch, input=str(videos), out=str(tmp_path / "many"))
+    assert sorted((v, r) for _, v, r in drawn) == [([-60.0, -30.0, 0.0], [30.0, 30.0]),
+                                                  ([-60.0, -20.0, -40.0, 0.0], [40.0, -20.0, 40.0])]
