@@ -9,7 +9,6 @@ import reprl
 from reprl.errors import ReprlError
 from reprl.heads import (
     HeadConfig,
-    HeadTrainer,
     PolicyHead,
     Transitions,
     load_policy,
@@ -300,18 +299,6 @@ def test_batches_are_drawn_from_the_pool_and_cut_to_the_data():
     rows = learner.sample(pool=torch.tensor([2, 5]), size=50)["emb"]
     assert all(torch.equal(r, data.emb[2]) or torch.equal(r, data.emb[5]) for r in rows)
     assert any(torch.equal(r, data.emb[2]) for r in rows) and any(torch.equal(r, data.emb[5]) for r in rows)
-
-
-def test_the_weighted_actor_loss_is_the_mean_of_weight_times_loss_not_a_weight_normalised_one():
-    """Weights 1 and 3 on two samples with losses a and b: (a + 3 b) / 2 (RWR weights are already mean 1)."""
-    data = Transitions.from_episodes(episodes(1, t=2))
-    trainer = HeadTrainer(data, HeadConfig(hidden=(8,)))
-    trainer.actor.eval()
-    batch = {k: v[:2] for k, v in trainer.t.items()}
-    with torch.no_grad():
-        a, b = trainer.actor.per_sample_loss(batch["emb"], batch["proprio"], batch["actions"]).tolist()
-        loss = trainer.actor_loss(batch, torch.tensor([1.0, 3.0])).item()
-    assert loss == pytest.approx((a + 3 * b) / 2, rel=1e-6)
 
 
 def _npz(path, **arrays):

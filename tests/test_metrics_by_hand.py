@@ -29,9 +29,9 @@ class FirstPixelEncoder(torch.nn.Module):
 
 
 def record(task: str, succeeded: bool, *, final: float = 0.0, voc_other: float = 0.5, emb: np.ndarray | None = None,
-           state: np.ndarray | None = None) -> Record:
+           state: np.ndarray | None = None, curve: list[float] | None = None) -> Record:
     return Record(task=task, succeeded=succeeded, voc_last=1.0, bump_last=0.0, voc_other=voc_other, bump_other=0.0,
-                  final=final, summed=0.0, near_value=None, curve=None,
+                  final=final, summed=0.0, near_value=None, curve=None if curve is None else np.array(curve),
                   emb=np.zeros((1, 1)) if emb is None else emb, state=state)
 
 

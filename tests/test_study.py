@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_metrics_by_hand import record
 from test_training import metrics, tiny
 
 import reprl
@@ -208,16 +209,6 @@ def test_the_committed_liv_encoder_loads_by_name_takes_text_goals_and_carries_it
     assert enc(frames).shape == (2, 512)
 
 
-def _ens_record(task: str, ok: bool, voc: float, curve: list[float] | None = None):
-    import numpy as np
-
-    from reprl.scoring import Record
-
-    return Record(task=task, succeeded=ok, voc_last=1.0, bump_last=0.0, voc_other=voc, bump_other=0.0, final=0.0,
-                  summed=0.0, near_value=None, curve=None if curve is None else np.array(curve), emb=np.zeros((1, 1)),
-                  state=None)
-
-
 def test_ensemble_gain_pairs_successful_videos_within_tasks_and_scales_are_population_stds():
     """Ensemble VOCs 0.9 (a), -0.5 (a, failed), 0.4 (b) against the best member's 0.7, 0.5, 0.6: the failed video
     is left out, gains 0.2 and -0.2, mean 0; with one video per task every resample within tasks is the same pair,
@@ -228,15 +219,14 @@ def test_ensemble_gain_pairs_successful_videos_within_tasks_and_scales_are_popul
     from reprl.errors import ReprlError
 
     tool = _ensemble_tool()
-    ensemble = [_ens_record("a", True, 0.9), _ens_record("a", False, -0.5), _ens_record("b", True, 0.4)]
-    best = [_ens_record("a", True, 0.7), _ens_record("a", False, 0.5), _ens_record("b", True, 0.6)]
+    ensemble = [record("a", True, voc_other=0.9), record("a", False, voc_other=-0.5), record("b", True, voc_other=0.4)]
+    best = [record("a", True, voc_other=0.7), record("a", False, voc_other=0.5), record("b", True, voc_other=0.6)]
     gain = tool.paired_voc_gain(ensemble, best, n_boot=50)
     assert [gain[k] for k in ("mean", "lo", "hi")] == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
-    scale = tool.value_scale([_ens_record("a", True, 1.0, [0.0, 2.0]), _ens_record("a", True, 1.0, [1.0]),
-                              _ens_record("a", True, 1.0)])
+    scale = tool.value_scale([record("a", True, curve=[0.0, 2.0]), record("a", True, curve=[1.0]), record("a", True)])
     assert scale == pytest.approx(math.sqrt(2 / 3))
     with pytest.raises(ReprlError, match="do not vary"):
-        tool.value_scale([_ens_record("a", True, 1.0, [3.0, 3.0]), _ens_record("a", True, 1.0, [3.0])])
+        tool.value_scale([record("a", True, curve=[3.0, 3.0]), record("a", True, curve=[3.0])])
 
 
 def test_ensemble_gain_is_measured_against_the_member_with_the_higher_voc(tmp_path, monkeypatch, capsys):
